@@ -1,0 +1,69 @@
+"""Prometheus metrics of the runtime. vLLM's own engine metrics land in the same registry.
+
+Success rate is `sum(rate(vif_requests_total{status=~"2.."}[5m])) / sum(rate(vif_requests_total[5m]))`.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class RuntimeMetrics:
+    """The runtime's counters and histograms, all labelled with the served model and the protocol."""
+
+    def __init__(self, model: str, registry: CollectorRegistry = REGISTRY) -> None:
+        self.model = model
+        self.registry = registry
+        labels = ("model", "protocol")
+        self.requests = Counter(
+            "vif_requests",
+            "Requests by model, protocol and HTTP status.",
+            (*labels, "status"),
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "vif_request_duration_seconds",
+            "Time from request to the last byte of the response.",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.ttft = Histogram(
+            "vif_time_to_first_token_seconds",
+            "Time from the engine request to its first generated token.",
+            labels,
+            buckets=TTFT_BUCKETS,
+            registry=registry,
+        )
+        self.prompt_tokens = Counter("vif_prompt_tokens", "Prompt tokens processed.", labels, registry=registry)
+        self.completion_tokens = Counter(
+            "vif_completion_tokens", "Completion tokens generated.", labels, registry=registry
+        )
+        self.errors = Counter(
+            "vif_errors", "Error responses by OpenAI error type.", (*labels, "type"), registry=registry
+        )
+        self.in_flight = Gauge("vif_requests_in_flight", "Requests being served now.", labels, registry=registry)
+
+    def request_started(self, protocol: str) -> None:
+        self.in_flight.labels(self.model, protocol).inc()
+
+    def request_finished(self, protocol: str, status: int, seconds: float) -> None:
+        self.in_flight.labels(self.model, protocol).dec()
+        self.requests.labels(self.model, protocol, str(status)).inc()
+        self.latency.labels(self.model, protocol).observe(seconds)
+
+    def observe_first_token(self, protocol: str, seconds: float) -> None:
+        self.ttft.labels(self.model, protocol).observe(seconds)
+
+    def count_tokens(self, protocol: str, prompt: int, completion: int) -> None:
+        self.prompt_tokens.labels(self.model, protocol).inc(prompt)
+        self.completion_tokens.labels(self.model, protocol).inc(completion)
+
+    def count_error(self, protocol: str, error_type: str) -> None:
+        self.errors.labels(self.model, protocol, error_type).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,145 @@
+"""`vif-runtime`: `serve` a model from `model_config.json` (or the default model), or `prepare-model`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from vif.runtime.engine.types import EngineClient
+
+log = logging.getLogger("vif.runtime")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    top = argparse.ArgumentParser(prog="vif-runtime", description=__doc__)
+    top.add_argument("command", choices=["serve", "prepare-model"])
+    ns, _ = top.parse_known_args(argv[:1] or ["--help"])
+    if ns.command == "prepare-model":
+        return prepare_model(argv[1:])
+    return serve(argv[1:])
+
+
+def prepare_model(argv: list[str]) -> int:
+    from vif.runtime.model_prep import ModelPrepError, default_model_path, prepare_default_model
+
+    parser = argparse.ArgumentParser(prog="vif-runtime prepare-model", description="Fetch and convert SmolLM2.")
+    parser.add_argument("--target", type=Path, default=None, help=f"default: {default_model_path()}")
+    args = parser.parse_args(argv)
+    try:
+        prepared = prepare_default_model(args.target)
+    except ModelPrepError as exc:
+        print(f"vif-runtime prepare-model: {exc}", file=sys.stderr)
+        return 1
+    print(f"{'prepared' if prepared.built else 'already prepared'}: {prepared.path}")
+    return 0
+
+
+def own_parser() -> argparse.ArgumentParser:
+    """vif's own flags. Parsed first; everything else goes to vLLM's engine-argument parser."""
+    parser = argparse.ArgumentParser(prog="vif-runtime serve", description="Serve one model over HTTP.", add_help=False)
+    parser.add_argument("-h", "--help", action="store_true")
+    parser.add_argument("--model-name", default=os.environ.get("MODEL_NAME"), help="model to serve ($MODEL_NAME)")
+    parser.add_argument("--config", type=Path, default=os.environ.get("VIF_CONFIG"), help="model_config.json")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("SERVICE_PORT", "8000")), help="$SERVICE_PORT")
+    parser.add_argument("--api-key", action="append", default=[], help="an accepted key; repeat for several")
+    parser.add_argument("--api-keys-file", type=Path, default=os.environ.get("VIF_API_KEYS_FILE"), help="a key a line")
+    parser.add_argument("--limit-concurrency", type=int, default=None, help="past N requests in flight answer 429")
+    parser.add_argument("--max-body-bytes", type=int, default=4 << 20)
+    parser.add_argument("--allowed-root", action="append", default=[], help="extra folder config paths may use")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", choices=["text", "json"], default="text")
+    parser.add_argument("--log-file", type=Path, default=None, help="rotating log file instead of the console")
+    return parser
+
+
+def engine_parser() -> argparse.ArgumentParser:
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    from vif.runtime.engine.args import add_engine_args
+
+    parser = FlexibleArgumentParser(prog="vif-runtime serve", usage="vLLM engine arguments", add_help=False)
+    add_engine_args(parser)
+    return parser
+
+
+def serve(argv: list[str]) -> int:
+    import uvicorn
+
+    from vif.runtime.app.logs import configure_logging
+    from vif.runtime.config import ConfigError
+
+    ours = own_parser()
+    args, rest = ours.parse_known_args(argv)
+    engine = engine_parser()
+    if args.help:
+        print(ours.format_help() + "\n" + engine.format_help())
+        return 0
+    engine_ns = engine.parse_args(rest)
+    configure_logging(args.log_level, args.log_format, args.log_file)
+    servers: list[uvicorn.Server] = []
+
+    def stop_on_engine_failure() -> None:
+        """The model cannot load: exit non-zero rather than linger unready."""
+        servers[0].should_exit = True
+        servers[0].engine_failed = True  # type: ignore[attr-defined]
+
+    try:
+        app = _build(args, engine_ns, vars(engine.parse_args([])), stop_on_engine_failure)
+    except (ConfigError, LookupError, OSError) as exc:
+        print(f"vif-runtime serve: {exc}", file=sys.stderr)
+        return 2
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None, access_log=False))
+    servers.append(server)
+    server.run()
+    return 1 if getattr(server, "engine_failed", False) else 0
+
+
+def _build(
+    args: argparse.Namespace, engine_ns: argparse.Namespace, defaults: dict, on_engine_failure: Callable[[], None]
+) -> Starlette:
+    from vif.runtime.app.factory import ServerSettings, create_app
+    from vif.runtime.app.metrics import RuntimeMetrics
+    from vif.runtime.config import default_model, load_model
+    from vif.runtime.engine.args import build_engine_args
+    from vif.runtime.serving.base import ServedModel
+    from vif.runtime.serving.registry import UnknownServingClass, serving_classes
+
+    if args.config is not None:
+        model = load_model(args.config, args.model_name or "", args.allowed_root)
+    else:
+        model = default_model()
+        if args.model_name and args.model_name != model.name:
+            raise LookupError(f"no --config given, and '{args.model_name}' is not the default model '{model.name}'")
+    engine_args = build_engine_args(model, engine_ns, defaults)
+    try:
+        classes = serving_classes(model.entry.class_name, model.entry.allowed_classes)
+    except UnknownServingClass as exc:
+        raise LookupError(f"{model.source}: {model.name}.class_name: {exc}") from None
+    served = ServedModel(model.name, model.chat_template, model.entry.response_role)
+    settings = ServerSettings(_api_keys(args), args.limit_concurrency, args.max_body_bytes)
+
+    def load_engine() -> EngineClient:
+        from vif.runtime.engine.vllm_client import VLLMEngineClient
+
+        return VLLMEngineClient.from_engine_args(engine_args)
+
+    log.info("serving %s from %s (%s)", model.name, model.model_path, model.source)
+    return create_app(served, load_engine, classes, RuntimeMetrics(model.name), settings, on_engine_failure)
+
+
+def _api_keys(args: argparse.Namespace) -> tuple[str, ...]:
+    keys = list(args.api_key)
+    keys += [k.strip() for k in os.environ.get("VIF_API_KEYS", "").split(",") if k.strip()]
+    if args.api_keys_file is not None:
+        keys += [line.strip() for line in args.api_keys_file.read_text().splitlines() if line.strip()]
+    return tuple(keys)

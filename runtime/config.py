@@ -1,0 +1,114 @@
+"""`model_config.json`: per model name, the serving class, model path, context length, chat template and role.
+
+```json
+{"smollm2-135m-instruct": {"class_name": "OpenAIServingChat", "model_path": "../models/SmolLM2-135M-Instruct",
+  "max_model_len": 2048, "chat_template": null, "response_role": "assistant",
+  "engine_args": {"dtype": "float32"}, "allowed_classes": []}}
+```
+Relative paths are relative to the file. Every path must resolve (symlinks followed) inside an allowed root,
+so a config cannot point the server at arbitrary files. Any problem is one `ConfigError` line naming the file
+and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from vif.runtime.model_prep import DEFAULT_MODEL_NAME, default_model_path, models_dir
+
+DEFAULT_ENGINE_ARGS: dict[str, Any] = {
+    # vLLM's bfloat16 CPU path gives wrong tokens for SmolLM2 on AMX machines; float32 answers correctly.
+    "dtype": "float32",
+    "enforce_eager": True,
+}
+
+
+class ConfigError(ValueError):
+    """A bad config file: the message is one line naming the file and the field."""
+
+
+class ModelEntry(BaseModel):
+    """One model of `model_config.json`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    class_name: str = Field("OpenAIServingChat", min_length=1)
+    model_path: str = Field(min_length=1)
+    max_model_len: int | None = Field(None, ge=16)
+    chat_template: str | None = None
+    response_role: str = Field("assistant", min_length=1)
+    engine_args: dict[str, Any] = Field(default_factory=dict)
+    allowed_classes: list[str] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A config entry with its paths checked and the chat template read."""
+
+    name: str
+    entry: ModelEntry
+    model_path: Path
+    chat_template: str | None
+    source: str
+
+
+def allowed_roots(config_file: Path | None, extra: Sequence[str] = ()) -> list[Path]:
+    """The config's folder, the models folder, `/models`, `$VIF_ALLOWED_ROOTS` (os.pathsep-separated) and `extra`."""
+    roots = [models_dir(), Path("/models")]
+    if config_file is not None:
+        roots.append(config_file.resolve().parent)
+    roots += [Path(p) for p in os.environ.get("VIF_ALLOWED_ROOTS", "").split(os.pathsep) if p]
+    roots += [Path(p) for p in extra]
+    return [r.resolve() for r in roots]
+
+
+def default_model() -> ResolvedModel:
+    """The built-in default: SmolLM2-135M-Instruct as prepared by `vif-runtime prepare-model`."""
+    entry = ModelEntry(model_path=str(default_model_path()), max_model_len=2048, engine_args=DEFAULT_ENGINE_ARGS)
+    return ResolvedModel(DEFAULT_MODEL_NAME, entry, default_model_path(), None, "built-in default")
+
+
+def load_model(config_file: Path, model_name: str, extra_roots: Sequence[str] = ()) -> ResolvedModel:
+    """Read `config_file`, pick `model_name` and check its fields and paths."""
+    where = str(config_file)
+    try:
+        raw = json.loads(config_file.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: file not found") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{where}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a JSON object mapping model names to their settings")
+    if model_name not in raw:
+        known = ", ".join(sorted(raw)) or "none"
+        raise ConfigError(f"{where}: model name '{model_name}' is not in the file (models: {known})")
+    try:
+        entry = ModelEntry.model_validate(raw[model_name])
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{where}: {model_name}.{field}: {first['msg']}") from None
+    roots = allowed_roots(config_file, extra_roots)
+    base = config_file.resolve().parent
+    model_path = _checked_path(entry.model_path, base, roots, f"{where}: {model_name}.model_path")
+    template = None
+    if entry.chat_template is not None:
+        path = _checked_path(entry.chat_template, base, roots, f"{where}: {model_name}.chat_template")
+        template = path.read_text()
+    return ResolvedModel(model_name, entry, model_path, template, where)
+
+
+def _checked_path(value: str, base: Path, roots: Sequence[Path], field: str) -> Path:
+    path = (base / value).resolve()
+    if not any(path.is_relative_to(root) for root in roots):
+        raise ConfigError(f"{field}: '{value}' is outside the allowed roots ({', '.join(map(str, roots))})")
+    if not path.exists():
+        raise ConfigError(f"{field}: '{value}' does not exist")
+    return path

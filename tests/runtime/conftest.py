@@ -1,0 +1,54 @@
+"""Fixtures for fast tests: the real app around a fake engine, driven in process through httpx."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+from helpers.fake_engine import FakeEngine
+from prometheus_client import CollectorRegistry
+
+from vif.runtime.app.factory import ServerSettings, create_app
+from vif.runtime.app.metrics import RuntimeMetrics
+from vif.runtime.serving.base import BaseServingEngine, ServedModel
+from vif.runtime.serving.registry import serving_classes
+
+MODEL = "smollm2-135m-instruct"
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    return FakeEngine()
+
+
+@pytest.fixture
+def metrics() -> RuntimeMetrics:
+    return RuntimeMetrics(MODEL, CollectorRegistry())
+
+
+@pytest.fixture
+async def make_client(engine: FakeEngine, metrics: RuntimeMetrics) -> AsyncIterator[Callable[..., object]]:
+    """Returns an async factory: `client = await make_client(settings=..., classes=...)`, app started and ready."""
+    stack: list[tuple[object, httpx.AsyncClient]] = []
+
+    async def factory(
+        settings: ServerSettings | None = None, classes: dict[str, type[BaseServingEngine]] | None = None
+    ) -> httpx.AsyncClient:
+        classes = classes or serving_classes("OpenAIServingChat")
+        app = create_app(ServedModel(MODEL), lambda: engine, classes, metrics, settings or ServerSettings())
+        lifespan = app.router.lifespan_context(app)
+        await lifespan.__aenter__()
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vif")
+        for _ in range(200):  # the engine loads in a background task
+            if (await client.get("/ready")).status_code == 200:
+                break
+            await asyncio.sleep(0.01)
+        stack.append((lifespan, client))
+        return client
+
+    yield factory
+    for lifespan, client in stack:
+        await client.aclose()
+        await lifespan.__aexit__(None, None, None)  # type: ignore[attr-defined]

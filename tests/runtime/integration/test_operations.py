@@ -1,0 +1,60 @@
+"""Probes, metrics (ours and vLLM's), API keys, logs and abort-on-disconnect, on the real engine."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import httpx
+
+from .conftest import Server
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_probes_and_openapi_are_open(server: Server) -> None:
+    for path in ("/health", "/ready", "/metrics"):
+        assert httpx.get(server.base_url + path).status_code == 200
+    assert httpx.get(server.base_url + "/v1/models").status_code == 401
+
+
+def test_metrics_hold_vif_and_vllm_series(http: httpx.Client) -> None:
+    http.post("/generate", json={"prompt": "Hi", "max_tokens": 3})
+    text = http.get("/metrics").text
+    assert metric(text, "vif_requests_total", protocol="generate", status="200") >= 1
+    assert metric(text, "vif_completion_tokens_total", protocol="generate") >= 1
+    assert metric(text, "vif_time_to_first_token_seconds_count", protocol="generate") >= 1
+    assert re.search(r"^vllm:prompt_tokens_total\{", text, re.M), "vLLM's engine metrics are missing"
+
+
+def test_client_disconnect_aborts_the_engine_request(server: Server, http: httpx.Client) -> None:
+    """1500 tokens would take the engine over a minute; leaving after the first chunk must stop it at once."""
+    request = {"prompt": "Count to a thousand:", "max_tokens": 1500, "ignore_eos": True, "stream": True}
+    headers = {"X-Request-Id": "abort-me-1"}
+    with server.client() as client, client.stream("POST", "/v1/completions", json=request, headers=headers) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                break  # leave after the first chunk: the connection closes
+    deadline = time.monotonic() + 30
+    running = 1.0
+    while time.monotonic() < deadline and running:
+        time.sleep(0.5)
+        running = metric(http.get("/metrics").text, "vllm:num_requests_running")
+    assert running == 0
+    log = [json.loads(line) for line in server.log_file.read_text().splitlines()]
+    assert any(line["message"] == "aborted engine request cmpl-abort-me-1-0" for line in log)
+    assert http.post("/generate", json={"prompt": "Still there?", "max_tokens": 3}).status_code == 200
+
+
+def test_logs_are_json_lines_with_the_request_id(server: Server, http: httpx.Client) -> None:
+    http.post("/generate", json={"prompt": "Hi", "max_tokens": 2}, headers={"X-Request-Id": "trace-me-123"})
+    lines = [json.loads(line) for line in server.log_file.read_text().splitlines()]
+    mine = [line for line in lines if line["request_id"] == "trace-me-123"]
+    assert any("POST /generate 200" in line["message"] for line in mine)
