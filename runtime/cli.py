@@ -133,7 +133,7 @@ def _build(
 
         return VLLMEngineClient.from_engine_args(engine_args)
 
-    log.info("serving %s from %s (%s)", model.name, model.model_path, model.source)
+    log.info("serving %s from %s (%s)", model.name, model.model, model.source)
     return create_app(served, load_engine, classes, RuntimeMetrics(model.name), settings, on_engine_failure)
 
 

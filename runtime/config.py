@@ -1,5 +1,7 @@
 """`model_config.json`: per model name, the serving class, model path, context length, chat template and role.
 
+Weights come from `model_path` (a directory) or `model_id` (a Hugging Face id that vLLM downloads).
+
 ```json
 {"smollm2-135m-instruct": {"class_name": "OpenAIServingChat", "model_path": "../models/SmolLM2-135M-Instruct",
   "max_model_len": 2048, "chat_template": null, "response_role": "assistant",
@@ -40,7 +42,10 @@ class ModelEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     class_name: str = Field("OpenAIServingChat", min_length=1)
-    model_path: str = Field(min_length=1)
+    model_path: str | None = Field(None, min_length=1, description="A model directory on disk.")
+    model_id: str | None = Field(
+        None, pattern=r"^[\w.-]+/[\w.-]+$", description="Instead of model_path: a Hugging Face id vLLM downloads."
+    )
     max_model_len: int | None = Field(None, ge=16)
     chat_template: str | None = None
     response_role: str = Field("assistant", min_length=1)
@@ -54,7 +59,7 @@ class ResolvedModel:
 
     name: str
     entry: ModelEntry
-    model_path: Path
+    model: str
     chat_template: str | None
     source: str
 
@@ -72,7 +77,7 @@ def allowed_roots(config_file: Path | None, extra: Sequence[str] = ()) -> list[P
 def default_model() -> ResolvedModel:
     """The built-in default: SmolLM2-135M-Instruct as prepared by `vif-runtime prepare-model`."""
     entry = ModelEntry(model_path=str(default_model_path()), max_model_len=2048, engine_args=DEFAULT_ENGINE_ARGS)
-    return ResolvedModel(DEFAULT_MODEL_NAME, entry, default_model_path(), None, "built-in default")
+    return ResolvedModel(DEFAULT_MODEL_NAME, entry, str(default_model_path()), None, "built-in default")
 
 
 def load_model(config_file: Path, model_name: str, extra_roots: Sequence[str] = ()) -> ResolvedModel:
@@ -97,12 +102,16 @@ def load_model(config_file: Path, model_name: str, extra_roots: Sequence[str] = 
         raise ConfigError(f"{where}: {model_name}.{field}: {first['msg']}") from None
     roots = allowed_roots(config_file, extra_roots)
     base = config_file.resolve().parent
-    model_path = _checked_path(entry.model_path, base, roots, f"{where}: {model_name}.model_path")
+    if (entry.model_path is None) == (entry.model_id is None):
+        raise ConfigError(f"{where}: {model_name}.model_path: set exactly one of model_path and model_id")
+    model = entry.model_id or str(
+        _checked_path(entry.model_path or "", base, roots, f"{where}: {model_name}.model_path")
+    )
     template = None
     if entry.chat_template is not None:
         path = _checked_path(entry.chat_template, base, roots, f"{where}: {model_name}.chat_template")
         template = path.read_text()
-    return ResolvedModel(model_name, entry, model_path, template, where)
+    return ResolvedModel(model_name, entry, str(model), template, where)
 
 
 def _checked_path(value: str, base: Path, roots: Sequence[Path], field: str) -> Path:

@@ -25,7 +25,7 @@ def build_engine_args(model: ResolvedModel, args: argparse.Namespace, defaults: 
     if unknown:
         raise ConfigError(f"{model.source}: {model.name}.engine_args.{unknown[0]}: not a vLLM engine argument")
     kwargs: dict[str, Any] = {
-        "model": str(model.model_path),
+        "model": model.model,
         "served_model_name": [model.name],
         "disable_log_stats": False,  # vLLM's metrics feed /metrics
     }

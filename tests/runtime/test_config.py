@@ -22,7 +22,7 @@ def write(tmp_path: Path, content: object) -> Path:
 def test_shipped_example_resolves_the_default_model(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIF_MODELS_DIR", str(REPO / "models"))
     model = load_model(REPO / "runtime/conf/model_config.json", "smollm2-135m-instruct")
-    assert model.model_path == REPO / "models/SmolLM2-135M-Instruct"
+    assert model.model == str(REPO / "models/SmolLM2-135M-Instruct")
     assert model.entry.class_name == "OpenAIServingChat"
     assert model.entry.max_model_len == 2048
     assert model.entry.engine_args["dtype"] == "float32"
@@ -44,7 +44,7 @@ def test_full_entry_with_chat_template(tmp_path: Path) -> None:
     )
     model = load_model(config, "m")
     assert (model.chat_template, model.entry.response_role) == ("{{ messages }}", "bot")
-    assert model.model_path == (tmp_path / "model").resolve()
+    assert model.model == str((tmp_path / "model").resolve())
 
 
 @pytest.mark.parametrize(
@@ -59,7 +59,9 @@ def test_full_entry_with_chat_template(tmp_path: Path) -> None:
             "m",
             "m.max_model_len: Input should be greater than or equal to 16",
         ),
-        ({"m": {}}, "m", "m.model_path: Field required"),
+        ({"m": {}}, "m", "m.model_path: set exactly one of model_path and model_id"),
+        ({"m": {"model_path": "model", "model_id": "org/name"}}, "m", "set exactly one of model_path and model_id"),
+        ({"m": {"model_id": "not an id"}}, "m", "m.model_id: String should match pattern"),
         ({"m": {"model_path": "/etc"}}, "m", "m.model_path: '/etc' is outside the allowed roots"),
         ({"m": {"model_path": "../../../etc/passwd"}}, "m", "is outside the allowed roots"),
         ({"m": {"model_path": "missing"}}, "m", "m.model_path: 'missing' does not exist"),
@@ -92,7 +94,12 @@ def test_extra_roots_allow_more(tmp_path: Path) -> None:
     config = write(config_dir, {"m": {"model_path": str(outside / "weights")}})
     with pytest.raises(ConfigError):
         load_model(config, "m")
-    assert load_model(config, "m", [str(outside)]).model_path == outside / "weights"
+    assert load_model(config, "m", [str(outside)]).model == str(outside / "weights")
+
+
+def test_hugging_face_id_needs_no_path(tmp_path: Path) -> None:
+    model = load_model(write(tmp_path, {"m": {"model_id": "HuggingFaceTB/SmolLM2-135M-Instruct"}}), "m")
+    assert model.model == "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -104,5 +111,5 @@ def test_default_model_without_config(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.setenv("VIF_MODELS_DIR", str(tmp_path))
     model = default_model()
     assert model.name == "smollm2-135m-instruct"
-    assert model.model_path == tmp_path / "SmolLM2-135M-Instruct"
+    assert model.model == str(tmp_path / "SmolLM2-135M-Instruct")
     assert model.entry.engine_args == {"dtype": "float32", "enforce_eager": True}

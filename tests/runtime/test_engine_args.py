@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from vif.runtime.cli import engine_parser
@@ -12,7 +10,7 @@ from vif.runtime.engine.args import build_engine_args
 
 
 def resolved(**entry: object) -> ResolvedModel:
-    return ResolvedModel("m", ModelEntry(model_path="/models/m", **entry), Path("/models/m"), None, "conf.json")
+    return ResolvedModel("m", ModelEntry(model_path="/models/m", **entry), "/models/m", None, "conf.json")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,1 @@
+"""vif.operator: reconciles InferenceModel objects into a served, scaled, monitored model."""

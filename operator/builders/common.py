@@ -1,0 +1,69 @@
+"""Names, labels and settings shared by the builders."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from vif.operator.spec import InferenceModelSpec
+
+RUNTIME_PORT = 8000
+CONFIG_DIR = "/etc/vif"
+CONFIG_FILE = f"{CONFIG_DIR}/model_config.json"
+TEMPLATE_DIR = f"{CONFIG_DIR}/chat-template"
+PVC_MOUNT = "/models/pvc"
+HF_CACHE = "/models/hf-cache"
+MANAGED_BY = "vif-operator"
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """What the operator brings to every model: the default runtime image."""
+
+    runtime_image: str = "vif-runtime:0.1.0"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """The InferenceModel being reconciled: its identity and parsed spec."""
+
+    name: str
+    namespace: str
+    uid: str
+    spec: InferenceModelSpec
+
+    @property
+    def served_name(self) -> str:
+        return self.spec.served_name or self.name
+
+    def selector(self) -> dict[str, str]:
+        return {"app.kubernetes.io/name": "vif-runtime", "app.kubernetes.io/instance": self.name}
+
+    def labels(self) -> dict[str, str]:
+        return {**self.selector(), "app.kubernetes.io/managed-by": MANAGED_BY, "inference.vif.dev/model": self.name}
+
+    def metadata(self, name: str | None = None) -> dict[str, Any]:
+        """Metadata for a child: labels and the owner reference that makes deleting the model delete it."""
+        owner = {
+            "apiVersion": "inference.vif.dev/v1alpha1",
+            "kind": "InferenceModel",
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+        return {
+            "name": name or self.name,
+            "namespace": self.namespace,
+            "labels": self.labels(),
+            "ownerReferences": [owner],
+        }
+
+    def endpoint(self) -> str:
+        return f"http://{self.name}.{self.namespace}.svc.cluster.local:{self.spec.service.port}/v1"
+
+
+def content_hash(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

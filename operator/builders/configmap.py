@@ -1,0 +1,58 @@
+"""The runtime's `model_config.json`, rendered from the spec into a ConfigMap the pods mount."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from vif.operator.builders.common import PVC_MOUNT, TEMPLATE_DIR, ModelRef
+
+
+def model_source(ref: ModelRef) -> dict[str, str]:
+    """`model_path` for weights on disk (image or PVC), `model_id` for a Hugging Face id vLLM downloads."""
+    source = ref.spec.model
+    if source.path is not None:
+        return {"model_path": source.path}
+    if source.pvc is not None:
+        return {"model_path": f"{PVC_MOUNT}/{source.pvc.path}".rstrip("/")}
+    assert source.hugging_face is not None  # the CRD's CEL rule guarantees exactly one source
+    return {"model_id": source.hugging_face.id}
+
+
+def engine_args(ref: ModelRef) -> dict[str, Any]:
+    engine = ref.spec.engine
+    args: dict[str, Any] = {"tensor_parallel_size": engine.tensor_parallel_size}
+    if engine.dtype != "auto":
+        args["dtype"] = engine.dtype
+    if engine.gpu_memory_utilization is not None:
+        args["gpu_memory_utilization"] = engine.gpu_memory_utilization
+    if ref.spec.model.hugging_face is not None and ref.spec.model.hugging_face.revision:
+        args["revision"] = ref.spec.model.hugging_face.revision
+    if ref.spec.resources.gpu == 0:
+        args["enforce_eager"] = True  # CPU: skip graph compilation, which only slows start-up there
+    return args
+
+
+def model_config(ref: ModelRef) -> dict[str, Any]:
+    serving = ref.spec.serving
+    entry: dict[str, Any] = {
+        "class_name": serving.class_name,
+        **model_source(ref),
+        "response_role": serving.response_role,
+        "engine_args": engine_args(ref),
+    }
+    if ref.spec.engine.max_model_len is not None:
+        entry["max_model_len"] = ref.spec.engine.max_model_len
+    if serving.chat_template is not None:
+        entry["chat_template"] = f"{TEMPLATE_DIR}/{serving.chat_template.key}"
+    return {ref.served_name: entry}
+
+
+def build_configmap(ref: ModelRef) -> dict[str, Any]:
+    body = json.dumps(model_config(ref), indent=2, sort_keys=True) + "\n"
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": ref.metadata(f"{ref.name}-config"),
+        "data": {"model_config.json": body},
+    }

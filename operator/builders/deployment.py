@@ -1,0 +1,121 @@
+"""The Deployment running `vif-runtime serve` on the rendered config."""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Any
+
+from vif.operator.builders.common import (
+    CONFIG_DIR,
+    CONFIG_FILE,
+    HF_CACHE,
+    PVC_MOUNT,
+    RUNTIME_PORT,
+    TEMPLATE_DIR,
+    ModelRef,
+    OperatorSettings,
+    content_hash,
+)
+
+CONFIG_HASH = "inference.vif.dev/config-hash"
+
+
+def runtime_args(ref: ModelRef) -> list[str]:
+    args = ["--config", CONFIG_FILE, "--model-name", ref.served_name, "--host", "0.0.0.0", "--port", str(RUNTIME_PORT)]
+    if ref.spec.model.path is not None:
+        args += ["--allowed-root", posixpath.dirname(ref.spec.model.path.rstrip("/")) or "/"]
+    if ref.spec.model.pvc is not None:
+        args += ["--allowed-root", PVC_MOUNT]
+    return args + list(ref.spec.engine.extra_args)
+
+
+def runtime_env(ref: ModelRef) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = []
+    if ref.spec.resources.gpu == 0:
+        env.append({"name": "VLLM_CPU_KVCACHE_SPACE", "value": "1"})  # else vLLM reserves most of the node
+    source = ref.spec.model.hugging_face
+    if source is not None:
+        env.append({"name": "HF_HOME", "value": HF_CACHE})
+        if source.token_secret is not None:
+            secret = {"name": source.token_secret.name, "key": source.token_secret.key}
+            env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": secret}})
+    if ref.spec.api_key_secret is not None:
+        secret = {"name": ref.spec.api_key_secret.name, "key": ref.spec.api_key_secret.key}
+        env.append({"name": "VIF_API_KEYS", "valueFrom": {"secretKeyRef": secret}})
+    user = {e.name for e in ref.spec.env}
+    return [e for e in env if e["name"] not in user] + [{"name": e.name, "value": e.value} for e in ref.spec.env]
+
+
+def resources(ref: ModelRef) -> dict[str, Any]:
+    wanted: dict[str, str] = {}
+    if ref.spec.resources.cpu:
+        wanted["cpu"] = ref.spec.resources.cpu
+    if ref.spec.resources.memory:
+        wanted["memory"] = ref.spec.resources.memory
+    limits = dict(wanted)
+    if ref.spec.resources.gpu:
+        limits["nvidia.com/gpu"] = str(ref.spec.resources.gpu)
+    return {k: v for k, v in (("requests", wanted), ("limits", limits)) if v}
+
+
+def volumes(ref: ModelRef) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Volumes and their mounts: config, shared memory, and the model's own storage."""
+    vols: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": f"{ref.name}-config"}},
+        {"name": "dshm", "emptyDir": {"medium": "Memory"}},  # torch workers share tensors through /dev/shm
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        {"name": "dshm", "mountPath": "/dev/shm"},
+    ]
+    template = ref.spec.serving.chat_template
+    if template is not None:
+        vols.append({"name": "chat-template", "configMap": {"name": template.name}})
+        mounts.append({"name": "chat-template", "mountPath": TEMPLATE_DIR, "readOnly": True})
+    if ref.spec.model.pvc is not None:
+        vols.append(
+            {"name": "model", "persistentVolumeClaim": {"claimName": ref.spec.model.pvc.claim_name, "readOnly": True}}
+        )
+        mounts.append({"name": "model", "mountPath": PVC_MOUNT, "readOnly": True})
+    if ref.spec.model.hugging_face is not None:
+        vols.append({"name": "hf-cache", "emptyDir": {}})
+        mounts.append({"name": "hf-cache", "mountPath": HF_CACHE})
+    return vols, mounts
+
+
+def probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period, "failureThreshold": failures}
+
+
+def build_deployment(ref: ModelRef, settings: OperatorSettings, configmap: dict[str, Any]) -> dict[str, Any]:
+    """`configmap` is the built ConfigMap: its hash on the pod template rolls the pods when it changes."""
+    vols, mounts = volumes(ref)
+    container = {
+        "name": "runtime",
+        "image": ref.spec.image or settings.runtime_image,
+        "command": ["vif-runtime", "serve"],
+        "args": runtime_args(ref),
+        "env": runtime_env(ref),
+        "ports": [{"name": "http", "containerPort": RUNTIME_PORT, "protocol": "TCP"}],
+        "resources": resources(ref),
+        "volumeMounts": mounts,
+        "livenessProbe": probe("/health", 10, 6),
+        "readinessProbe": probe("/ready", 5, 3),
+        # Loading a model can take minutes; liveness waits until the process has answered once.
+        "startupProbe": probe("/health", 5, 120),
+    }
+    pod_spec: dict[str, Any] = {"containers": [container], "volumes": vols}
+    if ref.spec.node_selector:
+        pod_spec["nodeSelector"] = dict(ref.spec.node_selector)
+    if ref.spec.tolerations:
+        pod_spec["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in ref.spec.tolerations]
+    if ref.spec.affinity:
+        pod_spec["affinity"] = ref.spec.affinity
+    template_meta = {"labels": ref.labels(), "annotations": {CONFIG_HASH: content_hash(configmap["data"])}}
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": ref.selector()},
+        "template": {"metadata": template_meta, "spec": pod_spec},
+    }
+    if ref.spec.autoscaling is None:  # with autoscaling the HPA owns the replica count
+        spec["replicas"] = ref.spec.replicas
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": ref.metadata(), "spec": spec}

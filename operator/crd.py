@@ -1,0 +1,127 @@
+"""Generates the InferenceModel CustomResourceDefinition from the spec models in `vif.operator.spec`.
+
+pydantic emits JSON Schema 2020-12; Kubernetes wants a *structural* OpenAPI v3.0 schema: no `$ref`, no
+`anyOf` around a type, boolean `exclusiveMinimum`, free-form objects marked `x-kubernetes-preserve-unknown-fields`.
+`python -m vif.operator.crd > crds/inference.vif.dev_inferencemodels.yaml` (`make crds`) writes the file.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import yaml
+
+from vif.operator.spec import GROUP, KIND, PLURAL, VERSION, InferenceModelSpec, InferenceModelStatus
+
+CRD_FILE = f"{GROUP}_{PLURAL}.yaml"
+_DROPPED = {"title", "$defs"}
+
+
+def openapi_schema(model: type[Any]) -> dict[str, Any]:
+    """The structural schema of a pydantic model (by its wire names)."""
+    schema = model.model_json_schema(by_alias=True, mode="validation")
+    return _structural(schema, schema.get("$defs", {}))
+
+
+def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" in node:
+        target = _structural(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
+        return {**target, **_structural({k: v for k, v in node.items() if k != "$ref"}, defs)}
+    if "anyOf" in node:  # Optional[X] -> X: an absent field is how Kubernetes spells "not set"
+        options = [o for o in node["anyOf"] if o.get("type") != "null"]
+        if len(options) != 1:
+            raise ValueError(f"a CRD field cannot be a union: {node}")
+        rest = {k: v for k, v in node.items() if k != "anyOf"}
+        return _structural({**options[0], **rest}, defs)
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _DROPPED or (key == "default" and value is None):
+            continue
+        if key == "properties":
+            out[key] = {name: _structural(prop, defs) for name, prop in value.items()}
+        elif key == "items":
+            out[key] = _structural(value, defs)
+        elif key == "additionalProperties":
+            if value is True:
+                out["x-kubernetes-preserve-unknown-fields"] = True
+            elif value is not False:  # False is pydantic's extra="forbid"; Kubernetes refuses unknown fields itself
+                out[key] = _structural(value, defs)
+        elif key in {"exclusiveMinimum", "exclusiveMaximum"}:
+            bound = "minimum" if key == "exclusiveMinimum" else "maximum"
+            out[bound], out[key] = value, True
+        else:
+            out[key] = value
+    return out
+
+
+def build_crd() -> dict[str, Any]:
+    status = openapi_schema(InferenceModelStatus)
+    status["x-kubernetes-preserve-unknown-fields"] = True  # kopf keeps its own progress notes there
+    ready = '.status.conditions[?(@.type=="Ready")].status'
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{PLURAL}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": KIND.lower(),
+                "shortNames": ["im"],
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "A model served by the vif runtime, with its Service, HPA and monitoring.",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": openapi_schema(InferenceModelSpec),
+                                "status": status,
+                            },
+                        }
+                    },
+                    "subresources": {
+                        "status": {},
+                        "scale": {
+                            "specReplicasPath": ".spec.replicas",
+                            "statusReplicasPath": ".status.replicas",
+                            "labelSelectorPath": ".status.selector",
+                        },
+                    },
+                    "additionalPrinterColumns": [
+                        {"name": "Model", "type": "string", "jsonPath": ".status.servedName"},
+                        {"name": "Ready", "type": "string", "jsonPath": ready},
+                        {"name": "Replicas", "type": "integer", "jsonPath": ".status.readyReplicas"},
+                        {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint"},
+                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                    ],
+                }
+            ],
+        },
+    }
+
+
+class _NoAliases(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def render_crd() -> str:
+    header = "# Generated from operator/spec.py by `make crds`; do not edit by hand.\n"
+    return header + yaml.dump(build_crd(), Dumper=_NoAliases, sort_keys=False, width=120)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render_crd())

@@ -1,0 +1,168 @@
+"""The `InferenceModel` API (inference.vif.dev/v1alpha1): the one source of the CRD's schema.
+
+`vif.operator.crd` turns these models into the CustomResourceDefinition in `crds/`; a test fails when the
+file and the models differ. Field names are camelCase on the wire, snake_case in Python. Cross-field rules
+are CEL (`x-kubernetes-validations`) so the API server refuses bad objects before the operator sees them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "inference.vif.dev"
+VERSION = "v1alpha1"
+KIND = "InferenceModel"
+PLURAL = "inferencemodels"
+
+Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|[KMGTPE]i?)?$", description="A Kubernetes quantity.")]
+DNSLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+
+
+def cel(rule: str, message: str) -> dict[str, Any]:
+    """A CEL validation rule for the CRD schema of the model it is attached to."""
+    return {"x-kubernetes-validations": [{"rule": rule, "message": message}]}
+
+
+def sub(model: type[BaseModel]) -> Any:
+    """A nested object that defaults to all its own defaults; the CRD gets `default: {}` so the API server fills it."""
+    return Field(default_factory=model, json_schema_extra={"default": {}})
+
+
+class APIModel(BaseModel):
+    """camelCase on the wire; unknown fields refused (the API server prunes them, strict clients get errors)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class SecretKeyRef(APIModel):
+    name: DNSLabel
+    key: str = Field("token", min_length=1)
+
+
+class ConfigMapKeyRef(APIModel):
+    name: DNSLabel
+    key: str = Field(min_length=1)
+
+
+class PVCSource(APIModel):
+    claim_name: DNSLabel
+    path: str = Field("", description="Folder of the model inside the volume.")
+
+
+class HuggingFaceSource(APIModel):
+    id: str = Field(pattern=r"^[\w.-]+/[\w.-]+$", description="A Hugging Face repository id, org/name.")
+    revision: str | None = None
+    token_secret: SecretKeyRef | None = Field(None, description="Secret holding HF_TOKEN for gated models.")
+
+
+class ModelSource(APIModel):
+    """Where the weights are: exactly one of a path in the image, a PVC, or a Hugging Face id."""
+
+    model_config = ConfigDict(json_schema_extra=cel(
+        "[has(self.path), has(self.pvc), has(self.huggingFace)].filter(x, x).size() == 1",
+        "set exactly one of model.path, model.pvc and model.huggingFace",
+    ))  # fmt: skip
+
+    path: str | None = Field(None, pattern=r"^/", description="An absolute path inside the runtime image.")
+    pvc: PVCSource | None = None
+    hugging_face: HuggingFaceSource | None = None
+
+
+class EngineSettings(APIModel):
+    max_model_len: int | None = Field(None, ge=16, description="Context length (prompt + completion).")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    tensor_parallel_size: int = Field(1, ge=1, le=64)
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    extra_args: list[str] = Field(default_factory=list, description="More vLLM engine flags, passed verbatim.")
+
+
+class ServingSettings(APIModel):
+    class_name: str = Field("OpenAIServingChat", min_length=1)
+    chat_template: ConfigMapKeyRef | None = Field(None, description="A Jinja chat template from a ConfigMap.")
+    response_role: str = Field("assistant", min_length=1)
+
+
+class Resources(APIModel):
+    gpu: int = Field(0, ge=0, le=64, description="GPUs per replica, requested as nvidia.com/gpu.")
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
+
+
+class Autoscaling(APIModel):
+    model_config = ConfigDict(json_schema_extra=cel(
+        "self.minReplicas <= self.maxReplicas", "autoscaling.minReplicas must not exceed autoscaling.maxReplicas"
+    ))  # fmt: skip
+
+    min_replicas: int = Field(1, ge=1)
+    max_replicas: int = Field(3, ge=1)
+    metric: Literal["waiting-requests", "cpu"] = Field(
+        "waiting-requests", description="vLLM's waiting requests per pod (needs a metrics adapter), or CPU."
+    )
+    target: int = Field(5, ge=1, description="Waiting requests per pod, or CPU utilisation percent.")
+
+
+class Monitoring(APIModel):
+    service_monitor: Literal["auto", "on", "off"] = Field(
+        "auto", description="auto: create a ServiceMonitor when the Prometheus Operator's CRD is installed."
+    )
+    interval: str = Field("30s", pattern=r"^[0-9]+(ms|s|m|h)$")
+
+
+class ServiceSettings(APIModel):
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    port: int = Field(80, ge=1, le=65535)
+
+
+class EnvVar(APIModel):
+    name: str = Field(min_length=1, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+    value: str = ""
+
+
+class Toleration(APIModel):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class InferenceModelSpec(APIModel):
+    model: ModelSource
+    served_name: DNSLabel | None = Field(None, description="The name clients send as `model`; default: metadata.name.")
+    image: str | None = Field(None, description="The runtime image; default: the operator's setting.")
+    engine: EngineSettings = sub(EngineSettings)
+    serving: ServingSettings = sub(ServingSettings)
+    resources: Resources = sub(Resources)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    affinity: dict[str, Any] | None = Field(None, description="A core/v1 Affinity, passed to the pod as is.")
+    replicas: int = Field(1, ge=0, description="Replicas when autoscaling is off (kubectl scale sets it).")
+    autoscaling: Autoscaling | None = None
+    monitoring: Monitoring = sub(Monitoring)
+    api_key_secret: SecretKeyRef | None = Field(None, description="Secret whose key holds the accepted API keys.")
+    env: list[EnvVar] = Field(default_factory=list)
+    service: ServiceSettings = sub(ServiceSettings)
+
+
+class Condition(APIModel):
+    type: Literal["Ready", "Progressing", "Degraded"]
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    last_transition_time: str | None = None
+    observed_generation: int | None = None
+
+
+class InferenceModelStatus(APIModel):
+    model_config = ConfigDict(extra="allow")  # kopf keeps its own bookkeeping under status
+
+    observed_generation: int | None = None
+    served_name: str | None = Field(None, description="The model name clients send.")
+    replicas: int = 0
+    ready_replicas: int = 0
+    selector: str | None = Field(None, description="The pods' label selector, for the scale subresource.")
+    endpoint: str | None = Field(None, description="In-cluster URL of the OpenAI-compatible API.")
+    conditions: list[Condition] = Field(default_factory=list)

@@ -1,0 +1,165 @@
+"""Pure builders: spec in, manifests out, checked without a cluster."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from vif.operator.builders import ModelRef, OperatorSettings, build_children
+from vif.operator.builders.deployment import CONFIG_HASH
+from vif.operator.spec import InferenceModelSpec
+
+SETTINGS = OperatorSettings(runtime_image="registry.local/vif-runtime:test")
+CPU_MODEL = {"model": {"path": "/models/SmolLM2-135M-Instruct"}, "servedName": "smollm2-135m-instruct"}
+
+
+def children(spec: dict[str, Any], service_monitor_crd: bool = False) -> dict[str, dict[str, Any]]:
+    ref = ModelRef("chat", "team-a", "uid-1", InferenceModelSpec.model_validate(spec))
+    return {c["kind"]: c for c in build_children(ref, SETTINGS, service_monitor_crd)}
+
+
+def container(objs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return objs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_default_cpu_model() -> None:
+    objs = children(CPU_MODEL)
+    assert set(objs) == {"ConfigMap", "Deployment", "Service"}
+    config = json.loads(objs["ConfigMap"]["data"]["model_config.json"])
+    assert config == {
+        "smollm2-135m-instruct": {
+            "class_name": "OpenAIServingChat",
+            "model_path": "/models/SmolLM2-135M-Instruct",
+            "response_role": "assistant",
+            "engine_args": {"tensor_parallel_size": 1, "enforce_eager": True},
+        }
+    }
+    c = container(objs)
+    assert c["image"] == "registry.local/vif-runtime:test"
+    assert c["command"] == ["vif-runtime", "serve"]
+    assert c["args"] == [
+        "--config", "/etc/vif/model_config.json", "--model-name", "smollm2-135m-instruct",
+        "--host", "0.0.0.0", "--port", "8000", "--allowed-root", "/models",
+    ]  # fmt: skip
+    assert c["env"] == [{"name": "VLLM_CPU_KVCACHE_SPACE", "value": "1"}]
+    assert c["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/ready"
+    pod = objs["Deployment"]["spec"]["template"]["spec"]
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory"}} in pod["volumes"]
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in c["volumeMounts"]
+    assert objs["Deployment"]["spec"]["replicas"] == 1
+    assert objs["Service"]["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+
+
+def test_every_child_is_owned_and_labelled() -> None:
+    for obj in children({**CPU_MODEL, "replicas": 2, "autoscaling": {"maxReplicas": 4}}, True).values():
+        (owner,) = obj["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
+            "InferenceModel",
+            "chat",
+            "uid-1",
+            True,
+        )
+        assert obj["metadata"]["namespace"] == "team-a"
+        assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "vif-operator"
+
+
+def test_config_change_rolls_the_pods() -> None:
+    before = children(CPU_MODEL)["Deployment"]["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH]
+    changed = children({**CPU_MODEL, "engine": {"maxModelLen": 1024}})
+    after = changed["Deployment"]["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH]
+    assert before != after
+    assert (
+        json.loads(changed["ConfigMap"]["data"]["model_config.json"])["smollm2-135m-instruct"]["max_model_len"] == 1024
+    )
+    assert before == children(CPU_MODEL)["Deployment"]["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH]
+
+
+def test_gpu_model_with_tensor_parallel() -> None:
+    spec = {
+        "model": {"huggingFace": {"id": "meta-llama/Llama-3.1-8B-Instruct", "tokenSecret": {"name": "hf"}}},
+        "engine": {
+            "tensorParallelSize": 2,
+            "dtype": "bfloat16",
+            "gpuMemoryUtilization": 0.9,
+            "extraArgs": ["--max-num-seqs", "64"],
+        },
+        "resources": {"gpu": 2, "cpu": "8", "memory": "64Gi"},
+        "nodeSelector": {"nvidia.com/gpu.present": "true"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    }
+    objs = children(spec)
+    entry = json.loads(objs["ConfigMap"]["data"]["model_config.json"])["chat"]
+    assert entry["model_id"] == "meta-llama/Llama-3.1-8B-Instruct" and "model_path" not in entry
+    assert entry["engine_args"] == {"tensor_parallel_size": 2, "dtype": "bfloat16", "gpu_memory_utilization": 0.9}
+    c = container(objs)
+    assert c["resources"] == {
+        "requests": {"cpu": "8", "memory": "64Gi"},
+        "limits": {"cpu": "8", "memory": "64Gi", "nvidia.com/gpu": "2"},
+    }
+    assert c["args"][-2:] == ["--max-num-seqs", "64"]
+    env = {e["name"]: e for e in c["env"]}
+    assert "VLLM_CPU_KVCACHE_SPACE" not in env
+    assert env["HF_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "hf", "key": "token"}}
+    pod = objs["Deployment"]["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def test_pvc_chat_template_api_key_and_env() -> None:
+    spec = {
+        "model": {"pvc": {"claimName": "weights", "path": "llama"}},
+        "serving": {"chatTemplate": {"name": "templates", "key": "chatml.jinja"}, "responseRole": "bot"},
+        "apiKeySecret": {"name": "keys", "key": "api-keys"},
+        "env": [{"name": "VLLM_CPU_KVCACHE_SPACE", "value": "4"}, {"name": "EXTRA", "value": "1"}],
+    }
+    objs = children(spec)
+    entry = json.loads(objs["ConfigMap"]["data"]["model_config.json"])["chat"]
+    assert entry["model_path"] == "/models/pvc/llama"
+    assert entry["chat_template"] == "/etc/vif/chat-template/chatml.jinja" and entry["response_role"] == "bot"
+    c = container(objs)
+    assert c["args"][-2:] == ["--allowed-root", "/models/pvc"]
+    env = [(e["name"], e.get("value"), e.get("valueFrom")) for e in c["env"]]
+    assert env == [
+        ("VIF_API_KEYS", None, {"secretKeyRef": {"name": "keys", "key": "api-keys"}}),
+        ("VLLM_CPU_KVCACHE_SPACE", "4", None),
+        ("EXTRA", "1", None),
+    ]
+    volumes = {v["name"]: v for v in objs["Deployment"]["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["model"]["persistentVolumeClaim"] == {"claimName": "weights", "readOnly": True}
+    assert volumes["chat-template"]["configMap"] == {"name": "templates"}
+
+
+@pytest.mark.parametrize(("metric", "expected"), [
+    ("waiting-requests", {"type": "Pods", "pods": {"metric": {"name": "vllm_num_requests_waiting"}, "target": {"type": "AverageValue", "averageValue": "5"}}}),
+    ("cpu", {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 5}}}),
+])  # fmt: skip
+def test_autoscaling(metric: str, expected: dict[str, Any]) -> None:
+    objs = children({**CPU_MODEL, "autoscaling": {"minReplicas": 2, "maxReplicas": 5, "metric": metric}})
+    hpa = objs["HorizontalPodAutoscaler"]["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"], hpa["metrics"]) == (2, 5, [expected])
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "chat"}
+    assert "replicas" not in objs["Deployment"]["spec"]  # the HPA owns the count
+    assert objs["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
+
+
+def test_pdb_only_with_more_than_one_replica() -> None:
+    assert "PodDisruptionBudget" not in children({**CPU_MODEL, "replicas": 1})
+    assert "PodDisruptionBudget" in children({**CPU_MODEL, "replicas": 3})
+
+
+@pytest.mark.parametrize(("mode", "crd_installed", "created"), [
+    ("auto", True, True), ("auto", False, False), ("on", False, True), ("off", True, False),
+])  # fmt: skip
+def test_service_monitor(mode: str, crd_installed: bool, created: bool) -> None:
+    objs = children({**CPU_MODEL, "monitoring": {"serviceMonitor": mode, "interval": "15s"}}, crd_installed)
+    assert ("ServiceMonitor" in objs) == created
+    if created:
+        assert objs["ServiceMonitor"]["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
+
+
+def test_endpoint() -> None:
+    ref = ModelRef("chat", "team-a", "u", InferenceModelSpec.model_validate({**CPU_MODEL, "service": {"port": 8080}}))
+    assert ref.endpoint() == "http://chat.team-a.svc.cluster.local:8080/v1"
