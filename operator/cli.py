@@ -1,0 +1,40 @@
+"""`vif-operator`: run the InferenceModel operator in one namespace, several, or all of them."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import kopf
+
+from vif.operator.apply import ClusterClient, load_kube_config
+from vif.operator.builders import OperatorSettings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vif-operator", description=__doc__)
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("--namespace", "-n", action="append", default=[], help="watch this namespace (repeatable)")
+    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace (the default)")
+    parser.add_argument("--runtime-image", default=os.environ.get("VIF_RUNTIME_IMAGE", OperatorSettings.runtime_image))
+    parser.add_argument("--health-port", type=int, default=8080, help="liveness endpoint: GET /healthz")
+    parser.add_argument(
+        "--peering", default=None, help="kopf peering name, so replicas do not fight (needs crds/kopf-peering.yaml)"
+    )
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+
+    kopf.configure(verbose=args.verbose)
+    load_kube_config()
+    import vif.operator.handlers  # noqa: F401  (registers the handlers with kopf)
+
+    memo = kopf.Memo(cluster=ClusterClient(), settings=OperatorSettings(runtime_image=args.runtime_image))
+    kopf.run(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",
+        memo=memo,
+    )
+    return 0

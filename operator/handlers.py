@@ -1,0 +1,76 @@
+"""kopf handlers: they decide when to reconcile and report the outcome; building and applying live elsewhere.
+
+Every path ends in `reconcile()`: the model's own changes, a managed Deployment's changes (so hand edits are
+reverted and status follows rollouts at once), and a periodic resync for everything else.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+
+from vif.operator.reconcile import Outcome, reconcile
+from vif.operator.spec import GROUP, PLURAL, VERSION
+from vif.operator.status import failed_conditions, with_transition_times
+
+MANAGED = {"app.kubernetes.io/managed-by": "vif-operator"}
+RESYNC_SECONDS = 60
+
+
+def converge(body: dict[str, Any], memo: kopf.Memo) -> None:
+    """Reconcile one model, write its status, and post an event when it cannot be served."""
+    meta = body["metadata"]
+    try:
+        outcome = reconcile(body, memo.cluster, memo.settings)
+    except ApiException as exc:
+        if exc.status in (409, 429) or exc.status >= 500:
+            raise kopf.TemporaryError(f"API server: {exc.status} {exc.reason}", delay=5) from exc
+        message = _api_message(exc)
+        kopf.warn(body, reason="ApplyFailed", message=message)
+        outcome = reconcile_failure(body, "ApplyFailed", message)
+    memo.cluster.patch_model_status(meta["namespace"], meta["name"], outcome.status)
+    if outcome.failure is not None and outcome.failure[0] == "InvalidSpec":
+        kopf.warn(body, reason=outcome.failure[0], message=outcome.failure[1])
+    for child in outcome.pruned:
+        kopf.info(body, reason="Pruned", message=f"deleted {child}, which the spec no longer asks for")
+
+
+def reconcile_failure(body: dict[str, Any], reason: str, message: str) -> Outcome:
+    generation = body["metadata"].get("generation")
+    old = (body.get("status") or {}).get("conditions", [])
+    conditions = with_transition_times(failed_conditions(reason, message, generation), old)
+    return Outcome({"observedGeneration": generation, "conditions": conditions}, (reason, message))
+
+
+def _api_message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body)["message"])
+    except (TypeError, ValueError, KeyError):
+        return f"{exc.status} {exc.reason}"
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def model_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    converge(dict(body), memo)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
+def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    converge(dict(body), memo)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+def deployment_changed(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    """A managed Deployment changed (a rollout step, a hand edit, a deletion): converge its model."""
+    meta = body["metadata"]
+    name = meta.get("labels", {}).get("inference.vif.dev/model")
+    if type is None or not name:  # the initial listing: `resume` handles those models
+        return
+    model = memo.cluster.get_model(meta["namespace"], name)
+    if model is not None and not model["metadata"].get("deletionTimestamp"):
+        converge(model, memo)

@@ -1,0 +1,100 @@
+"""The InferenceModel's status, computed from its Deployment: pure, so it is tested without a cluster."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from vif.operator.builders import ModelRef
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def condition(kind: str, ok: bool, reason: str, message: str, generation: int | None) -> dict[str, Any]:
+    status = "True" if ok else "False"
+    return {"type": kind, "status": status, "reason": reason, "message": message, "observedGeneration": generation}
+
+
+def rollout_conditions(deployment: dict[str, Any] | None, generation: int | None) -> list[dict[str, Any]]:
+    """Ready, Progressing and Degraded from the Deployment's own status."""
+    if deployment is None:
+        return [
+            condition("Ready", False, "DeploymentMissing", "the Deployment does not exist yet", generation),
+            condition("Progressing", True, "Creating", "creating the Deployment", generation),
+            condition("Degraded", False, "AsExpected", "", generation),
+        ]
+    dstatus = deployment.get("status", {})
+    desired = deployment.get("spec", {}).get("replicas", 1)
+    ready = dstatus.get("readyReplicas", 0)
+    updated = dstatus.get("updatedReplicas", 0)
+    current = dstatus.get("observedGeneration", 0) >= deployment.get("metadata", {}).get("generation", 0)
+    stalled = next(
+        (
+            c
+            for c in dstatus.get("conditions", [])
+            if c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
+        ),
+        None,
+    )
+    if desired == 0:
+        ready_cond = condition("Ready", False, "ScaledToZero", "0 replicas requested", generation)
+    elif ready >= desired:
+        ready_cond = condition("Ready", True, "ReplicasReady", f"{ready}/{desired} replicas ready", generation)
+    else:
+        ready_cond = condition("Ready", False, "ReplicasNotReady", f"{ready}/{desired} replicas ready", generation)
+    rolling = not current or updated < desired or ready < desired
+    progressing = condition(
+        "Progressing",
+        rolling,
+        "RollingOut" if rolling else "RolloutComplete",
+        f"{updated}/{desired} updated",
+        generation,
+    )
+    if stalled is not None:
+        degraded = condition("Degraded", True, "ProgressDeadlineExceeded", stalled.get("message", ""), generation)
+    else:
+        degraded = condition("Degraded", False, "AsExpected", "", generation)
+    return [ready_cond, progressing, degraded]
+
+
+def failed_conditions(reason: str, message: str, generation: int | None) -> list[dict[str, Any]]:
+    """The spec cannot be served as it is: Degraded, and neither Ready nor Progressing."""
+    return [
+        condition("Ready", False, reason, message, generation),
+        condition("Progressing", False, reason, message, generation),
+        condition("Degraded", True, reason, message, generation),
+    ]
+
+
+def with_transition_times(new: list[dict[str, Any]], old: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keep a condition's lastTransitionTime while its status does not change."""
+    before = {c.get("type"): c for c in old}
+    stamped = []
+    for cond in new:
+        prior = before.get(cond["type"])
+        same = prior is not None and prior.get("status") == cond["status"] and prior.get("lastTransitionTime")
+        stamped.append({**cond, "lastTransitionTime": prior["lastTransitionTime"] if same else now()})
+    return stamped
+
+
+def build_status(
+    ref: ModelRef,
+    deployment: dict[str, Any] | None,
+    generation: int | None,
+    old_conditions: list[dict[str, Any]],
+    failure: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    dstatus = (deployment or {}).get("status", {})
+    conditions = failed_conditions(*failure, generation) if failure else rollout_conditions(deployment, generation)
+    selector = ",".join(f"{k}={v}" for k, v in sorted(ref.selector().items()))
+    return {
+        "observedGeneration": generation,
+        "servedName": ref.served_name,
+        "replicas": dstatus.get("replicas", 0),
+        "readyReplicas": dstatus.get("readyReplicas", 0),
+        "selector": selector,
+        "endpoint": ref.endpoint(),
+        "conditions": with_transition_times(conditions, old_conditions),
+    }

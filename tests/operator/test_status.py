@@ -1,0 +1,78 @@
+"""Status and conditions computed from a Deployment, and the spec checks the schema cannot express."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vif.operator.builders import ModelRef
+from vif.operator.feasibility import problems
+from vif.operator.spec import InferenceModelSpec
+from vif.operator.status import build_status
+
+REF = ModelRef("chat", "ns", "u", InferenceModelSpec.model_validate({"model": {"path": "/models/m"}}))
+
+
+def deployment(desired: int, ready: int, updated: int, stalled: bool = False, generation: int = 2) -> dict[str, Any]:
+    conditions = [
+        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "too slow"}
+    ]
+    status = {"replicas": desired, "readyReplicas": ready, "updatedReplicas": updated, "observedGeneration": generation}
+    if stalled:
+        status["conditions"] = conditions
+    return {"metadata": {"generation": 2}, "spec": {"replicas": desired}, "status": status}
+
+
+def by_type(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+
+
+def test_ready_when_all_replicas_are() -> None:
+    status = build_status(REF, deployment(2, 2, 2), 7, [])
+    assert by_type(status) == {
+        "Ready": ("True", "ReplicasReady"),
+        "Progressing": ("False", "RolloutComplete"),
+        "Degraded": ("False", "AsExpected"),
+    }
+    assert (status["replicas"], status["readyReplicas"], status["observedGeneration"]) == (2, 2, 7)
+    assert status["endpoint"] == "http://chat.ns.svc.cluster.local:80/v1"
+    assert status["selector"] == "app.kubernetes.io/instance=chat,app.kubernetes.io/name=vif-runtime"
+    assert status["servedName"] == "chat"
+
+
+def test_rolling_out_and_stalled() -> None:
+    assert by_type(build_status(REF, deployment(2, 1, 1), 1, []))["Progressing"] == ("True", "RollingOut")
+    assert by_type(build_status(REF, deployment(2, 2, 2, generation=1), 1, []))["Progressing"][0] == "True"
+    stalled = by_type(build_status(REF, deployment(2, 0, 2, stalled=True), 1, []))
+    assert stalled["Degraded"] == ("True", "ProgressDeadlineExceeded") and stalled["Ready"][0] == "False"
+
+
+def test_scaled_to_zero_and_missing() -> None:
+    assert by_type(build_status(REF, deployment(0, 0, 0), 1, []))["Ready"] == ("False", "ScaledToZero")
+    assert by_type(build_status(REF, None, 1, []))["Ready"] == ("False", "DeploymentMissing")
+
+
+def test_failure_is_degraded() -> None:
+    status = build_status(REF, None, 3, [], failure=("InvalidSpec", "bad"))
+    assert by_type(status)["Degraded"] == ("True", "InvalidSpec")
+    assert all(c["message"] == "bad" for c in status["conditions"])
+
+
+def test_transition_time_kept_while_status_holds() -> None:
+    first = build_status(REF, deployment(1, 0, 1), 1, [])
+    old = [{**c, "lastTransitionTime": "2020-01-01T00:00:00Z"} for c in first["conditions"]]
+    second = {c["type"]: c for c in build_status(REF, deployment(1, 1, 1), 1, old)["conditions"]}
+    assert second["Degraded"]["lastTransitionTime"] == "2020-01-01T00:00:00Z"  # still False
+    assert second["Ready"]["lastTransitionTime"] != "2020-01-01T00:00:00Z"  # False -> True
+
+
+def test_impossible_specs() -> None:
+    ok = InferenceModelSpec.model_validate(
+        {"model": {"path": "/m"}, "resources": {"gpu": 2}, "engine": {"tensorParallelSize": 2}}
+    )
+    assert problems(ok) == []
+    tp = InferenceModelSpec.model_validate(
+        {"model": {"path": "/m"}, "resources": {"gpu": 1}, "engine": {"tensorParallelSize": 4}}
+    )
+    assert problems(tp) == ["engine.tensorParallelSize 4 needs at least 4 GPUs per replica, resources.gpu is 1"]
+    cpu = InferenceModelSpec.model_validate({"model": {"path": "/m"}, "engine": {"gpuMemoryUtilization": 0.5}})
+    assert "resources.gpu is 0" in problems(cpu)[0]
