@@ -8,10 +8,11 @@ CONFIG := runtime/conf/model_config.json
 # vLLM's CPU backend otherwise reserves 92% of the machine's memory for the KV cache (1 GiB is ~46k tokens).
 export VLLM_CPU_KVCACHE_SPACE ?= 1
 
-.PHONY: help install model run test unit integration lint format bench lock clean
+.PHONY: help install model run test unit integration cluster-test lint format bench lock clean crds
 
 help:
-	@echo "make run | test | unit | integration | lint | format | bench | model | install | lock | clean"
+	@echo "make run | test | unit | integration | cluster-test | lint | format | bench | model | install"
+	@echo "     crds | lock | clean | cluster-build | cluster-up | cluster-down"
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -39,13 +40,21 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 
 unit: install
-	$(VENV)/bin/pytest -m "not integration" -q
+	$(VENV)/bin/pytest -m "not integration and not cluster" -q
 
 integration: model
 	$(VENV)/bin/pytest -m integration -q
 
-test: lint model
+cluster-test: install cluster-up
+	$(VENV)/bin/pytest -m cluster -q
+
+# Everything: lint, unit tests, the real engine, and the operator against the local control plane.
+test: lint model cluster-up
 	$(VENV)/bin/pytest -q
+
+# The CRD is generated from the spec models (operator/spec.py); a test fails when the file is stale.
+crds: install
+	$(PY) -m vif.operator.crd > crds/inference.vif.dev_inferencemodels.yaml
 
 bench: model
 	$(PY) tests/bench/serving_bench.py --config $(CONFIG) --model-name smollm2-135m-instruct
@@ -58,3 +67,16 @@ lock: install
 
 clean:
 	rm -rf $(VENV) models .pytest_cache .ruff_cache
+
+# A local Kubernetes control plane (etcd, API server, controller manager, scheduler, kwok's simulated
+# node) built from Go modules and cached; kubeconfig in .cluster/kubeconfig. See e2e/cluster/README.md.
+.PHONY: cluster-build cluster-up cluster-down
+
+cluster-build:
+	e2e/cluster/build.sh
+
+cluster-up: cluster-build
+	e2e/cluster/up.sh
+
+cluster-down:
+	e2e/cluster/down.sh

@@ -24,6 +24,9 @@ def engine_args(ref: ModelRef) -> dict[str, Any]:
     args: dict[str, Any] = {"tensor_parallel_size": engine.tensor_parallel_size}
     if engine.dtype != "auto":
         args["dtype"] = engine.dtype
+    elif ref.spec.resources.gpu == 0:
+        # vLLM's "auto" picks bfloat16 on CPUs, whose path gives wrong tokens on AMX machines (docs/architecture.md)
+        args["dtype"] = "float32"
     if engine.gpu_memory_utilization is not None:
         args["gpu_memory_utilization"] = engine.gpu_memory_utilization
     if ref.spec.model.hugging_face is not None and ref.spec.model.hugging_face.revision:

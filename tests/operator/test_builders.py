@@ -33,7 +33,7 @@ def test_default_cpu_model() -> None:
             "class_name": "OpenAIServingChat",
             "model_path": "/models/SmolLM2-135M-Instruct",
             "response_role": "assistant",
-            "engine_args": {"tensor_parallel_size": 1, "enforce_eager": True},
+            "engine_args": {"tensor_parallel_size": 1, "dtype": "float32", "enforce_eager": True},
         }
     }
     c = container(objs)

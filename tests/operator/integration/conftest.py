@@ -1,0 +1,149 @@
+"""A real control plane (`make cluster-up`: kube-apiserver, etcd, controller manager, scheduler, kwok nodes)
+and the real operator as a process. If the plane is not up, every test here fails loudly: no skips."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+KUBECONFIG = REPO / ".cluster" / "kubeconfig"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.path).parents:
+            item.add_marker(pytest.mark.cluster)
+
+
+def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBECONFIG": str(KUBECONFIG)}
+    result = subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True, env=env, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+    return result
+
+
+def get(kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+    result = kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    """Poll until `check()` is truthy; a bounded wait for convergence, not a timing assertion."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.5)
+
+
+def apply_model(namespace: str, manifest: dict[str, Any]) -> None:
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(manifest))
+
+
+def model_manifest(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "inference.vif.dev/v1alpha1",
+        "kind": "InferenceModel",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
+    for cond in ((obj or {}).get("status") or {}).get("conditions", []):
+        if cond["type"] == kind:
+            return cond
+    return None
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Path:
+    if not KUBECONFIG.exists():
+        pytest.fail(f"{KUBECONFIG} is missing: start the control plane with `make cluster-up`")
+    ready = kubectl("get", "--raw", "/readyz", check=False)
+    if ready.returncode != 0 or ready.stdout.strip() != "ok":
+        pytest.fail(f"the control plane is not ready (`make cluster-up`): {ready.stderr.strip()}")
+    kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    kubectl("wait", "--for=condition=Established", "crd/inferencemodels.inference.vif.dev", "--timeout=60s")
+    return KUBECONFIG
+
+
+@pytest.fixture
+def namespace(cluster: Path) -> Iterator[str]:
+    name = f"vif-test-{uuid.uuid4().hex[:8]}"
+    kubectl("create", "namespace", name)
+    kubectl("create", "serviceaccount", "default", "-n", name, check=False)  # in case the SA controller is slow
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+class OperatorProcess:
+    """`vif-operator --namespace NS`, which a test can kill and start again."""
+
+    def __init__(self, namespace: str, log_dir: Path) -> None:
+        self.namespace = namespace
+        self.log_dir = log_dir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cmd = [
+            str(Path(sys.executable).parent / "vif-operator"),
+            "--namespace",
+            self.namespace,
+            "--health-port",
+            str(port),
+        ]
+        cmd += ["--runtime-image", "vif-runtime:test"]
+        env = {**os.environ, "KUBECONFIG": str(KUBECONFIG)}
+        log = (self.log_dir / f"operator-{self.starts}.log").open("wb")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+        def healthy() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"vif-operator exited: {self.log()}")
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(healthy, "the operator's health endpoint", timeout=60)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def log(self) -> str:
+        return "\n".join((self.log_dir / f"operator-{self.starts}.log").read_text(errors="replace").splitlines()[-30:])
+
+
+@pytest.fixture
+def operator_process(namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
+    op = OperatorProcess(namespace, tmp_path)
+    op.start()
+    yield op
+    op.kill()

@@ -1,0 +1,49 @@
+"""Invalid InferenceModels are refused by the API server itself, with a clear message."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from .conftest import kubectl, model_manifest
+
+BASE = {"model": {"path": "/models/m"}}
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            {**BASE, "autoscaling": {"minReplicas": 5, "maxReplicas": 2}},
+            "autoscaling.minReplicas must not exceed autoscaling.maxReplicas",
+        ),
+        (
+            {**BASE, "resources": {"gpu": -1}},
+            "spec.resources.gpu: Invalid value: -1: spec.resources.gpu in body should be greater than or equal to 0",
+        ),
+        ({**BASE, "colour": "blue"}, 'unknown field "spec.colour"'),
+        (
+            {"model": {"path": "/m", "huggingFace": {"id": "a/b"}}},
+            "set exactly one of model.path, model.pvc and model.huggingFace",
+        ),
+        ({"model": {}}, "set exactly one of model.path, model.pvc and model.huggingFace"),
+        ({**BASE, "replicas": -1}, "spec.replicas in body should be greater than or equal to 0"),
+        ({**BASE, "service": {"type": "Ingress"}}, 'spec.service.type: Unsupported value: "Ingress"'),
+        ({"servedName": "x"}, "spec.model: Required value"),
+    ],
+)
+def test_refused_with_a_clear_message(cluster, namespace: str, spec: dict, message: str) -> None:
+    result = kubectl(
+        "apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(model_manifest("bad", spec)), check=False
+    )
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+    assert kubectl("get", "im", "bad", "-n", namespace, check=False).returncode != 0
+
+
+def test_defaults_are_filled_by_the_api_server(cluster, namespace: str) -> None:
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(model_manifest("ok", BASE)))
+    spec = yaml.safe_load(kubectl("get", "im", "ok", "-n", namespace, "-o", "yaml").stdout)["spec"]
+    assert spec["engine"]["dtype"] == "auto" and spec["engine"]["tensorParallelSize"] == 1
+    assert spec["service"] == {"type": "ClusterIP", "port": 80} and spec["replicas"] == 1
+    assert spec["monitoring"] == {"serviceMonitor": "auto", "interval": "30s"}
