@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--peering", default=None, help="kopf peering name, so replicas do not fight (needs crds/kopf-peering.yaml)"
     )
+    parser.add_argument(
+        "--priority", type=int, default=0, help="with --peering: the highest priority works, others wait"
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
 
@@ -34,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         namespaces=args.namespace,
         standalone=args.peering is None,
         peering_name=args.peering,
+        priority=args.priority,
         liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",
         memo=memo,
     )

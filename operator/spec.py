@@ -145,6 +145,10 @@ class InferenceModelSpec(APIModel):
     api_key_secret: SecretKeyRef | None = Field(None, description="Secret whose key holds the accepted API keys.")
     env: list[EnvVar] = Field(default_factory=list)
     service: ServiceSettings = sub(ServiceSettings)
+    service_account_name: DNSLabel | None = None
+    image_pull_secrets: list[DNSLabel] = Field(default_factory=list, description="Secrets for a private registry.")
+    priority_class_name: str | None = None
+    pod_annotations: dict[str, str] = Field(default_factory=dict, description="Extra annotations on the pods.")
 
 
 class Condition(APIModel):

@@ -111,7 +111,14 @@ def build_deployment(ref: ModelRef, settings: OperatorSettings, configmap: dict[
         pod_spec["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in ref.spec.tolerations]
     if ref.spec.affinity:
         pod_spec["affinity"] = ref.spec.affinity
-    template_meta = {"labels": ref.labels(), "annotations": {CONFIG_HASH: content_hash(configmap["data"])}}
+    if ref.spec.service_account_name:
+        pod_spec["serviceAccountName"] = ref.spec.service_account_name
+    if ref.spec.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": name} for name in ref.spec.image_pull_secrets]
+    if ref.spec.priority_class_name:
+        pod_spec["priorityClassName"] = ref.spec.priority_class_name
+    annotations = {**ref.spec.pod_annotations, CONFIG_HASH: content_hash(configmap["data"])}
+    template_meta = {"labels": ref.labels(), "annotations": annotations}
     spec: dict[str, Any] = {
         "selector": {"matchLabels": ref.selector()},
         "template": {"metadata": template_meta, "spec": pod_spec},

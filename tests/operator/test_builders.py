@@ -160,6 +160,24 @@ def test_service_monitor(mode: str, crd_installed: bool, created: bool) -> None:
         assert objs["ServiceMonitor"]["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
 
 
+def test_pod_settings_users_of_kserve_and_kubeai_expect() -> None:
+    spec = {
+        **CPU_MODEL,
+        "serviceAccountName": "models",
+        "imagePullSecrets": ["registry"],
+        "priorityClassName": "inference",
+        "podAnnotations": {"team": "a"},
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}},
+    }
+    deployment = children(spec)["Deployment"]["spec"]["template"]
+    pod = deployment["spec"]
+    assert (pod["serviceAccountName"], pod["priorityClassName"]) == ("models", "inference")
+    assert pod["imagePullSecrets"] == [{"name": "registry"}]
+    assert pod["affinity"] == spec["affinity"]
+    assert deployment["metadata"]["annotations"]["team"] == "a"
+    assert CONFIG_HASH in deployment["metadata"]["annotations"]
+
+
 def test_endpoint() -> None:
     ref = ModelRef("chat", "team-a", "u", InferenceModelSpec.model_validate({**CPU_MODEL, "service": {"port": 8080}}))
     assert ref.endpoint() == "http://chat.team-a.svc.cluster.local:8080/v1"

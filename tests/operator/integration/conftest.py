@@ -99,9 +99,10 @@ def namespace(cluster: Path) -> Iterator[str]:
 class OperatorProcess:
     """`vif-operator --namespace NS`, which a test can kill and start again."""
 
-    def __init__(self, namespace: str, log_dir: Path) -> None:
+    def __init__(self, namespace: str, log_dir: Path, extra_args: tuple[str, ...] = ()) -> None:
         self.namespace = namespace
         self.log_dir = log_dir
+        self.extra_args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -117,9 +118,9 @@ class OperatorProcess:
             "--health-port",
             str(port),
         ]
-        cmd += ["--runtime-image", "vif-runtime:test"]
+        cmd += ["--runtime-image", "vif-runtime:test", *self.extra_args]
         env = {**os.environ, "KUBECONFIG": str(KUBECONFIG)}
-        log = (self.log_dir / f"operator-{self.starts}.log").open("wb")
+        log = self.log_path().open("wb")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
         def healthy() -> bool:
@@ -137,8 +138,11 @@ class OperatorProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
+    def log_path(self) -> Path:
+        return self.log_dir / f"operator-{id(self)}-{self.starts}.log"
+
     def log(self) -> str:
-        return "\n".join((self.log_dir / f"operator-{self.starts}.log").read_text(errors="replace").splitlines()[-30:])
+        return "\n".join(self.log_path().read_text(errors="replace").splitlines()[-30:])
 
 
 @pytest.fixture

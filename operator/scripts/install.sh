@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the operator (vif with only the operator's pinned dependencies) into the Python given as $1 (a venv's
+# python). The one operator install recipe: Dockerfile.operator and `make operator-install-check` both run it.
+#   install.sh PYTHON
+# The runtime's dependencies (vLLM, torch, ...) are left out: `vif.operator` never imports `vif.runtime`.
+set -euo pipefail
+python=$1
+here=$(cd "$(dirname "$0")/../.." && pwd)
+# -P: never put the working directory on sys.path; run from the checkout, its `operator/` folder would shadow
+# the standard library's `operator` module and break pip.
+# The same pip and setuptools pins as runtime/scripts/install.sh (setuptools builds the project's wheel).
+"$python" -P -m pip install --quiet "pip==26.3" "setuptools==78.1.1"
+# Every package is pinned in the lock, so dependency resolution is skipped.
+"$python" -P -m pip install --no-deps --requirement "$here/operator/requirements.lock"
+"$python" -P -m pip install --no-deps --no-build-isolation "$here"
