@@ -6,6 +6,7 @@ import argparse
 import os
 
 import kopf
+import prometheus_client
 
 from vif.operator.apply import ClusterClient, load_kube_config
 from vif.operator.builders import OperatorSettings
@@ -24,10 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--priority", type=int, default=0, help="with --peering: the highest priority works, others wait"
     )
+    parser.add_argument("--metrics-port", type=int, default=8081, help="Prometheus metrics: GET /metrics; 0: off")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
 
     kopf.configure(verbose=args.verbose)
+    if args.metrics_port:
+        prometheus_client.start_http_server(args.metrics_port)
     load_kube_config()
     import vif.operator.handlers  # noqa: F401  (registers the handlers with kopf)
 

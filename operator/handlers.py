@@ -12,6 +12,7 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 
+from vif.operator.metrics import RECONCILE_SECONDS, RECONCILES
 from vif.operator.reconcile import Outcome, reconcile
 from vif.operator.spec import GROUP, PLURAL, VERSION
 from vif.operator.status import failed_conditions, with_transition_times
@@ -24,13 +25,16 @@ def converge(body: dict[str, Any], memo: kopf.Memo) -> None:
     """Reconcile one model, write its status, and post an event when it cannot be served."""
     meta = body["metadata"]
     try:
-        outcome = reconcile(body, memo.cluster, memo.settings)
+        with RECONCILE_SECONDS.time():
+            outcome = reconcile(body, memo.cluster, memo.settings)
     except ApiException as exc:
         if exc.status in (409, 429) or exc.status >= 500:
+            RECONCILES.labels("retry").inc()
             raise kopf.TemporaryError(f"API server: {exc.status} {exc.reason}", delay=5) from exc
         message = _api_message(exc)
         kopf.warn(body, reason="ApplyFailed", message=message)
         outcome = reconcile_failure(body, "ApplyFailed", message)
+    RECONCILES.labels("ok" if outcome.failure is None else outcome.failure[0]).inc()
     memo.cluster.patch_model_status(meta["namespace"], meta["name"], outcome.status)
     if outcome.failure is not None and outcome.failure[0] == "InvalidSpec":
         kopf.warn(body, reason=outcome.failure[0], message=outcome.failure[1])

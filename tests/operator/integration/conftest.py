@@ -118,7 +118,7 @@ class OperatorProcess:
             "--health-port",
             str(port),
         ]
-        cmd += ["--runtime-image", "vif-runtime:test", *self.extra_args]
+        cmd += ["--runtime-image", "vif-runtime:test", "--metrics-port", "0", *self.extra_args]
         env = {**os.environ, "KUBECONFIG": str(KUBECONFIG)}
         log = self.log_path().open("wb")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
