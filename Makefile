@@ -55,6 +55,7 @@ test: lint model cluster-up
 # The CRD is generated from the spec models (operator/spec.py); a test fails when the file is stale.
 crds: install
 	$(PY) -m vif.operator.crd > crds/inference.vif.dev_inferencemodels.yaml
+	cp crds/*.yaml charts/vif-operator/crds/
 
 bench: model
 	$(PY) tests/bench/serving_bench.py --config $(CONFIG) --model-name smollm2-135m-instruct

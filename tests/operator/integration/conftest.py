@@ -3,24 +3,24 @@ and the real operator as a process. If the plane is not up, every test here fail
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
+from helpers.cluster import KUBECONFIG, get, kubectl, require_cluster, wait_for
+
+__all__ = ["KUBECONFIG", "get", "kubectl", "wait_for"]
 
 REPO = Path(__file__).resolve().parents[3]
-KUBECONFIG = REPO / ".cluster" / "kubeconfig"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -28,31 +28,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(item.path).parents:
             item.add_marker(pytest.mark.cluster)
-
-
-def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBECONFIG": str(KUBECONFIG)}
-    result = subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True, env=env, check=False)
-    if check and result.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
-    return result
-
-
-def get(kind: str, name: str, namespace: str) -> dict[str, Any] | None:
-    result = kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
-    return json.loads(result.stdout) if result.returncode == 0 else None
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    """Poll until `check()` is truthy; a bounded wait for convergence, not a timing assertion."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.5)
 
 
 def apply_model(namespace: str, manifest: dict[str, Any]) -> None:
@@ -77,11 +52,7 @@ def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
 
 @pytest.fixture(scope="session")
 def cluster() -> Path:
-    if not KUBECONFIG.exists():
-        pytest.fail(f"{KUBECONFIG} is missing: start the control plane with `make cluster-up`")
-    ready = kubectl("get", "--raw", "/readyz", check=False)
-    if ready.returncode != 0 or ready.stdout.strip() != "ok":
-        pytest.fail(f"the control plane is not ready (`make cluster-up`): {ready.stderr.strip()}")
+    require_cluster()
     kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
     kubectl("wait", "--for=condition=Established", "crd/inferencemodels.inference.vif.dev", "--timeout=60s")
     return KUBECONFIG

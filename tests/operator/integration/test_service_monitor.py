@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from helpers.cluster import cached_tool
 
 from .conftest import OperatorProcess, apply_model, get, kubectl, model_manifest, wait_for
 
-CACHE = Path(os.environ.get("VIF_CACHE_DIR", Path.home() / ".cache" / "vif"))
 SPEC = {"model": {"path": "/models/SmolLM2-135M-Instruct"}}
-
-
-def service_monitor_crd() -> Path:
-    found = sorted(CACHE.glob("cluster-bin/*/monitoring.coreos.com_servicemonitors.yaml"))
-    assert found, f"the ServiceMonitor CRD is not in {CACHE}/cluster-bin (make cluster-build fetches it)"
-    return found[-1]
 
 
 def test_service_monitor_follows_the_crd(namespace: str, operator_process: OperatorProcess) -> None:
@@ -23,7 +15,7 @@ def test_service_monitor_follows_the_crd(namespace: str, operator_process: Opera
     wait_for(lambda: get("service", "without", namespace), "the Service")
     assert kubectl("get", "servicemonitors", "-n", namespace, check=False).returncode != 0  # the kind does not exist
 
-    kubectl("apply", "--server-side", "-f", str(service_monitor_crd()))
+    kubectl("apply", "--server-side", "-f", str(cached_tool("monitoring.coreos.com_servicemonitors.yaml")))
     kubectl("wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com", "--timeout=60s")
     apply_model(namespace, model_manifest("with", {**SPEC, "monitoring": {"interval": "15s"}}))
     monitor = wait_for(lambda: get("servicemonitor", "with", namespace), "the ServiceMonitor")

@@ -1,0 +1,59 @@
+{{- define "vif-operator.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "vif-operator.labels" -}}
+app.kubernetes.io/name: vif-operator
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "vif-operator.selector" -}}
+app.kubernetes.io/name: vif-operator
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "vif-operator.serviceAccountName" -}}
+{{- default (include "vif-operator.fullname" .) .Values.serviceAccount.name -}}
+{{- end -}}
+
+{{- define "vif-operator.peering" -}}
+{{- include "vif-operator.fullname" . -}}
+{{- end -}}
+
+{{/* The rules for the objects an InferenceModel owns, in the namespaces it lives in. */}}
+{{- define "vif-operator.modelRules" -}}
+- apiGroups: [inference.vif.dev]
+  resources: [inferencemodels]
+  verbs: [get, list, watch, patch]
+- apiGroups: [inference.vif.dev]
+  resources: [inferencemodels/status]
+  verbs: [get, patch]
+- apiGroups: [""]
+  resources: [configmaps, services]
+  verbs: [get, list, create, patch, delete]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [get, list, create, patch, delete]
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [get, list, create, patch, delete]
+- apiGroups: [monitoring.coreos.com]
+  resources: [servicemonitors]
+  verbs: [get, list, create, patch, delete]
+- apiGroups: ["", events.k8s.io]
+  resources: [events]
+  verbs: [create]
+- apiGroups: [kopf.dev]
+  resources: [kopfpeerings]
+  verbs: [get, list, watch, patch]
+{{- end -}}

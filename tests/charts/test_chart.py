@@ -1,0 +1,92 @@
+"""`helm lint`, and `helm template` applied with --dry-run=server to the real API server, for several value
+sets; the RBAC grants only what the operator uses."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from helpers.cluster import REPO, cached_tool, helm, kubectl, require_cluster
+
+pytestmark = pytest.mark.cluster
+CHART = str(REPO / "charts" / "vif-operator")
+VALUE_SETS = {
+    "defaults": [],
+    "namespaced-ha": ["--set", "replicaCount=2", "--set", "watchNamespaces={team-a,team-b}"],
+    "monitored": ["--set", "serviceMonitor.enabled=true", "--set", "image.tag=dev", "--set", "runtimeImage=r:1"],
+}
+
+
+def render(args: list[str], namespace: str = "vif-system") -> list[dict[str, Any]]:
+    out = helm("template", "vif", CHART, "-n", namespace, *args).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+@pytest.fixture(scope="module")
+def namespaces() -> Iterator[list[str]]:
+    require_cluster()
+    kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    kubectl("apply", "--server-side", "-f", str(cached_tool("monitoring.coreos.com_servicemonitors.yaml")))
+    names = [f"vif-system-{uuid.uuid4().hex[:6]}", "team-a", "team-b"]
+    for name in names:
+        kubectl("create", "namespace", name, check=False)
+    yield names
+    kubectl("delete", "namespace", names[0], "--wait=false", check=False)
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_lint_and_server_dry_run(values: list[str], namespaces: list[str]) -> None:
+    lint = helm("lint", CHART, "--strict", *values)
+    assert "0 chart(s) failed" in lint.stdout
+    manifest = helm("template", "vif", CHART, "-n", namespaces[0], *values).stdout
+    applied = kubectl("apply", "--dry-run=server", "-f", "-", stdin=manifest)
+    assert "deployment.apps/vif-vif-operator created (server dry run)" in applied.stdout
+
+
+def test_rbac_is_least_privilege() -> None:
+    for args in VALUE_SETS.values():
+        for doc in render(args):
+            if doc["kind"] not in {"Role", "ClusterRole"}:
+                continue
+            for rule in doc["rules"]:
+                assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
+                assert "secrets" not in rule["resources"], "the operator never reads Secrets"
+                assert not {"update", "deletecollection", "escalate", "bind", "impersonate"} & set(rule["verbs"])
+
+
+def test_namespaced_install_has_no_cluster_wide_model_rights() -> None:
+    docs = render(VALUE_SETS["namespaced-ha"])
+    cluster_rules = [r for d in docs if d["kind"] == "ClusterRole" for r in d["rules"]]
+    assert {res for r in cluster_rules for res in r["resources"]} == {
+        "customresourcedefinitions",
+        "namespaces",
+        "clusterkopfpeerings",
+    }
+    roles = [d for d in docs if d["kind"] == "Role"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    peerings = [d for d in docs if d["kind"] == "KopfPeering"]
+    assert sorted(p["metadata"]["namespace"] for p in peerings) == ["team-a", "team-b"]
+    args = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=team-a" in args and "--peering=vif-vif-operator" in args
+
+
+def test_operator_pod_is_hardened() -> None:
+    deployment = next(d for d in render([]) if d["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["image"] == "vif-operator:0.1.0"
+    assert "--runtime-image=vif-runtime:0.1.0" in container["args"]
+    assert not any(a.startswith("--peering") for a in container["args"])  # one replica: no peering
+
+
+def test_service_monitor_only_when_asked() -> None:
+    assert not [d for d in render([]) if d["kind"] == "ServiceMonitor"]
+    (monitor,) = [d for d in render(VALUE_SETS["monitored"]) if d["kind"] == "ServiceMonitor"]
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"

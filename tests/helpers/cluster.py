@@ -1,0 +1,69 @@
+"""Driving the local control plane (`make cluster-up`) from tests: kubectl, helm, bounded waits."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+KUBECONFIG = REPO / ".cluster" / "kubeconfig"
+CACHE = Path(os.environ.get("VIF_CACHE_DIR", Path.home() / ".cache" / "vif"))
+
+
+def kubectl(
+    *args: str, stdin: str | None = None, check: bool = True, kubeconfig: Path = KUBECONFIG
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    result = subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True, env=env, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+    return result
+
+
+def get(kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+    result = kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    """Poll until `check()` is truthy; a bounded wait for convergence, not a timing assertion."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.5)
+
+
+def require_cluster() -> None:
+    """Fail (never skip) when the control plane is not up."""
+    if not KUBECONFIG.exists():
+        pytest.fail(f"{KUBECONFIG} is missing: start the control plane with `make cluster-up`")
+    ready = kubectl("get", "--raw", "/readyz", check=False)
+    if ready.returncode != 0 or ready.stdout.strip() != "ok":
+        pytest.fail(f"the control plane is not ready (`make cluster-up`): {ready.stderr.strip()}")
+
+
+def cached_tool(name: str) -> Path:
+    """A binary `make cluster-build` put in the cache (helm), or the ServiceMonitor CRD it fetched."""
+    found = sorted(CACHE.glob(f"cluster-bin/*/{name}"))
+    if not found:
+        pytest.fail(f"{name} is not in {CACHE}/cluster-bin: run `make cluster-build`")
+    return found[-1]
+
+
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBECONFIG": str(KUBECONFIG)}
+    result = subprocess.run([str(cached_tool("helm")), *args], capture_output=True, text=True, env=env, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed: {result.stderr.strip()}")
+    return result
