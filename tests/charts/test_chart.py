@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from helpers.cluster import REPO, cached_tool, helm, kubectl, require_cluster
 
 pytestmark = pytest.mark.cluster

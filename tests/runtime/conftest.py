@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
-from helpers.fake_engine import FakeEngine
 from prometheus_client import CollectorRegistry
 
+from helpers.fake_engine import FakeEngine
 from vif.runtime.app.factory import ServerSettings, create_app
 from vif.runtime.app.metrics import RuntimeMetrics
 from vif.runtime.serving.base import BaseServingEngine, ServedModel

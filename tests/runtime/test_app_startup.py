@@ -6,9 +6,9 @@ import asyncio
 import threading
 
 import httpx
-from helpers.fake_engine import FakeEngine
 from prometheus_client import CollectorRegistry
 
+from helpers.fake_engine import FakeEngine
 from vif.runtime.app.factory import create_app
 from vif.runtime.app.metrics import RuntimeMetrics
 from vif.runtime.serving.base import ServedModel

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 from helpers.fake_engine import FakeEngine
-
 from vif.runtime.app.factory import ServerSettings
 from vif.runtime.app.metrics import RuntimeMetrics
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from helpers.fake_engine import FakeEngine
 
+from helpers.fake_engine import FakeEngine
 from vif.runtime.serving.registry import serving_classes
 
 CHAT = {"messages": [{"role": "user", "content": "What is the capital of France?"}]}

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+
 from helpers.cluster import KUBECONFIG, get, kubectl, require_cluster, wait_for
 
 __all__ = ["KUBECONFIG", "get", "kubectl", "wait_for"]
@@ -48,6 +49,13 @@ def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
         if cond["type"] == kind:
             return cond
     return None
+
+
+def model_with(name: str, namespace: str, kind: str, status: str) -> dict | None:
+    """The model, once its condition `kind` has `status`."""
+    model = get("inferencemodel", name, namespace)
+    found = condition(model, kind)
+    return model if found is not None and found["status"] == status else None
 
 
 @pytest.fixture(scope="session")

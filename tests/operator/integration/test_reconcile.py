@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import json
 
-from .conftest import OperatorProcess, apply_model, condition, get, kubectl, model_manifest, wait_for
+from .conftest import OperatorProcess, apply_model, condition, get, kubectl, model_manifest, model_with, wait_for
 
 CPU_SPEC = {"model": {"path": "/models/SmolLM2-135M-Instruct"}, "servedName": "smollm2-135m-instruct"}
-
-
-def model_with(name: str, namespace: str, kind: str, status: str) -> dict | None:
-    """The model, once its condition `kind` has `status`."""
-    model = get("inferencemodel", name, namespace)
-    found = condition(model, kind)
-    return model if found is not None and found["status"] == status else None
 
 
 def runtime_container(deployment: dict) -> dict:

@@ -1,0 +1,38 @@
+"""Every example InferenceModel in docs/examples/inferencemodels applies and gets the children it promises."""
+
+from __future__ import annotations
+
+from .conftest import REPO, OperatorProcess, get, kubectl, model_with, wait_for
+
+EXAMPLES = REPO / "docs" / "examples" / "inferencemodels"
+
+
+def apply_example(name: str, namespace: str) -> None:
+    kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / name))
+
+
+def container(name: str, namespace: str) -> dict:
+    deployment = wait_for(lambda: get("deployment", name, namespace), f"the Deployment of {name}")
+    return deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_examples(namespace: str, operator_process: OperatorProcess) -> None:
+    assert sorted(p.name for p in EXAMPLES.glob("*.yaml")) == [
+        "api-key.yaml", "autoscaling.yaml", "cpu-smollm2.yaml", "gpu-tensor-parallel.yaml",
+    ]  # fmt: skip
+    for example in EXAMPLES.glob("*.yaml"):
+        apply_example(example.name, namespace)
+
+    assert container("smollm2", namespace)["resources"]["requests"] == {"cpu": "2", "memory": "4Gi"}
+    wait_for(lambda: model_with("smollm2", namespace, "Ready", "True"), "the CPU example Ready")
+
+    gpu = container("qwen-7b", namespace)
+    assert gpu["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token"}}} in gpu["env"]
+
+    hpa = wait_for(lambda: get("hpa", "smollm2-autoscaled", namespace), "the example's HPA")
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 4)
+
+    keys = {"name": "VIF_API_KEYS", "valueFrom": {"secretKeyRef": {"name": "smollm2-api-keys", "key": "keys"}}}
+    assert keys in container("smollm2-private", namespace)["env"]
+    assert get("secret", "smollm2-api-keys", namespace) is not None
