@@ -8,7 +8,8 @@ CONFIG := runtime/conf/model_config.json
 # vLLM's CPU backend otherwise reserves 92% of the machine's memory for the KV cache (1 GiB is ~46k tokens).
 export VLLM_CPU_KVCACHE_SPACE ?= 1
 
-.PHONY: help install model run test unit integration cluster-test lint format bench lock clean crds
+.PHONY: help install model run test unit integration cluster-test lint format bench lock clean crds e2e e2e-kind \
+	operator-install-check
 
 help:
 	@echo "make run | test | unit | integration | cluster-test | lint | format | bench | model | install"
@@ -34,6 +35,15 @@ run: model
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/hadolint Dockerfile.runtime Dockerfile.operator
+	bash -n runtime/scripts/install.sh operator/scripts/install.sh e2e/cluster/*.sh
+
+# The operator image's install recipe in a throwaway venv: proves operator/requirements.lock is complete.
+operator-install-check:
+	rm -rf .cache/operator-venv && python3 -m venv .cache/operator-venv
+	operator/scripts/install.sh .cache/operator-venv/bin/python
+	.cache/operator-venv/bin/python -P -c "import vif.operator.cli, vif.operator.handlers"
+	.cache/operator-venv/bin/vif-operator --help > /dev/null
 
 format: install
 	$(VENV)/bin/ruff format .
@@ -49,8 +59,15 @@ cluster-test: install cluster-up
 	$(VENV)/bin/pytest -m cluster -q
 
 # Everything: lint, unit tests, the real engine, and the operator against the local control plane.
-test: lint model cluster-up
+test: lint operator-install-check model cluster-up
 	$(VENV)/bin/pytest -q
+
+# The e2e suite alone: against the local control plane (CI), or on kind where Docker runs.
+e2e: install model cluster-up
+	$(VENV)/bin/pytest -q e2e
+
+e2e-kind: install model
+	e2e/kind.sh
 
 # The CRD is generated from the spec models (operator/spec.py); a test fails when the file is stale.
 crds: install

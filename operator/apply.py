@@ -32,7 +32,13 @@ class ClusterClient:
         self.api = api or DynamicClient(k8s.ApiClient())
 
     def _resource(self, api_version: str, kind: str) -> Any:
-        return self.api.resources.get(api_version=api_version, kind=kind)
+        """The API resource for a kind, re-reading discovery once when the cached copy does not know it
+        (a CRD installed after the operator started)."""
+        try:
+            return self.api.resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError:
+            self.api.resources.invalidate_cache()
+            return self.api.resources.get(api_version=api_version, kind=kind)
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply, taking back fields someone else changed (that is how drift is reverted)."""
@@ -57,7 +63,12 @@ class ClusterClient:
             except ResourceNotFoundError:
                 continue  # the kind is not installed (no Prometheus Operator): nothing to prune
             selector = ",".join(f"{k}={v}" for k, v in ref.labels().items())
-            for item in resource.get(namespace=ref.namespace, label_selector=selector).items:
+            try:
+                items = resource.get(namespace=ref.namespace, label_selector=selector).items
+            except NotFoundError:  # discovery was stale: the kind was removed (its CRD deleted)
+                self.api.resources.invalidate_cache()
+                continue
+            for item in items:
                 owners = item.metadata.ownerReferences or []
                 if any(o.uid == ref.uid for o in owners):
                     resource.delete(name=item.metadata.name, namespace=ref.namespace)

@@ -1,7 +1,7 @@
 """kopf handlers: they decide when to reconcile and report the outcome; building and applying live elsewhere.
 
-Every path ends in `reconcile()`: the model's own changes, a managed Deployment's changes (so hand edits are
-reverted and status follows rollouts at once), and a periodic resync for everything else.
+Every path ends in `reconcile()`: the model's own changes, and any change to a child it owns (so hand edits
+are reverted and status follows rollouts at once).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from vif.operator.spec import GROUP, PLURAL, VERSION
 from vif.operator.status import failed_conditions, with_transition_times
 
 MANAGED = {"app.kubernetes.io/managed-by": "vif-operator"}
-RESYNC_SECONDS = 60
 
 
 def converge(body: dict[str, Any], memo: kopf.Memo) -> None:
@@ -28,7 +27,7 @@ def converge(body: dict[str, Any], memo: kopf.Memo) -> None:
         with RECONCILE_SECONDS.time():
             outcome = reconcile(body, memo.cluster, memo.settings)
     except ApiException as exc:
-        if exc.status in (409, 429) or exc.status >= 500:
+        if exc.status in (404, 409, 429) or exc.status >= 500:  # 404: a namespace or CRD still appearing
             RECONCILES.labels("retry").inc()
             raise kopf.TemporaryError(f"API server: {exc.status} {exc.reason}", delay=5) from exc
         message = _api_message(exc)
@@ -63,14 +62,17 @@ def model_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     converge(dict(body), memo)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS)
-def resync(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    converge(dict(body), memo)
-
-
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
-def deployment_changed(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
-    """A managed Deployment changed (a rollout step, a hand edit, a deletion): converge its model."""
+@kopf.on.event("", "v1", "services", labels=MANAGED)
+@kopf.on.event("", "v1", "configmaps", labels=MANAGED)
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
+def child_changed(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    """A managed child changed (a rollout step, a hand edit, a deletion): converge its model.
+
+    Watching children instead of running a kopf timer also keeps kopf's finalizer off the models, so a
+    model can be deleted while the operator is down.
+    """
     meta = body["metadata"]
     name = meta.get("labels", {}).get("inference.vif.dev/model")
     if type is None or not name:  # the initial listing: `resume` handles those models

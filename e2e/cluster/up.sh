@@ -252,7 +252,9 @@ echo "  kube-apiserver is ready on https://127.0.0.1:$APISERVER_PORT ($((SECONDS
 
 # The node-lifecycle controller stays on: it lifts the node.kubernetes.io/not-ready taint once kwok
 # reports the node Ready (without it Pods stay Pending). nodeipam and cloud-node-lifecycle need
-# a pod network / cloud provider that do not exist here.
+# a pod network / cloud provider that do not exist here. A long node-monitor grace period: while a test
+# runs the vLLM engine on both cores, kwok's heartbeats can come late, and a node flapping NotReady
+# would turn Ready pods unready in the middle of a test.
 start kube-controller-manager \
 	--kubeconfig "$ADMIN_KUBECONFIG" \
 	--authentication-kubeconfig "$ADMIN_KUBECONFIG" \
@@ -267,6 +269,7 @@ start kube-controller-manager \
 	--cluster-signing-key-file "$PKI/ca.key" \
 	--use-service-account-credentials \
 	--service-cluster-ip-range "$SERVICE_CIDR" \
+	--node-monitor-grace-period 10m \
 	--controllers '*,-nodeipam,-cloud-node-lifecycle'
 
 start kube-scheduler \

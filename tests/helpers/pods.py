@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from helpers.cluster import REPO, wait_for
+from helpers.processes import stop_group
 
 
 def free_port() -> int:
@@ -82,9 +82,4 @@ def running(runner: PodAsProcess, timeout: float = 600) -> Iterator[str]:
         wait_for(ready, f"the pod's readiness path {readiness}", timeout=timeout)
         yield base
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)

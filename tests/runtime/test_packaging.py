@@ -16,9 +16,18 @@ def test_runtime_maps_to_its_folder() -> None:
 
 
 def test_stdlib_operator_is_not_shadowed_from_the_checkout() -> None:
-    code = "import operator, sys; print(operator.__file__)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    assert "/lib/python3" in out and str(REPO / "operator") not in out
+    """`python -c`/`-m` put the working directory first on sys.path; -S leaves out site hooks, as on a fresh
+    machine before anything is installed. operator/ has no __init__.py, so the stdlib module still wins."""
+    code = "import operator; print(operator.__file__)"
+    out = subprocess.run([sys.executable, "-S", "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert "/lib/python3" in out.stdout and str(REPO / "operator") not in out.stdout
+    assert not (REPO / "operator" / "__init__.py").exists()
+
+
+def test_operator_maps_to_its_folder() -> None:
+    import vif.operator.spec
+
+    assert Path(vif.operator.spec.__file__).parent == REPO / "operator"
 
 
 def test_console_script_is_installed() -> None:

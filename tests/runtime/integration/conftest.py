@@ -6,7 +6,6 @@ If the server cannot start, every integration test fails with the tail of its lo
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from helpers.processes import stop_group
 
 REPO = Path(__file__).resolve().parents[3]
 MODEL = "smollm2-135m-instruct"
@@ -77,12 +78,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             time.sleep(1)
         yield Server(base, API_KEYS[1], logs / "vif.log")
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
         console.close()
 
 

@@ -1,0 +1,208 @@
+"""End to end, as a user: helm install, kubectl apply the CPU example, Ready, the three protocols through
+the Service, kubectl scale, delete with nothing left behind."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from helpers.cluster import KUBECONFIG, REPO, get, helm, kubectl, require_cluster, wait_for
+from helpers.pods import PodAsProcess, running
+
+from .conftest import MODE
+
+CHART = str(REPO / "charts" / "vif-operator")
+EXAMPLE = REPO / "docs" / "examples" / "inferencemodels" / "cpu-smollm2.yaml"
+MODEL = "smollm2-135m-instruct"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ready_condition(name: str, namespace: str) -> dict | None:
+    model = get("inferencemodel", name, namespace)
+    for cond in ((model or {}).get("status") or {}).get("conditions", []):
+        if cond["type"] == "Ready" and cond["status"] == "True":
+            return model
+    return None
+
+
+def service_account_kubeconfig(namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig that authenticates as the chart's ServiceAccount: the operator gets only the chart's RBAC."""
+    admin = yaml.safe_load(KUBECONFIG.read_text())
+    token = kubectl("create", "token", account, "-n", namespace, "--duration=2h").stdout.strip()
+    cluster = admin["clusters"][0]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": cluster["name"], "user": account}}],
+        "current-context": "sa",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@contextlib.contextmanager
+def operator_as_process(release: str, release_ns: str, tmp: Path) -> Iterator[None]:
+    """The chart's operator Deployment, its container's args run here under its ServiceAccount."""
+    deployment = get("deployment", f"{release}-vif-operator", release_ns)
+    assert deployment is not None, "helm did not create the operator Deployment"
+    pod = deployment["spec"]["template"]["spec"]
+    args = [a for a in pod["containers"][0]["args"] if not a.startswith(("--health-port", "--metrics-port"))]
+    health = free_port()
+    args += [f"--health-port={health}", "--metrics-port=0"]
+    kubeconfig = service_account_kubeconfig(release_ns, pod["serviceAccountName"], tmp / "sa-kubeconfig")
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    log = (tmp / "operator.log").open("wb")
+    cmd = [str(Path(sys.executable).parent / "vif-operator"), *args]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"the operator exited: {(tmp / 'operator.log').read_text()[-3000:]}")
+        try:
+            return httpx.get(f"http://127.0.0.1:{health}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(healthy, "the operator's /healthz")
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+        forbidden = [
+            line for line in (tmp / "operator.log").read_text().splitlines() if "403" in line or "Forbidden" in line
+        ]
+        assert not forbidden, f"the chart's RBAC refused the operator: {forbidden[:3]}"
+
+
+@contextlib.contextmanager
+def service_endpoint(name: str, namespace: str, tmp: Path) -> Iterator[str]:
+    """A base URL that reaches the model's Service."""
+    service = get("service", name, namespace)
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    if MODE == "kind":
+        port = free_port()
+        forward = subprocess.Popen(
+            ["kubectl", "port-forward", f"svc/{name}", f"{port}:{service['spec']['ports'][0]['port']}", "-n", namespace]
+        )
+        try:
+            wait_for(lambda: _answers(f"http://127.0.0.1:{port}/ready"), "the port-forward", timeout=60)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            forward.terminate()
+        return
+    # local: the Service's endpoints are kwok's fake pod IPs; the pod's container runs here instead
+    slices = json.loads(
+        kubectl(
+            "get", "endpointslices", "-n", namespace, "-l", f"kubernetes.io/service-name={name}", "-o", "json"
+        ).stdout
+    )
+    ports = [p for s in slices["items"] for p in s.get("ports") or []]
+    deployment = get("deployment", name, namespace)
+    container_port = deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+    assert {"name": "http", "port": container_port, "protocol": "TCP"} in ports
+    configmap = get("configmap", f"{name}-config", namespace)
+    with running(PodAsProcess(deployment, configmap, tmp)) as base:
+        yield base
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@pytest.fixture
+def installed(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
+    require_cluster()
+    run = uuid.uuid4().hex[:6]
+    release, release_ns, models_ns = f"vif-{run}", f"vif-system-{run}", f"models-{run}"
+    kubectl("create", "namespace", models_ns)
+    values = ["--set", f"watchNamespaces={{{models_ns}}}"]
+    if MODE == "kind":
+        values += ["--set", "image.tag=e2e", "--set", "runtimeImage=vif-runtime:e2e"]
+    helm("install", release, CHART, "-n", release_ns, "--create-namespace", *values)
+    try:
+        if MODE == "kind":
+            yield release, release_ns, models_ns
+        else:
+            with operator_as_process(release, release_ns, tmp_path):
+                yield release, release_ns, models_ns
+        helm("uninstall", release, "-n", release_ns, "--wait")
+        left = kubectl("get", "clusterroles,clusterrolebindings,deployments,serviceaccounts,services", "-A",
+                       "-l", f"app.kubernetes.io/instance={release},app.kubernetes.io/name=vif-operator", "-o", "name").stdout  # fmt: skip
+        assert not left.strip(), f"helm uninstall left {left}"
+    finally:
+        helm("uninstall", release, "-n", release_ns, check=False)
+        kubectl("delete", "namespace", release_ns, models_ns, "--wait=false", check=False)
+
+
+def test_install_serve_scale_delete(installed: tuple[str, str, str], tmp_path: Path) -> None:
+    release, release_ns, ns = installed
+    notes = helm("status", release, "-n", release_ns).stdout
+    assert "kubectl get im" in notes
+
+    kubectl("apply", "-n", ns, "-f", str(EXAMPLE))
+    model = wait_for(lambda: ready_condition("smollm2", ns), "the example to be Ready", timeout=600)
+    assert model["status"]["endpoint"] == f"http://smollm2.{ns}.svc.cluster.local:80/v1"
+    assert model["status"]["readyReplicas"] == 1
+
+    with service_endpoint("smollm2", ns, tmp_path) as base, httpx.Client(base_url=base, timeout=120) as client:
+        question = [{"role": "user", "content": "What is the capital of France?"}]
+        chat = client.post(
+            "/v1/chat/completions", json={"model": MODEL, "messages": question, "temperature": 0, "max_tokens": 20}
+        )
+        assert "Paris" in chat.json()["choices"][0]["message"]["content"]
+        completion = client.post(
+            "/v1/completions",
+            json={"model": MODEL, "prompt": "The capital of France is", "temperature": 0, "max_tokens": 4},
+        )
+        assert "Paris" in completion.json()["choices"][0]["text"]
+        generate = client.post(
+            "/generate",
+            json={
+                "model": MODEL,
+                "prompt": "And of Germany?",
+                "history_input": ["Capital of France?"],
+                "history_output": ["Paris."],
+                "max_tokens": 10,
+            },
+        )
+        assert generate.json()["object"] == "generate" and generate.json()["output"]
+
+    kubectl("scale", "im/smollm2", "-n", ns, "--replicas=2")
+    wait_for(lambda: get("deployment", "smollm2", ns)["spec"]["replicas"] == 2, "the Deployment at 2 replicas")
+    wait_for(
+        lambda: (get("inferencemodel", "smollm2", ns)["status"] or {}).get("readyReplicas") == 2, "2 ready replicas"
+    )
+
+    kubectl("delete", "-n", ns, "-f", str(EXAMPLE))
+    leftovers = "deployments,services,configmaps,hpa,pdb,replicasets,pods"
+
+    def nothing_left() -> bool:
+        out = kubectl(
+            "get", leftovers, "-n", ns, "-l", "app.kubernetes.io/managed-by=vif-operator", "-o", "name"
+        ).stdout
+        pods = kubectl("get", "pods", "-n", ns, "-o", "name").stdout
+        return not out.strip() and not pods.strip()
+
+    wait_for(nothing_left, "every child of the model to be gone", timeout=120)

@@ -1,1 +1,0 @@
-"""vif.operator: reconciles InferenceModel objects into a served, scaled, monitored model."""

@@ -1,0 +1,124 @@
+"""Dockerfile.runtime against the runtime it packages: one install recipe, the baked model, ports and probes."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import shlex
+
+import pytest
+
+from helpers.dockerfiles import (
+    IMAGE_UID,
+    REPO,
+    Stage,
+    exec_form,
+    healthcheck_url,
+    runs,
+    stage,
+)
+
+
+@pytest.mark.parametrize("final", ["cpu", "gpu"])
+def test_runtime_entrypoint_and_command(runtime_stages: list[Stage], final: str) -> None:
+    from vif.operator.builders.common import RUNTIME_PORT
+
+    s = stage(runtime_stages, final)
+    assert exec_form(s.last("ENTRYPOINT") or "null") == ["vif-runtime"]
+    assert exec_form(s.last("CMD") or "null") == ["serve", "--host", "0.0.0.0", "--port", str(RUNTIME_PORT)]
+    assert s.env()["VIF_MODELS_DIR"] == "/models"
+    assert s.env()["PATH"].startswith("/opt/venv/bin:")
+
+
+def test_cpu_image_bounds_the_kv_cache(runtime_stages: list[Stage]) -> None:
+    assert stage(runtime_stages, "cpu").env()["VLLM_CPU_KVCACHE_SPACE"] == "1"
+
+
+# --- one install recipe -------------------------------------------------------------------------------------------
+
+
+def test_cpu_image_installs_through_install_sh(runtime_stages: list[Stage]) -> None:
+    build = stage(runtime_stages, "cpu-build")
+    script = "/src/runtime/scripts/install.sh /opt/venv/bin/python"
+    assert script in runs(build), "the CPU image must install with runtime/scripts/install.sh, as `make install` does"
+    assert "--editable" not in runs(build)
+    for name in ("cpu-build", "cpu"):
+        assert "pip install" not in runs(stage(runtime_stages, name)), f"{name}: a second package list beside the lock"
+    assert "--from=cpu-build /opt/venv /opt/venv" in stage(runtime_stages, "cpu").all("COPY")
+    assert (REPO / "runtime" / "scripts" / "install.sh").is_file()
+
+
+def test_gpu_image_installs_vllm_and_the_gpu_extra(runtime_stages: list[Stage]) -> None:
+    build = runs(stage(runtime_stages, "gpu-build"))
+    assert '"vllm==0.33.0"' in build and '".[gpu]"' in build
+    gpu_extra = md.metadata("vllm-inference-framework").get_all("Requires-Dist") or []
+    assert any(r.replace(" ", "").startswith("vllm==0.33.0;") and "gpu" in r for r in gpu_extra), gpu_extra
+    assert "--from=gpu-build /opt/venv /opt/venv" in stage(runtime_stages, "gpu").all("COPY")
+
+
+def test_bake_model_prepares_the_default_model(runtime_stages: list[Stage]) -> None:
+    from vif.runtime.model_prep import DEFAULT_MODEL_DIRNAME
+
+    cpu = stage(runtime_stages, "cpu")
+    assert "BAKE_MODEL=false" in cpu.all("ARG")
+    target = f"{cpu.env()['VIF_MODELS_DIR']}/{DEFAULT_MODEL_DIRNAME}"
+    bake = [r for r in cpu.all("RUN") if "prepare-model" in r]
+    assert len(bake) == 1, "one RUN prepares the model"
+    assert '"$BAKE_MODEL" = "true"' in bake[0]
+    assert f"vif-runtime prepare-model --target {target}" in bake[0]
+    # It runs as the image's user, so the model it writes is readable and replaceable at run time.
+    instructions = cpu.instructions
+    assert instructions.index(("USER", f"{IMAGE_UID}:{IMAGE_UID}")) < instructions.index(("RUN", bake[0]))
+
+
+def test_copied_sources_are_in_the_build_context(runtime_stages: list[Stage], operator_stages: list[Stage]) -> None:
+    ignored = {line.strip() for line in (REPO / ".dockerignore").read_text().splitlines() if line.strip()}
+    assert {".git", ".venv", "models", ".cluster", "bench-results"} <= ignored
+    for s in runtime_stages + operator_stages:
+        for args in s.all("COPY"):
+            if args.startswith("--from="):
+                continue
+            for source in shlex.split(args)[:-1]:
+                assert (REPO / source).exists(), f"COPY {source}: missing from the repository"
+                assert source.split("/")[0] not in ignored, f"COPY {source}: excluded by .dockerignore"
+
+
+# --- ports and probes agree with the code -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("final", ["cpu", "gpu"])
+def test_runtime_port_and_liveness_match_the_operator_and_runtime(
+    runtime_stages: list[Stage], final: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from helpers.fake_engine import FakeEngine
+    from vif.operator.builders import ModelRef, OperatorSettings, build_children
+    from vif.operator.builders.common import RUNTIME_PORT
+    from vif.operator.spec import InferenceModelSpec
+    from vif.runtime.app.factory import ServerSettings, create_app
+    from vif.runtime.app.metrics import RuntimeMetrics
+    from vif.runtime.cli import own_parser
+    from vif.runtime.serving.base import ServedModel
+    from vif.runtime.serving.registry import serving_classes
+
+    s = stage(runtime_stages, final)
+    assert s.all("EXPOSE") == [str(RUNTIME_PORT)]
+    monkeypatch.delenv("SERVICE_PORT", raising=False)
+    assert own_parser().get_default("port") == RUNTIME_PORT
+
+    spec = InferenceModelSpec.model_validate({"model": {"path": "/models/SmolLM2-135M-Instruct"}})
+    children = build_children(ModelRef("m", "ns", "uid", spec), OperatorSettings(), False)
+    pod = next(c for c in children if c["kind"] == "Deployment")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["ports"][0]["containerPort"] == RUNTIME_PORT
+    liveness = container["livenessProbe"]["httpGet"]["path"]
+    assert healthcheck_url(s) == f"http://127.0.0.1:{RUNTIME_PORT}{liveness}"
+
+    app = create_app(
+        ServedModel("m"),
+        FakeEngine,
+        serving_classes("OpenAIServingChat"),
+        RuntimeMetrics("m", CollectorRegistry()),
+        ServerSettings(),
+    )
+    assert liveness in {getattr(route, "path", None) for route in app.routes}, "the runtime has no liveness route"
