@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -19,18 +18,13 @@ import yaml
 
 from helpers.cluster import KUBECONFIG, REPO, get, helm, kubectl, require_cluster, wait_for
 from helpers.pods import PodAsProcess, running
+from helpers.processes import free_port
 
 from .conftest import MODE
 
 CHART = str(REPO / "charts" / "vif-operator")
 EXAMPLE = REPO / "docs" / "examples" / "inferencemodels" / "cpu-smollm2.yaml"
 MODEL = "smollm2-135m-instruct"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ready_condition(name: str, namespace: str) -> dict | None:
@@ -87,9 +81,7 @@ def operator_as_process(release: str, release_ns: str, tmp: Path) -> Iterator[No
     finally:
         proc.kill()
         proc.wait()
-        forbidden = [
-            line for line in (tmp / "operator.log").read_text().splitlines() if "403" in line or "Forbidden" in line
-        ]
+        forbidden = [line for line in (tmp / "operator.log").read_text().splitlines() if "forbidden" in line.lower()]
         assert not forbidden, f"the chart's RBAC refused the operator: {forbidden[:3]}"
 
 
@@ -110,14 +102,17 @@ def service_endpoint(name: str, namespace: str, tmp: Path) -> Iterator[str]:
             forward.terminate()
         return
     # local: the Service's endpoints are kwok's fake pod IPs; the pod's container runs here instead
-    slices = json.loads(
-        kubectl(
-            "get", "endpointslices", "-n", namespace, "-l", f"kubernetes.io/service-name={name}", "-o", "json"
-        ).stdout
-    )
-    ports = [p for s in slices["items"] for p in s.get("ports") or []]
     deployment = get("deployment", name, namespace)
     container_port = deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+    selector = f"kubernetes.io/service-name={name}"
+
+    def serving_ports() -> list[dict]:
+        slices = json.loads(kubectl("get", "endpointslices", "-n", namespace, "-l", selector, "-o", "json").stdout)
+        ready = [s for s in slices["items"] if any(e["conditions"].get("ready") for e in s.get("endpoints") or [])]
+        return [p for s in ready for p in s.get("ports") or []]
+
+    # the endpoint-slice controller follows the pods a moment after the model turns Ready
+    ports = wait_for(serving_ports, "the Service's endpoints")
     assert {"name": "http", "port": container_port, "protocol": "TCP"} in ports
     configmap = get("configmap", f"{name}-config", namespace)
     with running(PodAsProcess(deployment, configmap, tmp)) as base:

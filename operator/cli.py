@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 
 import kopf
 import prometheus_client
@@ -29,13 +30,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
 
+    if args.peering is not None and args.priority == 0:
+        # Replicas of equal priority all pause (kopf's rule), so each takes a random one: one of them works.
+        args.priority = random.randint(1, 2**31)
     kopf.configure(verbose=args.verbose)
     if args.metrics_port:
         prometheus_client.start_http_server(args.metrics_port)
     load_kube_config()
     import vif.operator.handlers  # noqa: F401  (registers the handlers with kopf)
 
-    memo = kopf.Memo(cluster=ClusterClient(), settings=OperatorSettings(runtime_image=args.runtime_image))
+    memo = kopf.Memo(cluster=ClusterClient(), settings=OperatorSettings(runtime_image=args.runtime_image), locks={})
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=args.namespace,

@@ -7,45 +7,48 @@ are reverted and status follows rollouts at once).
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import kopf
 from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from vif.operator.metrics import RECONCILE_SECONDS, RECONCILES
-from vif.operator.reconcile import Outcome, reconcile
+from vif.operator.reconcile import Outcome, failure_outcome, reconcile
 from vif.operator.spec import GROUP, PLURAL, VERSION
-from vif.operator.status import failed_conditions, with_transition_times
 
 MANAGED = {"app.kubernetes.io/managed-by": "vif-operator"}
 
 
 def converge(body: dict[str, Any], memo: kopf.Memo) -> None:
-    """Reconcile one model, write its status, and post an event when it cannot be served."""
+    """Reconcile one model, write its status, and post an event when it cannot be served.
+
+    Child events run in kopf's thread pool; a lock per model keeps two converges of it from interleaving
+    their status writes.
+    """
     meta = body["metadata"]
-    try:
-        with RECONCILE_SECONDS.time():
-            outcome = reconcile(body, memo.cluster, memo.settings)
-    except ApiException as exc:
-        if exc.status in (404, 409, 429) or exc.status >= 500:  # 404: a namespace or CRD still appearing
-            RECONCILES.labels("retry").inc()
-            raise kopf.TemporaryError(f"API server: {exc.status} {exc.reason}", delay=5) from exc
-        message = _api_message(exc)
-        kopf.warn(body, reason="ApplyFailed", message=message)
-        outcome = reconcile_failure(body, "ApplyFailed", message)
-    RECONCILES.labels("ok" if outcome.failure is None else outcome.failure[0]).inc()
-    memo.cluster.patch_model_status(meta["namespace"], meta["name"], outcome.status)
-    if outcome.failure is not None and outcome.failure[0] == "InvalidSpec":
+    with memo.locks.setdefault((meta["namespace"], meta["name"]), threading.Lock()):
+        outcome = _reconcile_or_failure(body, memo)
+        RECONCILES.labels("ok" if outcome.failure is None else outcome.failure[0]).inc()
+        memo.cluster.patch_model_status(meta["namespace"], meta["name"], outcome.status)
+    if outcome.failure is not None:
         kopf.warn(body, reason=outcome.failure[0], message=outcome.failure[1])
     for child in outcome.pruned:
         kopf.info(body, reason="Pruned", message=f"deleted {child}, which the spec no longer asks for")
 
 
-def reconcile_failure(body: dict[str, Any], reason: str, message: str) -> Outcome:
-    generation = body["metadata"].get("generation")
-    old = (body.get("status") or {}).get("conditions", [])
-    conditions = with_transition_times(failed_conditions(reason, message, generation), old)
-    return Outcome({"observedGeneration": generation, "conditions": conditions}, (reason, message))
+def _reconcile_or_failure(body: dict[str, Any], memo: kopf.Memo) -> Outcome:
+    try:
+        with RECONCILE_SECONDS.time():
+            return reconcile(body, memo.cluster, memo.settings)
+    except ResourceNotFoundError as exc:  # e.g. monitoring.serviceMonitor: on without the Prometheus Operator
+        return failure_outcome(body, "KindNotInstalled", str(exc))
+    except ApiException as exc:
+        if exc.status in (404, 409, 429) or exc.status >= 500:  # 404: a namespace or CRD still appearing
+            RECONCILES.labels("retry").inc()
+            raise kopf.TemporaryError(f"API server: {exc.status} {exc.reason}", delay=5) from exc
+        return failure_outcome(body, "ApplyFailed", _api_message(exc))
 
 
 def _api_message(exc: ApiException) -> str:

@@ -1,7 +1,7 @@
 """One reconciliation: the desired children applied, stale ones pruned, the status computed.
 
-Called by every kopf handler (create, update, resume, a child's change, the periodic timer), so all of
-them converge the same way; applying is idempotent, so calling it often is safe.
+Called by every kopf handler (create, update, resume, a child's change), so all of them converge the same
+way; applying is idempotent, so calling it often is safe.
 """
 
 from __future__ import annotations
@@ -51,9 +51,7 @@ def reconcile(body: dict[str, Any], cluster: ClusterClient, settings: OperatorSe
     try:
         ref = parse(body)
     except InvalidSpec as exc:
-        failure = ("InvalidSpec", str(exc))
-        conditions = with_transition_times(failed_conditions(*failure, generation), old_conditions)
-        return Outcome({"observedGeneration": generation, "conditions": conditions}, failure)
+        return failure_outcome(body, "InvalidSpec", str(exc))
     children = build_children(ref, settings, cluster.crd_installed(SERVICE_MONITOR_CRD))
     deployment = None
     for child in children:
@@ -62,3 +60,11 @@ def reconcile(body: dict[str, Any], cluster: ClusterClient, settings: OperatorSe
             deployment = applied
     pruned = cluster.prune(ref, {c["kind"] for c in children})
     return Outcome(build_status(ref, deployment, generation, old_conditions), None, tuple(pruned))
+
+
+def failure_outcome(body: dict[str, Any], reason: str, message: str) -> Outcome:
+    """The model cannot be served as it is: Degraded (and neither Ready nor Progressing) with the reason."""
+    generation = body["metadata"].get("generation")
+    old = (body.get("status") or {}).get("conditions", [])
+    conditions = with_transition_times(failed_conditions(reason, message, generation), old)
+    return Outcome({"observedGeneration": generation, "conditions": conditions}, (reason, message))

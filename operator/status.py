@@ -84,10 +84,9 @@ def build_status(
     deployment: dict[str, Any] | None,
     generation: int | None,
     old_conditions: list[dict[str, Any]],
-    failure: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     dstatus = (deployment or {}).get("status", {})
-    conditions = failed_conditions(*failure, generation) if failure else rollout_conditions(deployment, generation)
+    conditions = rollout_conditions(deployment, generation)
     selector = ",".join(f"{k}={v}" for k, v in sorted(ref.selector().items()))
     return {
         "observedGeneration": generation,

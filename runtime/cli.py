@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -77,6 +77,7 @@ def serve(argv: list[str]) -> int:
 
     from vif.runtime.app.logs import configure_logging
     from vif.runtime.config import ConfigError
+    from vif.runtime.engine.args import explicit_flags
 
     ours = own_parser()
     args, rest = ours.parse_known_args(argv)
@@ -84,7 +85,7 @@ def serve(argv: list[str]) -> int:
     if args.help:
         print(ours.format_help() + "\n" + engine.format_help())
         return 0
-    engine_ns = engine.parse_args(rest)
+    flags = explicit_flags(engine, rest)  # also refuses unknown or malformed flags
     configure_logging(args.log_level, args.log_format, args.log_file)
     servers: list[uvicorn.Server] = []
 
@@ -94,7 +95,7 @@ def serve(argv: list[str]) -> int:
         servers[0].engine_failed = True  # type: ignore[attr-defined]
 
     try:
-        app = _build(args, engine_ns, vars(engine.parse_args([])), stop_on_engine_failure)
+        app = _build(args, flags, stop_on_engine_failure)
     except (ConfigError, LookupError, OSError) as exc:
         print(f"vif-runtime serve: {exc}", file=sys.stderr)
         return 2
@@ -104,9 +105,7 @@ def serve(argv: list[str]) -> int:
     return 1 if getattr(server, "engine_failed", False) else 0
 
 
-def _build(
-    args: argparse.Namespace, engine_ns: argparse.Namespace, defaults: dict, on_engine_failure: Callable[[], None]
-) -> Starlette:
+def _build(args: argparse.Namespace, flags: dict[str, Any], on_engine_failure: Callable[[], None]) -> Starlette:
     from vif.runtime.app.factory import ServerSettings, create_app
     from vif.runtime.app.metrics import RuntimeMetrics
     from vif.runtime.config import default_model, load_model
@@ -120,7 +119,7 @@ def _build(
         model = default_model()
         if args.model_name and args.model_name != model.name:
             raise LookupError(f"no --config given, and '{args.model_name}' is not the default model '{model.name}'")
-    engine_args = build_engine_args(model, engine_ns, defaults)
+    engine_args = build_engine_args(model, flags)
     try:
         classes = serving_classes(model.entry.class_name, model.entry.allowed_classes)
     except UnknownServingClass as exc:

@@ -68,7 +68,8 @@ def allowed_roots(config_file: Path | None, extra: Sequence[str] = ()) -> list[P
     """The config's folder, the models folder, `/models`, `$VIF_ALLOWED_ROOTS` (os.pathsep-separated) and `extra`."""
     roots = [models_dir(), Path("/models")]
     if config_file is not None:
-        roots.append(config_file.resolve().parent)
+        # the folder as written: a mounted ConfigMap's file is a symlink into a hidden timestamped folder
+        roots.append(config_file.absolute().parent)
     roots += [Path(p) for p in os.environ.get("VIF_ALLOWED_ROOTS", "").split(os.pathsep) if p]
     roots += [Path(p) for p in extra]
     return [r.resolve() for r in roots]
@@ -101,7 +102,7 @@ def load_model(config_file: Path, model_name: str, extra_roots: Sequence[str] = 
         field = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"{where}: {model_name}.{field}: {first['msg']}") from None
     roots = allowed_roots(config_file, extra_roots)
-    base = config_file.resolve().parent
+    base = config_file.absolute().parent
     if (entry.model_path is None) == (entry.model_id is None):
         raise ConfigError(f"{where}: {model_name}.model_path: set exactly one of model_path and model_id")
     model = entry.model_id or str(

@@ -12,7 +12,7 @@ from vif.operator.spec import InferenceModelSpec
 RUNTIME_PORT = 8000
 CONFIG_DIR = "/etc/vif"
 CONFIG_FILE = f"{CONFIG_DIR}/model_config.json"
-TEMPLATE_DIR = f"{CONFIG_DIR}/chat-template"
+TEMPLATE_DIR = "/etc/vif-chat-template"  # not under CONFIG_DIR: a mount inside a read-only ConfigMap mount fails
 PVC_MOUNT = "/models/pvc"
 HF_CACHE = "/models/hf-cache"
 MANAGED_BY = "vif-operator"

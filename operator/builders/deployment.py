@@ -26,6 +26,8 @@ def runtime_args(ref: ModelRef) -> list[str]:
         args += ["--allowed-root", posixpath.dirname(ref.spec.model.path.rstrip("/")) or "/"]
     if ref.spec.model.pvc is not None:
         args += ["--allowed-root", PVC_MOUNT]
+    if ref.spec.serving.chat_template is not None:
+        args += ["--allowed-root", TEMPLATE_DIR]
     return args + list(ref.spec.engine.extra_args)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -55,6 +56,39 @@ class EngineState:
         self.error: str | None = None
 
 
+async def load_in_background(load_engine: Callable[[], EngineClient]) -> EngineClient:
+    """Run the blocking engine start in a daemon thread. If the server stops first (this coroutine is cancelled),
+    shutdown does not wait for the model to load, and the engine is shut down as soon as it exists."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[EngineClient] = loop.create_future()
+
+    def work() -> None:
+        engine: EngineClient | None = None
+        error: BaseException | None = None
+        try:
+            engine = load_engine()
+        except Exception as exc:
+            error = exc
+
+        def deliver() -> None:
+            if done.cancelled():
+                if engine is not None:
+                    engine.shutdown()
+            elif engine is not None:
+                done.set_result(engine)
+            else:
+                done.set_exception(error or RuntimeError("the engine did not start"))
+
+        try:
+            loop.call_soon_threadsafe(deliver)
+        except RuntimeError:  # the event loop is closed: the server is gone
+            if engine is not None:
+                engine.shutdown()
+
+    threading.Thread(target=work, name="engine-loader", daemon=True).start()
+    return await done
+
+
 def json_response(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status, headers, media_type="application/json")
 
@@ -75,7 +109,7 @@ def create_app(
 
     async def load() -> None:
         try:
-            engine = await asyncio.to_thread(load_engine)
+            engine = await load_in_background(load_engine)
         except Exception as exc:
             state.error = f"{type(exc).__name__}: {exc}"
             log.exception("the engine failed to start")

@@ -5,6 +5,7 @@ Pure ASGI (not `BaseHTTPMiddleware`) so streamed responses pass through untouche
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import time
@@ -28,7 +29,7 @@ PROTOCOL_PATHS = {
     "/completions": "completion",
     "/generate": "generate",
 }
-OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
+OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/openapi.json"})
 
 
 async def send_error(exc: APIError, scope: Scope, receive: Receive, send: Send) -> None:
@@ -91,7 +92,8 @@ class APIKeyAuth:
 
     def __init__(self, app: ASGIApp, api_keys: Sequence[str]) -> None:
         self.app = app
-        self.keys = [k.encode() for k in api_keys if k]
+        # Digests: compare_digest on inputs of different lengths would tell the key's length.
+        self.keys = [hashlib.sha256(k.encode()).digest() for k in api_keys if k]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.keys or scope["path"] in OPEN_PATHS:
@@ -99,7 +101,8 @@ class APIKeyAuth:
         header = dict(scope["headers"]).get(b"authorization", b"")
         scheme, _, presented = header.partition(b" ")
         # Compare against every key so the time taken does not tell which key (or how much of it) matched.
-        matched = [hmac.compare_digest(presented.strip(), key) for key in self.keys]
+        digest = hashlib.sha256(presented.strip()).digest()
+        matched = [hmac.compare_digest(digest, key) for key in self.keys]
         if scheme.lower() == b"bearer" and any(matched):
             return await self.app(scope, receive, send)
         exc = APIError(

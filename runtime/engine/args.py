@@ -19,11 +19,26 @@ def add_engine_args(parser: FlexibleArgumentParser) -> None:
     AsyncEngineArgs.add_cli_args(parser)
 
 
-def build_engine_args(model: ResolvedModel, args: argparse.Namespace, defaults: dict[str, Any]) -> AsyncEngineArgs:
-    """The model's path and length, then its config `engine_args`, then flags given on the command line."""
-    unknown = sorted(set(model.entry.engine_args) - ENGINE_FIELDS)
-    if unknown:
-        raise ConfigError(f"{model.source}: {model.name}.engine_args.{unknown[0]}: not a vLLM engine argument")
+# Set by vif from the checked config fields; engine_args may not redirect them (e.g. to a path outside the roots).
+RESERVED = frozenset({"model", "tokenizer", "served_model_name", "max_model_len"})
+
+
+def explicit_flags(parser: FlexibleArgumentParser, argv: list[str]) -> dict[str, Any]:
+    """Only the flags given on the command line, even where a value equals vLLM's default."""
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return {k: v for k, v in vars(parser.parse_args(argv)).items() if k in ENGINE_FIELDS}
+
+
+def build_engine_args(model: ResolvedModel, flags: dict[str, Any]) -> AsyncEngineArgs:
+    """The model's path and length, then its config `engine_args`, then `flags` given on the command line."""
+    for key in sorted(model.entry.engine_args):
+        if key not in ENGINE_FIELDS:
+            raise ConfigError(f"{model.source}: {model.name}.engine_args.{key}: not a vLLM engine argument")
+        if key in RESERVED:
+            raise ConfigError(
+                f"{model.source}: {model.name}.engine_args.{key}: set by vif from the config's own fields"
+            )
     kwargs: dict[str, Any] = {
         "model": model.model,
         "served_model_name": [model.name],
@@ -32,11 +47,5 @@ def build_engine_args(model: ResolvedModel, args: argparse.Namespace, defaults: 
     if model.entry.max_model_len is not None:
         kwargs["max_model_len"] = model.entry.max_model_len
     kwargs.update(model.entry.engine_args)
-    kwargs.update(
-        {
-            k: v
-            for k, v in vars(args).items()
-            if k in ENGINE_FIELDS and k != "served_model_name" and v != defaults.get(k)
-        }
-    )
+    kwargs.update({k: v for k, v in flags.items() if k != "served_model_name"})
     return AsyncEngineArgs(**kwargs)

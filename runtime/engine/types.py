@@ -7,8 +7,13 @@ whole request path with a fake engine.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class EngineRequestError(ValueError):
+    """The engine refused the request's input (a chat template that raises, token ids out of vocabulary):
+    the client's fault, so the serving layer answers 400 with this message."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +38,7 @@ class TokenLogprob:
     """One generated (or prompt) token, its log probability and the most likely alternatives."""
 
     token: str
-    logprob: float
+    logprob: float | None  # None only for the first prompt token, which nothing precedes
     top: tuple[tuple[str, float], ...] = ()
 
 
@@ -62,9 +67,7 @@ class EngineStep:
 class EngineInfo:
     """Static facts about the loaded model that the serving layer needs."""
 
-    model_path: str
     max_model_len: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class EngineClient(Protocol):
@@ -83,9 +86,6 @@ class EngineClient(Protocol):
 
     def generate(self, prompt: list[int], options: SamplingOptions, request_id: str) -> AsyncIterator[EngineStep]:
         """Stream the request's steps; leaving the iterator early aborts the request in the engine."""
-
-    async def abort(self, request_id: str) -> None:
-        """Stop a request and free its resources."""
 
     async def check_health(self) -> None:
         """Raise when the engine can no longer serve."""

@@ -6,12 +6,20 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import jinja2
 from vllm import SamplingParams
 from vllm.engine.arg_utils import AsyncEngineArgs
 from vllm.sampling_params import RequestOutputKind
 from vllm.v1.engine.async_llm import AsyncLLM
 
-from vif.runtime.engine.types import ChoiceDelta, EngineInfo, EngineStep, SamplingOptions, TokenLogprob
+from vif.runtime.engine.types import (
+    ChoiceDelta,
+    EngineInfo,
+    EngineRequestError,
+    EngineStep,
+    SamplingOptions,
+    TokenLogprob,
+)
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +31,8 @@ class VLLMEngineClient:
         self._engine = engine
         self._tokenizer = engine.get_tokenizer()
         config = engine.model_config
-        self.info = EngineInfo(model_path=str(config.model), max_model_len=int(config.max_model_len))
-        self.aborted = 0
+        self.info = EngineInfo(max_model_len=int(config.max_model_len))
+        self._vocab_size = int(config.get_vocab_size())
 
     @classmethod
     def from_engine_args(cls, engine_args: AsyncEngineArgs) -> VLLMEngineClient:
@@ -32,9 +40,12 @@ class VLLMEngineClient:
         return cls(AsyncLLM.from_engine_args(engine_args))
 
     def render_chat(self, messages: Sequence[dict[str, str]], chat_template: str | None) -> list[int]:
-        encoded = self._tokenizer.apply_chat_template(
-            list(messages), chat_template=chat_template, add_generation_prompt=True, tokenize=True
-        )
+        try:
+            encoded = self._tokenizer.apply_chat_template(
+                list(messages), chat_template=chat_template, add_generation_prompt=True, tokenize=True
+            )
+        except jinja2.TemplateError as exc:  # e.g. the template's raise_exception('System role not supported')
+            raise EngineRequestError(f"The chat template refused the messages: {exc}") from None
         # transformers 5 returns a BatchEncoding; older versions a plain list.
         return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
 
@@ -47,18 +58,16 @@ class VLLMEngineClient:
     async def generate(self, prompt: list[int], options: SamplingOptions, request_id: str) -> AsyncIterator[EngineStep]:
         params = _sampling_params(options)
         finished = False
+        if prompt and max(prompt) >= self._vocab_size:
+            raise EngineRequestError(f"Token id {max(prompt)} is out of the vocabulary (size {self._vocab_size}).")
         try:
             async for output in self._engine.generate({"prompt_token_ids": prompt}, params, request_id):
                 finished = output.finished
                 yield _engine_step(output, len(prompt), options)
         finally:
-            if not finished:
-                self.aborted += 1
+            if not finished:  # the caller left early (client gone): free the engine at once, not at GC time
                 await self._engine.abort(request_id)
                 log.info("aborted engine request %s", request_id)
-
-    async def abort(self, request_id: str) -> None:
-        await self._engine.abort(request_id)
 
     async def check_health(self) -> None:
         await self._engine.check_health()

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -20,7 +22,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
 from vif.runtime.app.metrics import RuntimeMetrics
-from vif.runtime.engine.types import ChoiceDelta, EngineClient, EngineStep, SamplingOptions, TokenLogprob
+from vif.runtime.engine.types import (
+    ChoiceDelta,
+    EngineClient,
+    EngineRequestError,
+    EngineStep,
+    SamplingOptions,
+    TokenLogprob,
+)
 from vif.runtime.protocols.common import SamplingFields
 from vif.runtime.protocols.errors import APIError, from_validation_error, model_not_found
 from vif.runtime.serving.streams import SSE_DONE, merge, sse_event
@@ -93,6 +102,8 @@ class BaseServingEngine:
     async def __call__(self, raw_request: Request) -> Response:
         try:
             return await self.handle(raw_request)
+        except EngineRequestError as exc:
+            return self.create_error_response(str(exc), code="invalid_prompt")
         except APIError as exc:
             return self.create_error_response(
                 exc.message, status=exc.status, err_type=exc.type, param=exc.param, code=exc.code
@@ -179,52 +190,60 @@ class BaseServingEngine:
 
     async def _steps(self, ctx: RequestContext) -> AsyncIterator[ChoiceDelta]:
         """Every choice delta of every prompt, re-indexed `prompt_index * n + choice`, with usage and TTFT."""
+        # The client's X-Request-Id is not unique (retries reuse it); the engine id must be, or an abort for
+        # one request would stop every request sharing it.
+        unique = uuid.uuid4().hex[:8]
         streams = [
-            self.engine.generate(p.token_ids, o, f"{ctx.request_id}-{i}")
+            self.engine.generate(p.token_ids, o, f"{ctx.request_id}-{i}-{unique}")
             for i, (p, o) in enumerate(zip(ctx.prompts, ctx.options, strict=True))
         ]
         started, first_token = time.perf_counter(), True
         counted: set[int] = set()
         step: EngineStep
-        async for prompt_index, step in merge(streams):
-            if prompt_index not in counted:
-                counted.add(prompt_index)
-                ctx.prompt_tokens += step.prompt_tokens
-            if step.prompt_logprobs is not None:
-                ctx.prompt_logprobs[prompt_index] = step.prompt_logprobs
-            n = ctx.options[prompt_index].n
-            for choice in step.choices:
-                if first_token and choice.token_count:
-                    first_token = False
-                    self.metrics.observe_first_token(self.protocol, time.perf_counter() - started)
-                ctx.completion_tokens += choice.token_count
-                yield _reindex(choice, prompt_index * n + choice.index)
+        # aclosing: a caller that leaves early closes the engine streams now (aborting them), not at GC time
+        async with aclosing(merge(streams)) as merged:
+            async for prompt_index, step in merged:
+                if prompt_index not in counted:
+                    counted.add(prompt_index)
+                    ctx.prompt_tokens += step.prompt_tokens
+                if step.prompt_logprobs is not None:
+                    ctx.prompt_logprobs[prompt_index] = step.prompt_logprobs
+                n = ctx.options[prompt_index].n
+                for choice in step.choices:
+                    if first_token and choice.token_count:
+                        first_token = False
+                        self.metrics.observe_first_token(self.protocol, time.perf_counter() - started)
+                    ctx.completion_tokens += choice.token_count
+                    yield _reindex(choice, prompt_index * n + choice.index)
         self.metrics.count_tokens(self.protocol, ctx.prompt_tokens, ctx.completion_tokens)
 
     async def _collect(self, ctx: RequestContext) -> dict[int, ChoiceResult]:
         results: dict[int, ChoiceResult] = {}
-        async for choice in self._steps(ctx):
-            result = results.setdefault(choice.index, ChoiceResult())
-            result.text.append(choice.text)
-            result.tokens += choice.token_count
-            result.finish_reason = choice.finish_reason or result.finish_reason
-            if choice.logprobs:
-                result.logprobs.extend(choice.logprobs)
+        async with aclosing(self._steps(ctx)) as steps:
+            async for choice in steps:
+                result = results.setdefault(choice.index, ChoiceResult())
+                result.text.append(choice.text)
+                result.tokens += choice.token_count
+                result.finish_reason = choice.finish_reason or result.finish_reason
+                if choice.logprobs:
+                    result.logprobs.extend(choice.logprobs)
         return results
 
     async def _stream(self, ctx: RequestContext) -> AsyncIterator[bytes]:
         seen: set[int] = set()
         try:
-            async for choice in self._steps(ctx):
-                first = choice.index not in seen
-                seen.add(choice.index)
-                for chunk in self.format_chunks(ctx, choice, first):
-                    yield sse_event(chunk)
+            async with aclosing(self._steps(ctx)) as steps:
+                async for choice in steps:
+                    first = choice.index not in seen
+                    seen.add(choice.index)
+                    for chunk in self.format_chunks(ctx, choice, first):
+                        yield sse_event(chunk)
             for chunk in self.format_stream_end(ctx):
                 yield sse_event(chunk)
-        except APIError as exc:
-            self.metrics.count_error(self.protocol, exc.type)
-            yield sse_event(exc.body())
+        except (APIError, EngineRequestError) as exc:
+            error = exc if isinstance(exc, APIError) else APIError(str(exc), code="invalid_prompt")
+            self.metrics.count_error(self.protocol, error.type)
+            yield sse_event(error.body())
         except Exception:
             log.exception("stream %s failed", ctx.request_id)
             self.metrics.count_error(self.protocol, "internal_error")

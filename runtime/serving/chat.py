@@ -9,14 +9,16 @@ from starlette.requests import Request
 
 from vif.runtime.engine.types import ChoiceDelta, SamplingOptions, TokenLogprob
 from vif.runtime.protocols.chat import ChatCompletionRequest
-from vif.runtime.serving.base import BaseServingEngine, ChoiceResult, PromptInput, RequestContext
+from vif.runtime.serving.base import ChoiceResult, PromptInput, RequestContext
+from vif.runtime.serving.openai_base import OpenAIServingBase
 from vif.runtime.serving.sampling import openai_sampling_options
 
 
-class OpenAIServingChat(BaseServingEngine):
+class OpenAIServingChat(OpenAIServingBase):
     protocol = "chat"
     request_model = ChatCompletionRequest
     id_prefix = "chatcmpl"
+    chunk_object = "chat.completion.chunk"
 
     def create_prompt(self, request: ChatCompletionRequest, raw_request: Request) -> list[PromptInput]:
         messages = [{"role": m.role, "content": m.text()} for m in request.messages]
@@ -33,11 +35,7 @@ class OpenAIServingChat(BaseServingEngine):
         entry: dict[str, Any] = {"index": choice.index, "delta": delta, "finish_reason": choice.finish_reason}
         if choice.logprobs is not None:
             entry["logprobs"] = {"content": [_chat_logprob(lp) for lp in choice.logprobs if lp]}
-        yield self._chunk(ctx, [entry])
-
-    def format_stream_end(self, ctx: RequestContext) -> Iterable[dict[str, Any]]:
-        if ctx.request.include_usage():
-            yield {**self._chunk(ctx, []), "usage": ctx.usage()}
+        yield self.chunk(ctx, [entry])
 
     def format_response(self, ctx: RequestContext, results: dict[int, ChoiceResult]) -> dict[str, Any]:
         choices = []
@@ -59,15 +57,6 @@ class OpenAIServingChat(BaseServingEngine):
             "model": self.model.name,
             "choices": choices,
             "usage": ctx.usage(),
-        }
-
-    def _chunk(self, ctx: RequestContext, choices: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            "id": ctx.request_id,
-            "object": "chat.completion.chunk",
-            "created": ctx.created,
-            "model": self.model.name,
-            "choices": choices,
         }
 
 

@@ -9,14 +9,16 @@ from starlette.requests import Request
 
 from vif.runtime.engine.types import ChoiceDelta, SamplingOptions, TokenLogprob
 from vif.runtime.protocols.completion import CompletionRequest
-from vif.runtime.serving.base import BaseServingEngine, ChoiceResult, PromptInput, RequestContext
+from vif.runtime.serving.base import ChoiceResult, PromptInput, RequestContext
+from vif.runtime.serving.openai_base import OpenAIServingBase
 from vif.runtime.serving.sampling import openai_sampling_options
 
 
-class OpenAIServingCompletion(BaseServingEngine):
+class OpenAIServingCompletion(OpenAIServingBase):
     protocol = "completion"
     request_model = CompletionRequest
     id_prefix = "cmpl"
+    chunk_object = "text_completion"
 
     def create_prompt(self, request: CompletionRequest, raw_request: Request) -> list[PromptInput]:
         prompts = []
@@ -40,11 +42,7 @@ class OpenAIServingCompletion(BaseServingEngine):
             entry["logprobs"] = _completion_logprobs(logprobs, offset)
             ctx.text_offsets[choice.index] = offset + sum(len(lp.token) for lp in logprobs if lp)
         entry["finish_reason"] = choice.finish_reason
-        yield self._body(ctx, [entry], "text_completion")
-
-    def format_stream_end(self, ctx: RequestContext) -> Iterable[dict[str, Any]]:
-        if ctx.request.include_usage():
-            yield {**self._body(ctx, [], "text_completion"), "usage": ctx.usage()}
+        yield self.chunk(ctx, [entry])
 
     def format_response(self, ctx: RequestContext, results: dict[int, ChoiceResult]) -> dict[str, Any]:
         choices = []
@@ -59,7 +57,7 @@ class OpenAIServingCompletion(BaseServingEngine):
                     "finish_reason": result.finish_reason,
                 }
             )
-        return {**self._body(ctx, choices, "text_completion"), "usage": ctx.usage()}
+        return {**self.chunk(ctx, choices), "usage": ctx.usage()}
 
     def _echoed(
         self, ctx: RequestContext, index: int, text: str, logprobs: Sequence[TokenLogprob | None], first: bool
@@ -68,17 +66,11 @@ class OpenAIServingCompletion(BaseServingEngine):
         if not (ctx.request.echo and first):
             return text, list(logprobs)
         prompt_index = index // ctx.request.n
-        prompt_text = ctx.prompts[prompt_index].text or ""
-        return prompt_text + text, [*ctx.prompt_logprobs.get(prompt_index, ()), *logprobs]
-
-    def _body(self, ctx: RequestContext, choices: list[dict[str, Any]], obj: str) -> dict[str, Any]:
-        return {
-            "id": ctx.request_id,
-            "object": obj,
-            "created": ctx.created,
-            "model": self.model.name,
-            "choices": choices,
-        }
+        prompt = ctx.prompts[prompt_index]
+        echoed = list(ctx.prompt_logprobs.get(prompt_index, ()))
+        if echoed and echoed[0] is None:  # the first prompt token has no logprob, but it has its text
+            echoed[0] = TokenLogprob(self.engine.decode(prompt.token_ids[:1]), None)
+        return (prompt.text or "") + text, [*echoed, *logprobs]
 
 
 def _completion_logprobs(logprobs: Sequence[TokenLogprob | None], offset: int) -> dict[str, list[Any]]:
@@ -88,7 +80,7 @@ def _completion_logprobs(logprobs: Sequence[TokenLogprob | None], offset: int) -
         token = "" if lp is None else lp.token
         out["tokens"].append(token)
         out["token_logprobs"].append(None if lp is None else lp.logprob)
-        out["top_logprobs"].append(None if lp is None else dict(lp.top))
+        out["top_logprobs"].append(dict(lp.top) if lp is not None and lp.top else None)
         out["text_offset"].append(offset)
         offset += len(token)
     return out

@@ -1,8 +1,10 @@
 """Resolves a config's `class_name` to a serving class, through an allowlist only.
 
-Allowed: the built-ins, classes registered under the entry-point group `vif.serving_engines`, and
-`module:Class` names listed in the model's `allowed_classes`. Nothing else is imported, so a config file can
-never make the server import arbitrary code.
+Allowed: the built-ins, classes registered under the entry-point group `vif.serving_engines` (installed
+packages that declare themselves plugins), and `module:Class` names listed in the model's `allowed_classes`.
+Nothing else is imported: a `class_name` alone never imports a module. `allowed_classes` is an explicit grant
+by whoever writes the config, and importing a module runs its top-level code, so treat the config file as
+code when it uses it.
 """
 
 from __future__ import annotations

@@ -6,22 +6,32 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 
-from vif.runtime.engine.types import ChoiceDelta, EngineInfo, EngineStep, SamplingOptions, TokenLogprob
+from vif.runtime.engine.types import (
+    ChoiceDelta,
+    EngineInfo,
+    EngineRequestError,
+    EngineStep,
+    SamplingOptions,
+    TokenLogprob,
+)
 
 
 class FakeEngine:
     """Tokens are characters; the reply is `reply` word by word, or endless words with `ignore_eos`."""
 
     def __init__(self, reply: str = "Paris is the capital.", max_model_len: int = 256, delay: float = 0.0) -> None:
-        self.info = EngineInfo(model_path="/fake", max_model_len=max_model_len)
+        self.info = EngineInfo(max_model_len=max_model_len)
         self.reply = reply
         self.delay = delay
         self.requests: list[tuple[list[int], SamplingOptions, str]] = []
-        self.aborted: list[str] = []
+        self.aborted: list[str] = []  # requests whose stream was left before it finished
         self.healthy = True
+        self.shut_down = False
         self.fail_with: Exception | None = None
 
     def render_chat(self, messages: Sequence[dict[str, str]], chat_template: str | None) -> list[int]:
+        if any(m["role"] == "developer" for m in messages):
+            raise EngineRequestError("The chat template refused the messages: no developer role")
         text = "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
         return self.encode(text)
 
@@ -32,6 +42,8 @@ class FakeEngine:
         return "".join(chr(t) for t in token_ids)
 
     async def generate(self, prompt: list[int], options: SamplingOptions, request_id: str) -> AsyncIterator[EngineStep]:
+        if max(prompt) > 0x10FFFF:
+            raise EngineRequestError(f"Token id {max(prompt)} is out of the vocabulary.")
         self.requests.append((prompt, options, request_id))
         if self.fail_with is not None:
             raise self.fail_with
@@ -63,12 +75,9 @@ class FakeEngine:
             if not finished:
                 self.aborted.append(request_id)
 
-    async def abort(self, request_id: str) -> None:
-        self.aborted.append(request_id)
-
     async def check_health(self) -> None:
         if not self.healthy:
             raise RuntimeError("engine dead")
 
     def shutdown(self) -> None:
-        pass
+        self.shut_down = True

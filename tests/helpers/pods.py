@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,13 +14,7 @@ from pathlib import Path
 import httpx
 
 from helpers.cluster import REPO, wait_for
-from helpers.processes import stop_group
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from helpers.processes import free_port, stop_group
 
 
 class PodAsProcess:

@@ -118,9 +118,11 @@ def test_pvc_chat_template_api_key_and_env() -> None:
     objs = children(spec)
     entry = json.loads(objs["ConfigMap"]["data"]["model_config.json"])["chat"]
     assert entry["model_path"] == "/models/pvc/llama"
-    assert entry["chat_template"] == "/etc/vif/chat-template/chatml.jinja" and entry["response_role"] == "bot"
+    assert entry["chat_template"] == "/etc/vif-chat-template/chatml.jinja" and entry["response_role"] == "bot"
     c = container(objs)
-    assert c["args"][-2:] == ["--allowed-root", "/models/pvc"]
+    assert c["args"][-4:] == ["--allowed-root", "/models/pvc", "--allowed-root", "/etc/vif-chat-template"]
+    mounts = {m["mountPath"] for m in c["volumeMounts"]}
+    assert {"/etc/vif", "/etc/vif-chat-template"} <= mounts  # separate: no mount inside the read-only one
     env = [(e["name"], e.get("value"), e.get("valueFrom")) for e in c["env"]]
     assert env == [
         ("VIF_API_KEYS", None, {"secretKeyRef": {"name": "keys", "key": "api-keys"}}),

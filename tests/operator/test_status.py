@@ -6,6 +6,7 @@ from typing import Any
 
 from vif.operator.builders import ModelRef
 from vif.operator.feasibility import problems
+from vif.operator.reconcile import failure_outcome
 from vif.operator.spec import InferenceModelSpec
 from vif.operator.status import build_status
 
@@ -52,9 +53,12 @@ def test_scaled_to_zero_and_missing() -> None:
 
 
 def test_failure_is_degraded() -> None:
-    status = build_status(REF, None, 3, [], failure=("InvalidSpec", "bad"))
-    assert by_type(status)["Degraded"] == ("True", "InvalidSpec")
-    assert all(c["message"] == "bad" for c in status["conditions"])
+    body = {"metadata": {"generation": 3}, "status": {"conditions": []}}
+    outcome = failure_outcome(body, "InvalidSpec", "bad")
+    assert by_type(outcome.status)["Degraded"] == ("True", "InvalidSpec")
+    assert by_type(outcome.status)["Ready"] == ("False", "InvalidSpec")
+    assert all(c["message"] == "bad" and c["observedGeneration"] == 3 for c in outcome.status["conditions"])
+    assert outcome.failure == ("InvalidSpec", "bad")
 
 
 def test_transition_time_kept_while_status_holds() -> None:

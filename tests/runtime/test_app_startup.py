@@ -64,3 +64,23 @@ async def test_failed_load_calls_the_failure_hook() -> None:
         r = await client.post("/generate", json={"prompt": "x"})
         assert r.json()["error"]["message"] == "The engine failed to start."
         await client.aclose()
+
+
+async def test_stopping_while_loading_does_not_wait_and_frees_the_engine() -> None:
+    release, engine = threading.Event(), FakeEngine()
+
+    def slow_load() -> FakeEngine:
+        release.wait(10)
+        return engine
+
+    app = make_app(slow_load)
+    async with app.router.lifespan_context(app):
+        await asyncio.sleep(0.05)  # the load has started; the server stops before it ends
+    # leaving did not block on the load (it waits on `release` for up to 10 s)
+    assert not engine.shut_down
+    release.set()
+    for _ in range(200):
+        if engine.shut_down:
+            break
+        await asyncio.sleep(0.01)
+    assert engine.shut_down  # the engine that finished loading after the stop was shut down

@@ -80,6 +80,27 @@ def test_bad_config_is_one_line_naming_file_and_field(tmp_path: Path, content: o
     assert text.startswith(str(config)) and message in text and "\n" not in text
 
 
+def test_mounted_configmaps_with_symlinked_files(tmp_path: Path) -> None:
+    """Kubernetes mounts ConfigMap keys as symlinks into a hidden timestamped folder; both the config and a
+    chat template mounted that way must load, with the template's mount given as an allowed root."""
+
+    def mount(folder: Path, key: str, text: str) -> None:
+        data = folder / "..2026_01_01_00_00_00.000000001"
+        data.mkdir(parents=True)
+        (data / key).write_text(text)
+        (folder / "..data").symlink_to(data.name)
+        (folder / key).symlink_to(f"..data/{key}")
+
+    weights = tmp_path / "models" / "m"
+    weights.mkdir(parents=True)
+    config_dir, template_dir = tmp_path / "etc-vif", tmp_path / "etc-vif-chat-template"
+    entry = {"m": {"model_path": str(weights), "chat_template": str(template_dir / "t.jinja")}}
+    mount(config_dir, "model_config.json", json.dumps(entry))
+    mount(template_dir, "t.jinja", "{{ messages }}")
+    model = load_model(config_dir / "model_config.json", "m", [str(tmp_path / "models"), str(template_dir)])
+    assert model.chat_template == "{{ messages }}"
+
+
 def test_symlink_out_of_the_roots_is_refused(tmp_path: Path) -> None:
     (tmp_path / "sneaky").symlink_to("/etc")
     with pytest.raises(ConfigError, match="outside the allowed roots"):

@@ -23,7 +23,7 @@ async def test_api_keys_guard_inference_but_not_probes(make_client) -> None:
         ok = await client.post("/v1/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {key}"})
         assert ok.status_code == 200
     assert (await client.get("/v1/models")).status_code == 401
-    for path in ("/health", "/ready", "/metrics"):
+    for path in ("/health", "/ready", "/metrics", "/openapi.json"):
         assert (await client.get(path)).status_code == 200
 
 
@@ -61,7 +61,9 @@ async def test_request_id_is_echoed_or_made(make_client, engine: FakeEngine) -> 
     r = await client.post("/generate", json={"prompt": "x"}, headers={"X-Request-Id": "abc-123"})
     assert r.headers["x-request-id"] == "abc-123"
     assert r.json()["id"] == "gen-abc-123"
-    assert engine.requests[0][2] == "gen-abc-123-0"
+    assert engine.requests[0][2].startswith("gen-abc-123-0-")
+    await client.post("/generate", json={"prompt": "x"}, headers={"X-Request-Id": "abc-123"})
+    assert engine.requests[1][2] != engine.requests[0][2]  # a reused id never makes two engine requests share one
     made = (await client.get("/health")).headers["x-request-id"]
     assert len(made) == 32
 
@@ -82,7 +84,7 @@ async def test_metrics_count_requests_errors_tokens_and_ttft(make_client, metric
     assert f'vif_requests_in_flight{{{model},protocol="chat"}} 0.0' in text
 
 
-async def test_not_ready_until_the_engine_loads(make_client, engine: FakeEngine) -> None:
+async def test_an_unhealthy_engine_fails_both_probes(make_client, engine: FakeEngine) -> None:
     client = await make_client()
     engine.healthy = False
     assert (await client.get("/ready")).status_code == 503

@@ -101,9 +101,10 @@ async def test_completions_token_prompt_echo_and_logprobs(make_client) -> None:
     r = await client.post("/completions", json={"prompt": [72, 105], "echo": True, "logprobs": 1, "max_tokens": 1})
     choice = r.json()["choices"][0]
     assert choice["text"] == "HiParis"
-    assert choice["logprobs"]["tokens"] == ["", "i", "Paris"]
+    assert choice["logprobs"]["tokens"] == ["H", "i", "Paris"]
     assert choice["logprobs"]["token_logprobs"] == [None, -2.0, -0.5]
-    assert choice["logprobs"]["text_offset"] == [0, 0, 1]
+    assert choice["logprobs"]["text_offset"] == [0, 1, 2]
+    assert "".join(choice["logprobs"]["tokens"]) == choice["text"]
 
 
 async def test_completions_stream(make_client) -> None:
@@ -230,3 +231,35 @@ async def test_plugin_class_replaces_its_protocol(make_client, engine: FakeEngin
     assert "WHAT IS THE CAPITAL OF FRANCE?" in engine.decode(engine.requests[0][0])
     r = await client.post("/v1/chat/completions", json={"model": "other", **CHAT})
     assert r.status_code == 404 and r.json()["error"]["message"].startswith("[shouting-chat]")
+
+
+async def test_leaving_a_stream_early_aborts_its_engine_requests(engine: FakeEngine, metrics) -> None:
+    """What a client disconnect does to a stream: the response iterator is closed mid-way."""
+    from contextlib import aclosing
+
+    from vif.runtime.serving.base import RequestContext, ServedModel
+    from vif.runtime.serving.completion import OpenAIServingCompletion
+
+    engine.delay = 0.001  # steps arrive over time, as from a real engine
+    serving = OpenAIServingCompletion(engine, ServedModel("m"), metrics)
+    request = serving.parse_request({"prompt": ["a", "b"], "max_tokens": 50, "ignore_eos": True})
+    prompts = serving.create_prompt(request, None)  # type: ignore[arg-type]
+    options = [serving.create_sampling_options(request, p) for p in prompts]
+    ctx = RequestContext("cmpl-x", 0, request, prompts, options)
+    async with aclosing(serving._steps(ctx)) as steps:
+        async for _ in steps:
+            break
+    assert sorted(r.rsplit("-", 2)[1] for r in engine.aborted) == ["0", "1"]
+    assert len(engine.requests) == 2
+
+
+async def test_input_the_engine_refuses_is_a_400(make_client) -> None:
+    client = await make_client()
+    r = await client.post("/v1/chat/completions", json={"messages": [{"role": "developer", "content": "x"}]})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_prompt"
+    assert "developer role" in r.json()["error"]["message"]
+    r = await client.post("/v1/completions", json={"prompt": [5, 2_000_000]})
+    assert r.status_code == 400 and "out of the vocabulary" in r.json()["error"]["message"]
+    r = await client.post("/v1/completions", json={"prompt": [5, 2_000_000], "stream": True})
+    (event,) = sse_payloads(r.text)
+    assert event["error"]["code"] == "invalid_prompt"

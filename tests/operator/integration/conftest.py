@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -18,6 +17,7 @@ import pytest
 import yaml
 
 from helpers.cluster import KUBECONFIG, get, kubectl, require_cluster, wait_for
+from helpers.processes import free_port
 
 __all__ = ["KUBECONFIG", "get", "kubectl", "wait_for"]
 
@@ -87,9 +87,7 @@ class OperatorProcess:
 
     def start(self) -> None:
         self.starts += 1
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         cmd = [
             str(Path(sys.executable).parent / "vif-operator"),
             "--namespace",

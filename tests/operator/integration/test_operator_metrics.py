@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import httpx
+
+from helpers.processes import free_port
 
 from .conftest import OperatorProcess, apply_model, get, model_manifest, wait_for
 
@@ -19,9 +20,7 @@ def reconciles(port: int, result: str) -> float:
 
 
 def test_metrics_count_reconciles(namespace: str, tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     operator = OperatorProcess(namespace, tmp_path, ("--metrics-port", str(port)))
     operator.start()
     try:

@@ -125,7 +125,6 @@ def test_restart_mid_way_converges_without_duplicates(namespace: str, operator_p
     wait_for(lambda: get("deployment", "first", namespace)["spec"]["replicas"] == 3, "the missed change applied")
     selector = "app.kubernetes.io/managed-by=vif-operator"
     for kind in ("deployments", "services", "configmaps"):
-        names = kubectl(
-            "get", kind, "-n", namespace, "-l", selector, "-o", "jsonpath={.items[*].metadata.name}"
-        ).stdout.split()
-        assert sorted(names) == sorted(set(names)) and len(names) == 2, (kind, names)
+        model_label = "jsonpath={.items[*].metadata.labels.inference\\.vif\\.dev/model}"
+        owners = kubectl("get", kind, "-n", namespace, "-l", selector, "-o", model_label).stdout.split()
+        assert sorted(owners) == ["first", "second"], (kind, owners)  # exactly one of each kind per model

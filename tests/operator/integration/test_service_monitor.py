@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from helpers.cluster import cached_tool
 
-from .conftest import OperatorProcess, apply_model, get, kubectl, model_manifest, wait_for
+from .conftest import OperatorProcess, apply_model, get, kubectl, model_manifest, model_with, wait_for
 
 SPEC = {"model": {"path": "/models/SmolLM2-135M-Instruct"}}
 
@@ -14,6 +14,10 @@ def test_service_monitor_follows_the_crd(namespace: str, operator_process: Opera
     apply_model(namespace, model_manifest("without", SPEC))
     wait_for(lambda: get("service", "without", namespace), "the Service")
     assert kubectl("get", "servicemonitors", "-n", namespace, check=False).returncode != 0  # the kind does not exist
+    wait_for(lambda: model_with("without", namespace, "Degraded", "False"), "auto: no ServiceMonitor, not Degraded")
+    apply_model(namespace, model_manifest("forced", {**SPEC, "monitoring": {"serviceMonitor": "on"}}))
+    forced = wait_for(lambda: model_with("forced", namespace, "Degraded", "True"), "Degraded without the CRD")
+    assert next(c for c in forced["status"]["conditions"] if c["type"] == "Degraded")["reason"] == "KindNotInstalled"
 
     kubectl("apply", "--server-side", "-f", str(cached_tool("monitoring.coreos.com_servicemonitors.yaml")))
     kubectl("wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com", "--timeout=60s")

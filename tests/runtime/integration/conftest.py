@@ -6,7 +6,6 @@ If the server cannot start, every integration test fails with the tail of its lo
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers.processes import stop_group
+from helpers.processes import free_port, stop_group
 
 REPO = Path(__file__).resolve().parents[3]
 MODEL = "smollm2-135m-instruct"
@@ -41,12 +40,6 @@ class Server:
     def client(self, **kwargs: object) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.api_key}"}
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=120, **kwargs)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -89,5 +89,8 @@ def test_errors_are_openai_errors(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as too_long:
         client.completions.create(model=MODEL, prompt="hi", max_tokens=5000)
     assert too_long.value.code == "context_length_exceeded"
+    with pytest.raises(openai.BadRequestError) as out_of_vocabulary:
+        client.completions.create(model=MODEL, prompt=[1, 10_000_000], max_tokens=2)
+    assert out_of_vocabulary.value.code == "invalid_prompt"
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=client.base_url, api_key="wrong", max_retries=0).models.list()
