@@ -32,6 +32,14 @@ PROTOCOL_PATHS = {
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/openapi.json"})
 
 
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """One request header (lower-case name), without building a dict of them all on every request."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
 async def send_error(exc: APIError, scope: Scope, receive: Receive, send: Send) -> None:
     response = Response(orjson.dumps(exc.body()), exc.status, exc.headers, media_type="application/json")
     await response(scope, receive, send)
@@ -47,8 +55,7 @@ class RequestObserver:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        headers = dict(scope["headers"])
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:128] or uuid.uuid4().hex
+        request_id = (header(scope, b"x-request-id") or b"").decode("latin-1")[:128] or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
         protocol = PROTOCOL_PATHS.get(scope["path"])
@@ -98,8 +105,7 @@ class APIKeyAuth:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.keys or scope["path"] in OPEN_PATHS:
             return await self.app(scope, receive, send)
-        header = dict(scope["headers"]).get(b"authorization", b"")
-        scheme, _, presented = header.partition(b" ")
+        scheme, _, presented = (header(scope, b"authorization") or b"").partition(b" ")
         # Compare against every key so the time taken does not tell which key (or how much of it) matched.
         digest = hashlib.sha256(presented.strip()).digest()
         matched = [hmac.compare_digest(digest, key) for key in self.keys]
@@ -130,7 +136,7 @@ class BodySizeLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        length = dict(scope["headers"]).get(b"content-length")
+        length = header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             return await send_error(self._too_large(), scope, receive, send)
         seen = 0
