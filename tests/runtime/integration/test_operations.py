@@ -8,6 +8,8 @@ import time
 
 import httpx
 
+from helpers.cluster import wait_for
+
 from .conftest import Server
 
 
@@ -27,8 +29,13 @@ def test_probes_and_openapi_are_open(server: Server) -> None:
 
 def test_metrics_hold_vif_and_vllm_series(http: httpx.Client) -> None:
     http.post("/generate", json={"prompt": "Hi", "max_tokens": 3})
+
+    # the request is counted once its response has gone out, so the count may trail the client a moment
+    def counted() -> bool:
+        return metric(http.get("/metrics").text, "vif_requests_total", protocol="generate", status="200") >= 1
+
+    wait_for(counted, "the request in vif_requests_total", timeout=10)
     text = http.get("/metrics").text
-    assert metric(text, "vif_requests_total", protocol="generate", status="200") >= 1
     assert metric(text, "vif_completion_tokens_total", protocol="generate") >= 1
     assert metric(text, "vif_time_to_first_token_seconds_count", protocol="generate") >= 1
     assert re.search(r"^vllm:prompt_tokens_total\{", text, re.M), "vLLM's engine metrics are missing"
@@ -55,6 +62,10 @@ def test_client_disconnect_aborts_the_engine_request(server: Server, http: httpx
 
 def test_logs_are_json_lines_with_the_request_id(server: Server, http: httpx.Client) -> None:
     http.post("/generate", json={"prompt": "Hi", "max_tokens": 2}, headers={"X-Request-Id": "trace-me-123"})
-    lines = [json.loads(line) for line in server.log_file.read_text().splitlines()]
-    mine = [line for line in lines if line["request_id"] == "trace-me-123"]
-    assert any("POST /generate 200" in line["message"] for line in mine)
+
+    def access_line() -> list[dict]:
+        # the access line is written once the response has gone out, so it may trail the client a moment
+        lines = [json.loads(line) for line in server.log_file.read_text().splitlines()]
+        return [li for li in lines if li["request_id"] == "trace-me-123" and "POST /generate 200" in li["message"]]
+
+    wait_for(access_line, "the request's access log line", timeout=10)
