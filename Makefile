@@ -9,7 +9,7 @@ CONFIG := runtime/conf/model_config.json
 export VLLM_CPU_KVCACHE_SPACE ?= 1
 
 .PHONY: help install model run test unit integration cluster-test lint format bench lock clean crds e2e e2e-kind \
-	operator-install-check
+	operator-install-check bench-operator
 
 help:
 	@echo "make run | test | unit | integration | cluster-test | lint | format | bench | model | install"
@@ -76,6 +76,12 @@ crds: install
 
 bench: model
 	$(PY) tests/bench/serving_bench.py --config $(CONFIG) --model-name smollm2-135m-instruct
+
+# N InferenceModels at once on the local plane: time to Ready, API requests per model, memory, idle writes.
+N ?= 100
+IDLE ?= 300
+bench-operator: install cluster-up
+	$(PY) tests/bench/operator_bench.py --models $(N) --idle-seconds $(IDLE)
 
 # Re-pin the environment from what is installed in $(VENV) (after changing versions by hand).
 lock: install

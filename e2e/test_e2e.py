@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from helpers.cluster import KUBECONFIG, REPO, get, helm, kubectl, require_cluster, wait_for
-from helpers.pods import PodAsProcess, running
+from helpers.pods import PodAsProcess, mounted_configmap, running
 from helpers.processes import free_port
 
 from .conftest import MODE
@@ -114,7 +114,7 @@ def service_endpoint(name: str, namespace: str, tmp: Path) -> Iterator[str]:
     # the endpoint-slice controller follows the pods a moment after the model turns Ready
     ports = wait_for(serving_ports, "the Service's endpoints")
     assert {"name": "http", "port": container_port, "protocol": "TCP"} in ports
-    configmap = get("configmap", f"{name}-config", namespace)
+    configmap = get("configmap", mounted_configmap(deployment), namespace)
     with running(PodAsProcess(deployment, configmap, tmp)) as base:
         yield base
 

@@ -1,88 +1,148 @@
-"""Talks to the API server: server-side apply of children, pruning, reading, status patches."""
+"""Making a model's children match what the builders want: ownership first, no-op applies skipped, stale ones pruned.
+
+- **Never take over.** A child is only ever changed if it does not exist or its controller is this model (by
+  uid). Creation is a server-side apply without force, so an object that appeared in the meantime conflicts
+  instead of being taken over.
+- **Skip what already matches.** Each applied child carries the hash of the manifest that made it. A child
+  whose hash matches and whose fields still hold every wanted value costs no request; a hand edit breaks the
+  second test and is reverted by a forced apply.
+- **Hand replicas over.** With autoscaling the Deployment manifest has no `replicas`; applied as is, server-side
+  apply would drop the field and Kubernetes would default it to 1. First another field manager takes the
+  current count (as Kubernetes documents for moving `replicas` to an HPA), so it is kept until the HPA acts.
+"""
 
 from __future__ import annotations
 
-import logging
+import copy
+from dataclasses import dataclass
 from typing import Any
 
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+from vif.operator.builders import ModelRef, content_hash
+from vif.operator.child_cache import ChildCache, InstalledCRDs
+from vif.operator.kube_api import APIError, KubeAPI
+from vif.operator.metrics import CHILD_APPLIES
+from vif.operator.names import APPLIED_HASH, FIELD_MANAGER, controller_uid
 
-from vif.operator.builders import CHILD_KINDS, ModelRef
-from vif.operator.spec import GROUP, KIND, VERSION
-
-FIELD_MANAGER = "vif-operator"
-SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
-log = logging.getLogger(__name__)
+HANDOVER_MANAGER = f"{FIELD_MANAGER}-handover"
 
 
-def load_kube_config() -> None:
+@dataclass(frozen=True)
+class Cluster:
+    """Everything a reconcile talks to: the API, and what the watches have shown of children and CRDs."""
+
+    api: KubeAPI
+    children: ChildCache
+    crds: InstalledCRDs
+
+
+class NameConflict(Exception):
+    """An object with a child's name exists and is not controlled by this model: it is left alone."""
+
+    def __init__(self, kind: str, name: str, owner: str | None) -> None:
+        holder = f"controlled by uid {owner}" if owner else "not created by this model"
+        super().__init__(f"{kind}/{name} already exists and is {holder}; rename the model or remove the object")
+
+
+def with_applied_hash(desired: dict[str, Any]) -> dict[str, Any]:
+    marked = copy.deepcopy(desired)
+    marked["metadata"].setdefault("annotations", {})[APPLIED_HASH] = content_hash(desired)
+    return marked
+
+
+def holds(wanted: Any, actual: Any) -> bool:
+    """Whether `actual` has every value of `wanted` (extra fields, such as the server's defaults, are fine)."""
+    if isinstance(wanted, dict):
+        return isinstance(actual, dict) and all(holds(v, actual.get(k)) for k, v in wanted.items())
+    if isinstance(wanted, list):
+        return isinstance(actual, list) and len(wanted) == len(actual) and all(map(holds, wanted, actual))
+    return wanted == actual or (isinstance(wanted, int) and str(wanted) == actual)
+
+
+def current_children(cluster: Cluster, ref: ModelRef, desired: list[dict[str, Any]]) -> dict[str, dict | None]:
+    """The live object for each wanted child (by kind), after checking that none belongs to someone else."""
+    found: dict[str, dict[str, Any] | None] = {}
+    for child in desired:
+        kind, name = child["kind"], child["metadata"]["name"]
+        live = cluster.children.get(kind, ref.namespace, ref.name, name) or cluster.api.get(kind, ref.namespace, name)
+        if live is not None and controller_uid(live) != ref.uid:
+            raise NameConflict(kind, name, controller_uid(live))
+        found[kind] = live
+    return found
+
+
+def sync_child(cluster: Cluster, ref: ModelRef, desired: dict[str, Any], live: dict[str, Any] | None) -> dict:
+    """Make one child match `desired` and return it as the API server now has it."""
+    marked = with_applied_hash(desired)
+    if live is None:
+        return _create(cluster.api, ref, marked)
+    annotations = live["metadata"].get("annotations") or {}
+    if annotations.get(APPLIED_HASH) == marked["metadata"]["annotations"][APPLIED_HASH] and holds(marked, live):
+        CHILD_APPLIES.labels("unchanged").inc()
+        return live
+    if marked["kind"] == "Deployment" and "replicas" not in marked["spec"]:
+        _hand_over_replicas(cluster.api, live)
+    CHILD_APPLIES.labels("applied").inc()
+    return cluster.api.apply(marked, force=True)
+
+
+def _create(api: KubeAPI, ref: ModelRef, marked: dict[str, Any]) -> dict[str, Any]:
+    CHILD_APPLIES.labels("applied").inc()
     try:
-        k8s_config.load_incluster_config()
-    except k8s_config.ConfigException:
-        k8s_config.load_kube_config()
+        return api.apply(marked, force=False)
+    except APIError as exc:
+        if exc.status != 409:
+            raise
+    live = api.get(marked["kind"], ref.namespace, marked["metadata"]["name"])  # someone was faster: whose is it?
+    if live is None or controller_uid(live) != ref.uid:
+        raise NameConflict(marked["kind"], marked["metadata"]["name"], controller_uid(live or {}))
+    return api.apply(marked, force=True)
 
 
-class ClusterClient:
-    """A thin layer over the dynamic client: every call the operator makes to the API server."""
+def _hand_over_replicas(api: KubeAPI, live: dict[str, Any]) -> None:
+    meta = live["metadata"]
+    patch = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+        "spec": {"replicas": live.get("spec", {}).get("replicas", 1)},
+    }
+    try:
+        api.apply(patch, force=False, manager=HANDOVER_MANAGER)
+    except APIError as exc:
+        if exc.status != 409:  # 409: the HPA already set another count, and owns the field
+            raise
 
-    def __init__(self, api: DynamicClient | None = None) -> None:
-        self.api = api or DynamicClient(k8s.ApiClient())
 
-    def _resource(self, api_version: str, kind: str) -> Any:
-        """The API resource for a kind, re-reading discovery once when the cached copy does not know it
-        (a CRD installed after the operator started)."""
-        try:
-            return self.api.resources.get(api_version=api_version, kind=kind)
-        except ResourceNotFoundError:
-            self.api.resources.invalidate_cache()
-            return self.api.resources.get(api_version=api_version, kind=kind)
+def rollout_complete(deployment: dict[str, Any]) -> bool:
+    """Every replica runs the current pod template and no older pod is left serving."""
+    spec, status = deployment.get("spec", {}), deployment.get("status", {})
+    wanted = spec.get("replicas", 1)
+    return (
+        status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
+        and status.get("updatedReplicas", 0) == wanted
+        and status.get("replicas", 0) == wanted
+        and status.get("availableReplicas", 0) == wanted
+    )
 
-    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply, taking back fields someone else changed (that is how drift is reverted)."""
-        resource = self._resource(obj["apiVersion"], obj["kind"])
-        result = resource.server_side_apply(body=obj, field_manager=FIELD_MANAGER, force_conflicts=True)
-        return result.to_dict()
 
-    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return self._resource(api_version, kind).get(name=name, namespace=namespace).to_dict()
-        except NotFoundError:
-            return None
+def mounted_configmaps(deployment: dict[str, Any]) -> set[str]:
+    volumes = deployment.get("spec", {}).get("template", {}).get("spec", {}).get("volumes", [])
+    return {v["configMap"]["name"] for v in volumes if "configMap" in v}
 
-    def prune(self, ref: ModelRef, keep: set[str]) -> list[str]:
-        """Delete children of kinds the spec no longer asks for (an HPA after autoscaling is switched off)."""
-        deleted = []
-        for api_version, kind in CHILD_KINDS:
-            if kind in keep:
-                continue
-            try:
-                resource = self._resource(api_version, kind)
-            except ResourceNotFoundError:
-                continue  # the kind is not installed (no Prometheus Operator): nothing to prune
-            selector = ",".join(f"{k}={v}" for k, v in ref.labels().items())
-            try:
-                items = resource.get(namespace=ref.namespace, label_selector=selector).items
-            except NotFoundError:  # discovery was stale: the kind was removed (its CRD deleted)
-                self.api.resources.invalidate_cache()
-                continue
-            for item in items:
-                owners = item.metadata.ownerReferences or []
-                if any(o.uid == ref.uid for o in owners):
-                    resource.delete(name=item.metadata.name, namespace=ref.namespace)
-                    deleted.append(f"{kind}/{item.metadata.name}")
-        return deleted
 
-    def crd_installed(self, name: str) -> bool:
-        return self.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", "", name) is not None
-
-    def get_model(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.get(f"{GROUP}/{VERSION}", KIND, namespace, name)
-
-    def patch_model_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        resource = self._resource(f"{GROUP}/{VERSION}", KIND)
-        resource.status.patch(
-            body={"status": status}, name=name, namespace=namespace, content_type="application/merge-patch+json"
-        )
+def prune(cluster: Cluster, ref: ModelRef, desired: list[dict[str, Any]], deployment: dict | None) -> list[str]:
+    """Delete this model's children that are no longer wanted: kinds the spec dropped, and old ConfigMaps once
+    no pod of the Deployment can still be using them (the rollout finished)."""
+    wanted = {(c["kind"], c["metadata"]["name"]) for c in desired}
+    retired_configs_ok = deployment is not None and rollout_complete(deployment)
+    in_use = mounted_configmaps(deployment or {})
+    deleted = []
+    for kind, obj in cluster.children.of_model(ref.namespace, ref.name):
+        meta = obj["metadata"]
+        if (kind, meta["name"]) in wanted or controller_uid(obj) != ref.uid:
+            continue
+        if kind == "ConfigMap" and (not retired_configs_ok or meta["name"] in in_use):
+            continue
+        cluster.api.delete(kind, ref.namespace, meta["name"], meta["uid"])
+        deleted.append(f"{kind}/{meta['name']}")
+    return deleted

@@ -9,8 +9,12 @@ import random
 import kopf
 import prometheus_client
 
-from vif.operator.apply import ClusterClient, load_kube_config
+from vif.operator.apply import Cluster
 from vif.operator.builders import OperatorSettings
+from vif.operator.child_cache import ChildCache, InstalledCRDs
+from vif.operator.kube_api import KubeAPI, load_kube_config
+from vif.operator.model_locks import ModelLocks
+from vif.operator.policy import add_policy_arguments, policy_from_args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +31,11 @@ def main(argv: list[str] | None = None) -> int:
         "--priority", type=int, default=0, help="with --peering: the highest priority works, others wait"
     )
     parser.add_argument("--metrics-port", type=int, default=8081, help="Prometheus metrics: GET /metrics; 0: off")
+    parser.add_argument(
+        "--workers", type=int, default=16, help="threads reconciling models at once (each mostly waits on the API)"
+    )
     parser.add_argument("--verbose", action="store_true")
+    add_policy_arguments(parser)
     args = parser.parse_args(argv)
 
     if args.peering is not None and args.priority == 0:
@@ -39,7 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     load_kube_config()
     import vif.operator.handlers  # noqa: F401  (registers the handlers with kopf)
 
-    memo = kopf.Memo(cluster=ClusterClient(), settings=OperatorSettings(runtime_image=args.runtime_image), locks={})
+    api = KubeAPI(pool_size=args.workers)
+    cluster = Cluster(
+        api, ChildCache(), InstalledCRDs(lambda name: api.get("CustomResourceDefinition", None, name) is not None)
+    )
+    settings = OperatorSettings(runtime_image=args.runtime_image, policy=policy_from_args(args))
+    memo = kopf.Memo(cluster=cluster, settings=settings, locks=ModelLocks(), workers=args.workers)
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=args.namespace,

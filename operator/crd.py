@@ -16,6 +16,13 @@ from vif.operator.spec import GROUP, KIND, PLURAL, VERSION, InferenceModelSpec, 
 
 CRD_FILE = f"{GROUP}_{PLURAL}.yaml"
 _DROPPED = {"title", "$defs"}
+# Children are named after the model, and a Service's name is a DNS-1035 label (RFC 1035: a letter first); the
+# longest derived name, the ConfigMap's `<name>-config-<10 hex>`, stays far below a ConfigMap's limit of 253.
+NAME_RULE = {
+    "rule": "self.metadata.name.size() <= 63 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+    "message": "metadata.name must be a DNS-1035 label of at most 63 characters (a-z, 0-9 and '-', starting with a"
+    " letter, ending with a letter or digit): the model's Service is named after it",
+}
 
 
 def openapi_schema(model: type[Any]) -> dict[str, Any]:
@@ -90,6 +97,7 @@ def build_crd() -> dict[str, Any]:
                                 "spec": openapi_schema(InferenceModelSpec),
                                 "status": status,
                             },
+                            "x-kubernetes-validations": [NAME_RULE],
                         }
                     },
                     "subresources": {

@@ -1,7 +1,7 @@
-"""One reconciliation: the desired children applied, stale ones pruned, the status computed.
+"""One reconciliation: the spec checked, the children made to match, stale ones pruned, the status computed.
 
 Called by every kopf handler (create, update, resume, a child's change), so all of them converge the same
-way; applying is idempotent, so calling it often is safe.
+way. A model whose children already match costs no API request (see `apply`), so calling it often is cheap.
 """
 
 from __future__ import annotations
@@ -11,11 +11,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from vif.operator.apply import SERVICE_MONITOR_CRD, ClusterClient
-from vif.operator.builders import ModelRef, OperatorSettings, build_children
-from vif.operator.feasibility import problems
+from vif.operator.apply import Cluster, NameConflict, current_children, prune, sync_child
+from vif.operator.builders import ModelRef, OperatorSettings, build_children, wants_service_monitor
+from vif.operator.kube_api import APIError
+from vif.operator.policy import policy_violations
 from vif.operator.spec import InferenceModelSpec
 from vif.operator.status import build_status, failed_conditions, with_transition_times
+
+SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
 
 
 @dataclass(frozen=True)
@@ -38,33 +41,44 @@ def parse(body: dict[str, Any]) -> ModelRef:
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         raise InvalidSpec(f"spec.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-    found = problems(spec)
-    if found:
-        raise InvalidSpec("; ".join(found))
     return ModelRef(meta["name"], meta["namespace"], meta["uid"], spec)
 
 
-def reconcile(body: dict[str, Any], cluster: ClusterClient, settings: OperatorSettings) -> Outcome:
-    meta = body["metadata"]
-    generation = meta.get("generation")
-    old_conditions = (body.get("status") or {}).get("conditions", [])
+def reconcile(body: dict[str, Any], cluster: Cluster, settings: OperatorSettings) -> Outcome:
+    """Raises `APIError` only for what is worth retrying (see `APIError.transient`, and 404 while a namespace
+    or CRD is still appearing); everything else becomes a Degraded outcome."""
     try:
         ref = parse(body)
     except InvalidSpec as exc:
         return failure_outcome(body, "InvalidSpec", str(exc))
-    children = build_children(ref, settings, cluster.crd_installed(SERVICE_MONITOR_CRD))
-    deployment = None
-    for child in children:
-        applied = cluster.apply(child)
-        if child["kind"] == "Deployment":
-            deployment = applied
-    pruned = cluster.prune(ref, {c["kind"] for c in children})
-    return Outcome(build_status(ref, deployment, generation, old_conditions), None, tuple(pruned))
+    refused = policy_violations(ref.spec, settings.policy, settings.runtime_image)
+    if refused:
+        return failure_outcome(body, "PolicyViolation", "; ".join(refused))
+    crd_installed = SERVICE_MONITOR_CRD in cluster.crds
+    if ref.spec.monitoring.service_monitor == "on" and not crd_installed:
+        return failure_outcome(body, "KindNotInstalled", f"monitoring.serviceMonitor is on but {SERVICE_MONITOR_CRD} "
+                               "is not installed (the Prometheus Operator)")  # fmt: skip
+    desired = build_children(ref, settings, wants_service_monitor(ref, crd_installed))
+    try:
+        live = current_children(cluster, ref, desired)
+        applied = {child["kind"]: sync_child(cluster, ref, child, live[child["kind"]]) for child in desired}
+        pruned = prune(cluster, ref, desired, applied.get("Deployment"))
+    except NameConflict as exc:
+        return failure_outcome(body, "NameConflict", str(exc))
+    except APIError as exc:
+        if exc.transient or exc.status == 404:
+            raise
+        return failure_outcome(body, "ApplyFailed", exc.message)
+    status = build_status(ref, applied.get("Deployment"), body["metadata"].get("generation"), _conditions(body))
+    return Outcome(status, None, tuple(pruned))
 
 
 def failure_outcome(body: dict[str, Any], reason: str, message: str) -> Outcome:
     """The model cannot be served as it is: Degraded (and neither Ready nor Progressing) with the reason."""
     generation = body["metadata"].get("generation")
-    old = (body.get("status") or {}).get("conditions", [])
-    conditions = with_transition_times(failed_conditions(reason, message, generation), old)
+    conditions = with_transition_times(failed_conditions(reason, message, generation), _conditions(body))
     return Outcome({"observedGeneration": generation, "conditions": conditions}, (reason, message))
+
+
+def _conditions(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return (body.get("status") or {}).get("conditions", [])

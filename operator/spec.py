@@ -18,12 +18,16 @@ KIND = "InferenceModel"
 PLURAL = "inferencemodels"
 
 Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|[KMGTPE]i?)?$", description="A Kubernetes quantity.")]
+# No `..` anywhere (RE2 has no lookahead): every dot is followed by a non-dot, or ends the string.
+NO_DOTDOT = r"^([^.]|\.[^.])*\.?$"
 DNSLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
 
 
-def cel(rule: str, message: str) -> dict[str, Any]:
-    """A CEL validation rule for the CRD schema of the model it is attached to."""
-    return {"x-kubernetes-validations": [{"rule": rule, "message": message}]}
+def cel(rule: str, message: str, *more: tuple[str, str]) -> dict[str, Any]:
+    """CEL validation rules for the CRD schema of the model they are attached to: a rule and its message, then
+    more (rule, message) pairs (a schema has one `x-kubernetes-validations` list)."""
+    rules = [(rule, message), *more]
+    return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
 
 
 def sub(model: type[BaseModel]) -> Any:
@@ -44,12 +48,16 @@ class SecretKeyRef(APIModel):
 
 class ConfigMapKeyRef(APIModel):
     name: DNSLabel
-    key: str = Field(min_length=1)
+    key: str = Field(
+        min_length=1,
+        pattern=r"^([-_a-zA-Z0-9]|\.[-_a-zA-Z0-9])+\.?$",
+        description="A key of the ConfigMap (no `/`, no `..`).",
+    )
 
 
 class PVCSource(APIModel):
     claim_name: DNSLabel
-    path: str = Field("", description="Folder of the model inside the volume.")
+    path: str = Field("", pattern=NO_DOTDOT, description="Folder of the model inside the volume (no `..`).")
 
 
 class HuggingFaceSource(APIModel):
@@ -66,7 +74,9 @@ class ModelSource(APIModel):
         "set exactly one of model.path, model.pvc and model.huggingFace",
     ))  # fmt: skip
 
-    path: str | None = Field(None, pattern=r"^/", description="An absolute path inside the runtime image.")
+    path: str | None = Field(
+        None, pattern=r"^/([^.]|\.[^.])*\.?$", description="An absolute path inside the runtime image (no `..`)."
+    )
     pvc: PVCSource | None = None
     hugging_face: HuggingFaceSource | None = None
 
@@ -130,6 +140,18 @@ class Toleration(APIModel):
 
 
 class InferenceModelSpec(APIModel):
+    # Rules across engine and resources, so on the spec; has(): they hold with or without the defaults filled.
+    model_config = ConfigDict(json_schema_extra=cel(
+        "!has(self.engine) || !has(self.resources) || !has(self.resources.gpu) || self.resources.gpu == 0"
+        " || !has(self.engine.tensorParallelSize) || self.engine.tensorParallelSize <= self.resources.gpu",
+        "engine.tensorParallelSize must not exceed resources.gpu: each tensor-parallel worker needs a GPU",
+        (
+            "!has(self.engine) || !has(self.engine.gpuMemoryUtilization)"
+            " || (has(self.resources) && has(self.resources.gpu) && self.resources.gpu > 0)",
+            "engine.gpuMemoryUtilization is set but resources.gpu is 0 (a CPU model)",
+        ),
+    ))  # fmt: skip
+
     model: ModelSource
     served_name: DNSLabel | None = Field(None, description="The name clients send as `model`; default: metadata.name.")
     image: str | None = Field(None, description="The runtime image; default: the operator's setting.")

@@ -17,6 +17,23 @@ def condition(kind: str, ok: bool, reason: str, message: str, generation: int | 
     return {"type": kind, "status": status, "reason": reason, "message": message, "observedGeneration": generation}
 
 
+def rollout_failure(conditions: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """Why the Deployment cannot make progress, as (reason, message), if it says so.
+
+    `ReplicaFailure` comes first: the ReplicaSet could not create a pod (FailedCreate: refused by Pod Security
+    admission, a quota, a missing ServiceAccount...) and the Deployment reports it at once, while
+    `ProgressDeadlineExceeded` only appears after the progress deadline (10 minutes by default).
+    """
+    by_type = {c.get("type"): c for c in conditions}
+    failed = by_type.get("ReplicaFailure")
+    if failed is not None and failed.get("status") == "True":
+        return failed.get("reason") or "ReplicaFailure", failed.get("message") or ""
+    stalled = by_type.get("Progressing")
+    if stalled is not None and stalled.get("reason") == "ProgressDeadlineExceeded":
+        return "ProgressDeadlineExceeded", stalled.get("message") or ""
+    return None
+
+
 def rollout_conditions(deployment: dict[str, Any] | None, generation: int | None) -> list[dict[str, Any]]:
     """Ready, Progressing and Degraded from the Deployment's own status."""
     if deployment is None:
@@ -30,14 +47,7 @@ def rollout_conditions(deployment: dict[str, Any] | None, generation: int | None
     ready = dstatus.get("readyReplicas", 0)
     updated = dstatus.get("updatedReplicas", 0)
     current = dstatus.get("observedGeneration", 0) >= deployment.get("metadata", {}).get("generation", 0)
-    stalled = next(
-        (
-            c
-            for c in dstatus.get("conditions", [])
-            if c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
-        ),
-        None,
-    )
+    failure = rollout_failure(dstatus.get("conditions") or [])
     if desired == 0:
         ready_cond = condition("Ready", False, "ScaledToZero", "0 replicas requested", generation)
     elif ready >= desired:
@@ -52,8 +62,8 @@ def rollout_conditions(deployment: dict[str, Any] | None, generation: int | None
         f"{updated}/{desired} updated",
         generation,
     )
-    if stalled is not None:
-        degraded = condition("Degraded", True, "ProgressDeadlineExceeded", stalled.get("message", ""), generation)
+    if failure is not None:
+        degraded = condition("Degraded", True, failure[0], failure[1], generation)
     else:
         degraded = condition("Degraded", False, "AsExpected", "", generation)
     return [ready_cond, progressing, degraded]

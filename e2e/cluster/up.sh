@@ -254,7 +254,8 @@ echo "  kube-apiserver is ready on https://127.0.0.1:$APISERVER_PORT ($((SECONDS
 # reports the node Ready (without it Pods stay Pending). nodeipam and cloud-node-lifecycle need
 # a pod network / cloud provider that do not exist here. A long node-monitor grace period: while a test
 # runs the vLLM engine on both cores, kwok's heartbeats can come late, and a node flapping NotReady
-# would turn Ready pods unready in the middle of a test.
+# would turn Ready pods unready in the middle of a test. Client rates well above the defaults (20 QPS):
+# one machine runs everything here, and `make bench-operator` creates a thousand Deployments at once.
 start kube-controller-manager \
 	--kubeconfig "$ADMIN_KUBECONFIG" \
 	--authentication-kubeconfig "$ADMIN_KUBECONFIG" \
@@ -270,6 +271,8 @@ start kube-controller-manager \
 	--use-service-account-credentials \
 	--service-cluster-ip-range "$SERVICE_CIDR" \
 	--node-monitor-grace-period 10m \
+	--kube-api-qps 300 --kube-api-burst 600 \
+	--concurrent-deployment-syncs 20 --concurrent-replicaset-syncs 20 \
 	--controllers '*,-nodeipam,-cloud-node-lifecycle'
 
 start kube-scheduler \
@@ -279,7 +282,8 @@ start kube-scheduler \
 	--leader-elect=false \
 	--bind-address 127.0.0.1 \
 	--secure-port "$SCHEDULER_PORT" \
-	--cert-dir "$PKI/kube-scheduler"
+	--cert-dir "$PKI/kube-scheduler" \
+	--kube-api-qps 300 --kube-api-burst 600
 
 # kwok manages only Nodes annotated kwok.x-k8s.io/node=fake, with the Stage objects build.sh
 # collected. HOME is pointed into $CLUSTER_DIR because kwok would also load ~/.kwok/kwok.yaml.
@@ -289,7 +293,7 @@ HOME=$CLUSTER_DIR/kwok-home start kwok \
 	--config "$BIN_DIR/kwok-stages.yaml" \
 	--manage-all-nodes=false \
 	--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
-	--cidr=10.0.0.1/24 \
+	--cidr=10.0.0.1/16 \
 	--node-ip=10.0.0.1
 
 # --- the simulated node ----------------------------------------------------------------------
@@ -309,8 +313,8 @@ metadata:
     kubernetes.io/hostname: $NODE_NAME
     type: kwok
 status:
-  capacity: {cpu: "32", memory: 256Gi, pods: "110", nvidia.com/gpu: "8"}
-  allocatable: {cpu: "32", memory: 256Gi, pods: "110", nvidia.com/gpu: "8"}
+  capacity: {cpu: "32", memory: 256Gi, pods: "5000", nvidia.com/gpu: "8"}
+  allocatable: {cpu: "32", memory: 256Gi, pods: "5000", nvidia.com/gpu: "8"}
 EOF
 
 node_ready() {

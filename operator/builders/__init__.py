@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from vif.operator.builders.common import ModelRef, OperatorSettings
+from vif.operator.builders.common import ModelRef, OperatorSettings, content_hash
 from vif.operator.builders.configmap import build_configmap
 from vif.operator.builders.deployment import build_deployment
+from vif.operator.builders.identity import build_service_account
 from vif.operator.builders.networking import build_service, build_service_monitor
 from vif.operator.builders.scaling import build_hpa, build_pdb
 
+# Every kind a model may own (vif.operator.kube_api knows where each lives in the API).
 CHILD_KINDS = (
-    ("v1", "ConfigMap"),
-    ("apps/v1", "Deployment"),
-    ("v1", "Service"),
-    ("autoscaling/v2", "HorizontalPodAutoscaler"),
-    ("policy/v1", "PodDisruptionBudget"),
-    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    "ServiceAccount",
+    "ConfigMap",
+    "Deployment",
+    "Service",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "ServiceMonitor",
 )
 
 
@@ -26,13 +29,15 @@ def wants_service_monitor(ref: ModelRef, crd_installed: bool) -> bool:
 
 
 def build_children(ref: ModelRef, settings: OperatorSettings, service_monitor_crd: bool) -> list[dict[str, Any]]:
-    """Every child the model should have now, in apply order (the ConfigMap before the pods that mount it)."""
+    """Every child the model should have now, in apply order (the ServiceAccount and the ConfigMap before the pods
+    that use them)."""
     configmap = build_configmap(ref)
-    children = [configmap, build_deployment(ref, settings, configmap), build_service(ref)]
+    children = [c for c in (build_service_account(ref), configmap) if c is not None]
+    children += [build_deployment(ref, settings, configmap), build_service(ref)]
     children += [c for c in (build_hpa(ref), build_pdb(ref)) if c is not None]
     if wants_service_monitor(ref, service_monitor_crd):
         children.append(build_service_monitor(ref))
     return children
 
 
-__all__ = ["CHILD_KINDS", "ModelRef", "OperatorSettings", "build_children"]
+__all__ = ["CHILD_KINDS", "ModelRef", "OperatorSettings", "build_children", "content_hash"]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from vif.operator.names import child_labels, owner_reference, selector
+from vif.operator.policy import Policy
 from vif.operator.spec import InferenceModelSpec
 
 RUNTIME_PORT = 8000
@@ -15,14 +17,14 @@ CONFIG_FILE = f"{CONFIG_DIR}/model_config.json"
 TEMPLATE_DIR = "/etc/vif-chat-template"  # not under CONFIG_DIR: a mount inside a read-only ConfigMap mount fails
 PVC_MOUNT = "/models/pvc"
 HF_CACHE = "/models/hf-cache"
-MANAGED_BY = "vif-operator"
 
 
 @dataclass(frozen=True)
 class OperatorSettings:
-    """What the operator brings to every model: the default runtime image."""
+    """What the operator brings to every model: the default runtime image, and the policy models must meet."""
 
     runtime_image: str = "vif-runtime:0.1.0"
+    policy: Policy = field(default_factory=Policy)
 
 
 @dataclass(frozen=True)
@@ -39,26 +41,18 @@ class ModelRef:
         return self.spec.served_name or self.name
 
     def selector(self) -> dict[str, str]:
-        return {"app.kubernetes.io/name": "vif-runtime", "app.kubernetes.io/instance": self.name}
+        return selector(self.name)
 
     def labels(self) -> dict[str, str]:
-        return {**self.selector(), "app.kubernetes.io/managed-by": MANAGED_BY, "inference.vif.dev/model": self.name}
+        return child_labels(self.name)
 
     def metadata(self, name: str | None = None) -> dict[str, Any]:
         """Metadata for a child: labels and the owner reference that makes deleting the model delete it."""
-        owner = {
-            "apiVersion": "inference.vif.dev/v1alpha1",
-            "kind": "InferenceModel",
-            "name": self.name,
-            "uid": self.uid,
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }
         return {
             "name": name or self.name,
             "namespace": self.namespace,
             "labels": self.labels(),
-            "ownerReferences": [owner],
+            "ownerReferences": [owner_reference(self.name, self.uid)],
         }
 
     def endpoint(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from vif.operator.builders.common import PVC_MOUNT, TEMPLATE_DIR, ModelRef
+from vif.operator.builders.common import PVC_MOUNT, TEMPLATE_DIR, ModelRef, content_hash
 
 
 def model_source(ref: ModelRef) -> dict[str, str]:
@@ -52,10 +52,13 @@ def model_config(ref: ModelRef) -> dict[str, Any]:
 
 
 def build_configmap(ref: ModelRef) -> dict[str, Any]:
-    body = json.dumps(model_config(ref), indent=2, sort_keys=True) + "\n"
+    """Immutable and named by its content: a changed config is a new ConfigMap that only the new pods mount, so
+    running pods keep the config they started with (and the old one is pruned once the rollout is done)."""
+    data = {"model_config.json": json.dumps(model_config(ref), indent=2, sort_keys=True) + "\n"}
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": ref.metadata(f"{ref.name}-config"),
-        "data": {"model_config.json": body},
+        "metadata": ref.metadata(f"{ref.name}-config-{content_hash(data)[:10]}"),
+        "immutable": True,
+        "data": data,
     }

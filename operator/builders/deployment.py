@@ -16,8 +16,14 @@ from vif.operator.builders.common import (
     OperatorSettings,
     content_hash,
 )
-
-CONFIG_HASH = "inference.vif.dev/config-hash"
+from vif.operator.builders.identity import service_account_name
+from vif.operator.builders.security import (
+    cache_env,
+    container_security_context,
+    pod_security_context,
+    writable_volumes,
+)
+from vif.operator.names import CONFIG_HASH
 
 
 def runtime_args(ref: ModelRef) -> list[str]:
@@ -32,7 +38,7 @@ def runtime_args(ref: ModelRef) -> list[str]:
 
 
 def runtime_env(ref: ModelRef) -> list[dict[str, Any]]:
-    env: list[dict[str, Any]] = []
+    env = cache_env()
     if ref.spec.resources.gpu == 0:
         env.append({"name": "VLLM_CPU_KVCACHE_SPACE", "value": "1"})  # else vLLM reserves most of the node
     source = ref.spec.model.hugging_face
@@ -60,16 +66,17 @@ def resources(ref: ModelRef) -> dict[str, Any]:
     return {k: v for k, v in (("requests", wanted), ("limits", limits)) if v}
 
 
-def volumes(ref: ModelRef) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Volumes and their mounts: config, shared memory, and the model's own storage."""
+def volumes(ref: ModelRef, config_name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Volumes and their mounts: config, the writable emptyDirs (`security.writable_volumes`), the model's storage."""
     vols: list[dict[str, Any]] = [
-        {"name": "config", "configMap": {"name": f"{ref.name}-config"}},
-        {"name": "dshm", "emptyDir": {"medium": "Memory"}},  # torch workers share tensors through /dev/shm
+        {"name": "config", "configMap": {"name": config_name}},
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-        {"name": "dshm", "mountPath": "/dev/shm"},
     ]
+    writable, writable_mounts = writable_volumes(ref)
+    vols += writable
+    mounts += writable_mounts
     template = ref.spec.serving.chat_template
     if template is not None:
         vols.append({"name": "chat-template", "configMap": {"name": template.name}})
@@ -79,9 +86,6 @@ def volumes(ref: ModelRef) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             {"name": "model", "persistentVolumeClaim": {"claimName": ref.spec.model.pvc.claim_name, "readOnly": True}}
         )
         mounts.append({"name": "model", "mountPath": PVC_MOUNT, "readOnly": True})
-    if ref.spec.model.hugging_face is not None:
-        vols.append({"name": "hf-cache", "emptyDir": {}})
-        mounts.append({"name": "hf-cache", "mountPath": HF_CACHE})
     return vols, mounts
 
 
@@ -91,7 +95,7 @@ def probe(path: str, period: int, failures: int) -> dict[str, Any]:
 
 def build_deployment(ref: ModelRef, settings: OperatorSettings, configmap: dict[str, Any]) -> dict[str, Any]:
     """`configmap` is the built ConfigMap: its hash on the pod template rolls the pods when it changes."""
-    vols, mounts = volumes(ref)
+    vols, mounts = volumes(ref, configmap["metadata"]["name"])
     container = {
         "name": "runtime",
         "image": ref.spec.image or settings.runtime_image,
@@ -105,16 +109,21 @@ def build_deployment(ref: ModelRef, settings: OperatorSettings, configmap: dict[
         "readinessProbe": probe("/ready", 5, 3),
         # Loading a model can take minutes; liveness waits until the process has answered once.
         "startupProbe": probe("/health", 5, 120),
+        "securityContext": container_security_context(),
     }
-    pod_spec: dict[str, Any] = {"containers": [container], "volumes": vols}
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "volumes": vols,
+        "serviceAccountName": service_account_name(ref),
+        "automountServiceAccountToken": False,  # the runtime never calls the Kubernetes API
+        "securityContext": pod_security_context(),
+    }
     if ref.spec.node_selector:
         pod_spec["nodeSelector"] = dict(ref.spec.node_selector)
     if ref.spec.tolerations:
         pod_spec["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in ref.spec.tolerations]
     if ref.spec.affinity:
         pod_spec["affinity"] = ref.spec.affinity
-    if ref.spec.service_account_name:
-        pod_spec["serviceAccountName"] = ref.spec.service_account_name
     if ref.spec.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": name} for name in ref.spec.image_pull_secrets]
     if ref.spec.priority_class_name:

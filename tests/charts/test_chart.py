@@ -18,7 +18,16 @@ VALUE_SETS = {
     "defaults": [],
     "namespaced-ha": ["--set", "replicaCount=2", "--set", "watchNamespaces={team-a,team-b}"],
     "monitored": ["--set", "serviceMonitor.enabled=true", "--set", "image.tag=dev", "--set", "runtimeImage=r:1"],
-}
+    "policy-loosened": [
+        "--set", "policy.allowedImagePrefixes={reg:5000/ml,reg.io/team/}",
+        "--set", "policy.allowedServiceAccounts={models}",
+        "--set", "policy.allowedServiceTypes={ClusterIP,LoadBalancer}",
+        "--set", "policy.allowedPriorityClasses={inference}",
+        "--set", "policy.refusedEnvPatterns={PYTHON*,LD_?}",
+        "--set", "policy.refusedExtraArgs={--trust-remote-code}",
+    ],
+    "policy-open": ["--set", "policy.refusedEnvPatterns=null", "--set", "policy.refusedExtraArgs=null"],
+}  # fmt: skip
 
 
 def render(args: list[str], namespace: str = "vif-system") -> list[dict[str, Any]]:
@@ -45,6 +54,8 @@ def test_lint_and_server_dry_run(values: list[str], namespaces: list[str]) -> No
     manifest = helm("template", "vif", CHART, "-n", namespaces[0], *values).stdout
     applied = kubectl("apply", "--dry-run=server", "-f", "-", stdin=manifest)
     assert "deployment.apps/vif-vif-operator created (server dry run)" in applied.stdout
+    policy = "validatingadmissionpolicy.admissionregistration.k8s.io/vif-vif-operator-policy created (server dry run)"
+    assert policy in applied.stdout  # the API server compiles the CEL when it accepts the policy
 
 
 def test_rbac_is_least_privilege() -> None:
@@ -91,3 +102,51 @@ def test_service_monitor_only_when_asked() -> None:
     assert not [d for d in render([]) if d["kind"] == "ServiceMonitor"]
     (monitor,) = [d for d in render(VALUE_SETS["monitored"]) if d["kind"] == "ServiceMonitor"]
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+
+
+def operator_args(docs: list[dict[str, Any]]) -> list[str]:
+    return next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_policy_values_reach_the_operator_and_the_admission_policy() -> None:
+    docs = render(VALUE_SETS["policy-loosened"])
+    args = operator_args(docs)
+    for flag in [
+        "--allowed-image-prefix=reg:5000/ml",
+        "--allowed-service-account=models",
+        "--allowed-service-type=LoadBalancer",
+        "--allowed-priority-class=inference",
+        "--refused-env-patterns=PYTHON*,LD_?",
+        "--refused-extra-args=--trust-remote-code",
+    ]:
+        assert flag in args, args
+    (policy,) = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"]
+    cel = "\n".join(v["expression"] for v in policy["spec"]["validations"])
+    assert '["reg:5000/ml","reg.io/team"]' in cel and '["models"]' in cel and '["ClusterIP","LoadBalancer"]' in cel
+    assert '"^(PYTHON.*|LD_.)$"' in cel and '["--trust-remote-code"]' in cel
+
+
+def test_default_policy_is_the_runtime_repository_and_cluster_wide() -> None:
+    docs = render(["--set", "runtimeImage=reg:5000/team/vif-runtime@sha256:abc"])
+    assert "--refused-extra-args=--trust-remote-code,--worker-cls" in " ".join(operator_args(docs))
+    (policy,) = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"]
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    assert policy["spec"]["matchConstraints"]["resourceRules"][0]["operations"] == ["CREATE", "UPDATE"]
+    assert 'variables.imageRepo == "reg:5000/team/vif-runtime"' in policy["spec"]["validations"][0]["expression"]
+    (binding,) = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding"]
+    assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
+
+
+def test_admission_binding_follows_watch_namespaces() -> None:
+    (binding,) = [d for d in render(VALUE_SETS["namespaced-ha"]) if d["kind"] == "ValidatingAdmissionPolicyBinding"]
+    (selector,) = binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"]
+    assert selector == {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a", "team-b"]}
+
+
+def test_open_policy_renders_no_list_rules_and_admission_can_be_off() -> None:
+    docs = render(VALUE_SETS["policy-open"])
+    assert "--refused-env-patterns=" in operator_args(docs) and "--refused-extra-args=" in operator_args(docs)
+    (policy,) = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"]
+    assert len(policy["spec"]["validations"]) == 4  # image, ServiceAccount, Service type, priority class
+    off = render(["--set", "policy.admission.enabled=false"])
+    assert not [d for d in off if d["kind"].startswith("ValidatingAdmissionPolicy")]

@@ -45,6 +45,13 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
         time.sleep(0.5)
 
 
+def wait_established(crd: str) -> None:
+    """Until the CRD is served. `kubectl wait` alone errors out when it reads a CRD created a moment ago, before the
+    API server has written its first status conditions; so it is retried within the bounded wait."""
+    args = ("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=10s")
+    wait_for(lambda: kubectl(*args, check=False).returncode == 0, f"{crd} established")
+
+
 def require_cluster() -> None:
     """Fail (never skip) when the control plane is not up."""
     if not KUBECONFIG.exists():

@@ -1,6 +1,6 @@
 """Runs a pod template's container as a local process: the stand-in for a kubelet on the local control plane,
 whose kwok nodes run no containers. Image paths map to the checkout; the ConfigMap is written where the
-volume would mount it; the port becomes a free local one."""
+volume would mount it; emptyDirs become folders of a temporary directory; the port becomes a free local one."""
 
 from __future__ import annotations
 
@@ -16,19 +16,39 @@ import httpx
 from helpers.cluster import REPO, wait_for
 from helpers.processes import free_port, stop_group
 
+# Mounts this machine has as they are: /tmp keeps vLLM's socket paths short (a Unix socket path has at most 107
+# bytes), /dev/shm is shared memory already.
+SHARED_HERE = {"/tmp", "/dev/shm"}
+
+
+def mounted_configmap(deployment: dict) -> str:
+    """The name of the ConfigMap a Deployment's pods mount as their config (content-hashed by the operator)."""
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    return next(v["configMap"]["name"] for v in volumes if v["name"] == "config")
+
 
 class PodAsProcess:
     """Runs a pod template's container here: same command, args and env, with paths and the port mapped."""
 
     def __init__(self, deployment: dict, configmap: dict, root: Path) -> None:
-        self.container = deployment["spec"]["template"]["spec"]["containers"][0]
+        self.pod = deployment["spec"]["template"]["spec"]
+        self.container = self.pod["containers"][0]
         self.paths = {"/etc/vif": str(root / "etc-vif"), "/models": str(REPO / "models")}
+        for name, mount in self.empty_dirs().items():
+            if mount not in SHARED_HERE:
+                (root / name).mkdir(parents=True)
+                self.paths[mount] = str(root / name)
         config_dir = root / "etc-vif"
         config_dir.mkdir(parents=True)
         for key, text in configmap["data"].items():
             (config_dir / key).write_text(self.localize(text))
         self.port = free_port()
         self.log = root / "pod.log"
+
+    def empty_dirs(self) -> dict[str, str]:
+        """The container's emptyDir mounts, volume name -> mount path."""
+        names = {v["name"] for v in self.pod["volumes"] if "emptyDir" in v}
+        return {m["name"]: m["mountPath"] for m in self.container.get("volumeMounts", []) if m["name"] in names}
 
     def localize(self, text: str) -> str:
         for image_path, local in self.paths.items():
@@ -46,7 +66,7 @@ class PodAsProcess:
         env = dict(os.environ)
         for var in self.container.get("env", []):
             assert "value" in var, f"{var['name']} comes from a Secret: not part of the default CPU model"
-            env[var["name"]] = var["value"]
+            env[var["name"]] = self.localize(var["value"])
         return env
 
     def run(self) -> subprocess.Popen[bytes]:

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from vif.operator.builders import ModelRef, OperatorSettings, build_children
-from vif.operator.builders.deployment import CONFIG_HASH
+from vif.operator.builders.security import cache_env
+from vif.operator.names import CONFIG_HASH
 from vif.operator.spec import InferenceModelSpec
 
 SETTINGS = OperatorSettings(runtime_image="registry.local/vif-runtime:test")
@@ -26,7 +27,7 @@ def container(objs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def test_default_cpu_model() -> None:
     objs = children(CPU_MODEL)
-    assert set(objs) == {"ConfigMap", "Deployment", "Service"}
+    assert set(objs) == {"ServiceAccount", "ConfigMap", "Deployment", "Service"}
     config = json.loads(objs["ConfigMap"]["data"]["model_config.json"])
     assert config == {
         "smollm2-135m-instruct": {
@@ -43,11 +44,11 @@ def test_default_cpu_model() -> None:
         "--config", "/etc/vif/model_config.json", "--model-name", "smollm2-135m-instruct",
         "--host", "0.0.0.0", "--port", "8000", "--allowed-root", "/models",
     ]  # fmt: skip
-    assert c["env"] == [{"name": "VLLM_CPU_KVCACHE_SPACE", "value": "1"}]
+    assert c["env"] == [*cache_env(), {"name": "VLLM_CPU_KVCACHE_SPACE", "value": "1"}]
     assert c["livenessProbe"]["httpGet"]["path"] == "/health"
     assert c["readinessProbe"]["httpGet"]["path"] == "/ready"
     pod = objs["Deployment"]["spec"]["template"]["spec"]
-    assert {"name": "dshm", "emptyDir": {"medium": "Memory"}} in pod["volumes"]
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}} in pod["volumes"]
     assert {"name": "dshm", "mountPath": "/dev/shm"} in c["volumeMounts"]
     assert objs["Deployment"]["spec"]["replicas"] == 1
     assert objs["Service"]["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
@@ -123,7 +124,7 @@ def test_pvc_chat_template_api_key_and_env() -> None:
     assert c["args"][-4:] == ["--allowed-root", "/models/pvc", "--allowed-root", "/etc/vif-chat-template"]
     mounts = {m["mountPath"] for m in c["volumeMounts"]}
     assert {"/etc/vif", "/etc/vif-chat-template"} <= mounts  # separate: no mount inside the read-only one
-    env = [(e["name"], e.get("value"), e.get("valueFrom")) for e in c["env"]]
+    env = [(e["name"], e.get("value"), e.get("valueFrom")) for e in c["env"][len(cache_env()) :]]
     assert env == [
         ("VIF_API_KEYS", None, {"secretKeyRef": {"name": "keys", "key": "api-keys"}}),
         ("VLLM_CPU_KVCACHE_SPACE", "4", None),
@@ -171,7 +172,9 @@ def test_pod_settings_users_of_kserve_and_kubeai_expect() -> None:
         "podAnnotations": {"team": "a"},
         "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}},
     }
-    deployment = children(spec)["Deployment"]["spec"]["template"]
+    objs = children(spec)
+    assert "ServiceAccount" not in objs  # the pods run as the named one
+    deployment = objs["Deployment"]["spec"]["template"]
     pod = deployment["spec"]
     assert (pod["serviceAccountName"], pod["priorityClassName"]) == ("models", "inference")
     assert pod["imagePullSecrets"] == [{"name": "registry"}]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,29 @@ def test_cel_rules_where_fields_depend_on_each_other() -> None:
     assert "exactly one" in model["message"]
     assert spec["required"] == ["model"]
     assert spec["properties"]["resources"]["properties"]["gpu"]["minimum"] == 0
+
+
+def test_cel_rules_that_span_engine_and_resources() -> None:
+    spec = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    messages = [r["message"] for r in spec["x-kubernetes-validations"]]
+    assert messages == [
+        "engine.tensorParallelSize must not exceed resources.gpu: each tensor-parallel worker needs a GPU",
+        "engine.gpuMemoryUtilization is set but resources.gpu is 0 (a CPU model)",
+    ]
+
+
+def test_names_must_make_valid_child_names() -> None:
+    """The model's name becomes its Service's: a DNS-1035 label, checked at admission on metadata.name."""
+    root = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    (rule,) = root["x-kubernetes-validations"]
+    assert "self.metadata.name.size() <= 63" in rule["rule"]
+    found = re.search(r"matches\('(.+)'\)", rule["rule"])
+    assert found is not None
+    for name in ("chat", "smollm2-135m", "a" * 63):
+        assert re.fullmatch(found.group(1), name), name
+    for name in ("my.model", "1chat", "chat-", "Chat"):
+        assert not re.fullmatch(found.group(1), name), name
+    assert len(f"{'a' * 63}-config-{'0' * 10}") <= 253  # the content-hashed ConfigMap, a DNS subdomain
 
 
 def test_yaml_has_no_anchors() -> None:

@@ -1,11 +1,10 @@
-"""Status and conditions computed from a Deployment, and the spec checks the schema cannot express."""
+"""Status and conditions computed from a Deployment."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from vif.operator.builders import ModelRef
-from vif.operator.feasibility import problems
 from vif.operator.reconcile import failure_outcome
 from vif.operator.spec import InferenceModelSpec
 from vif.operator.status import build_status
@@ -69,14 +68,28 @@ def test_transition_time_kept_while_status_holds() -> None:
     assert second["Ready"]["lastTransitionTime"] != "2020-01-01T00:00:00Z"  # False -> True
 
 
-def test_impossible_specs() -> None:
-    ok = InferenceModelSpec.model_validate(
-        {"model": {"path": "/m"}, "resources": {"gpu": 2}, "engine": {"tensorParallelSize": 2}}
-    )
-    assert problems(ok) == []
-    tp = InferenceModelSpec.model_validate(
-        {"model": {"path": "/m"}, "resources": {"gpu": 1}, "engine": {"tensorParallelSize": 4}}
-    )
-    assert problems(tp) == ["engine.tensorParallelSize 4 needs at least 4 GPUs per replica, resources.gpu is 1"]
-    cpu = InferenceModelSpec.model_validate({"model": {"path": "/m"}, "engine": {"gpuMemoryUtilization": 0.5}})
-    assert "resources.gpu is 0" in problems(cpu)[0]
+def with_conditions(*conditions: dict[str, Any]) -> dict[str, Any]:
+    obj = deployment(1, 0, 0)
+    obj["status"]["conditions"] = list(conditions)
+    return obj
+
+
+FORBIDDEN = 'pods "chat-7d9-x" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true'
+REPLICA_FAILURE = {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": FORBIDDEN}
+
+
+def test_pod_creation_refused_is_degraded_at_once() -> None:
+    """A refused pod shows in the Deployment's ReplicaFailure at once: no waiting for the progress deadline."""
+    progressing = {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated", "message": ""}
+    status = build_status(REF, with_conditions(progressing, REPLICA_FAILURE), 1, [])
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"], degraded["message"]) == ("True", "FailedCreate", FORBIDDEN)
+    assert by_type(status)["Ready"] == ("False", "ReplicasNotReady")
+
+
+def test_replica_failure_wins_over_the_deadline_and_clears() -> None:
+    stalled = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "slow"}
+    both = by_type(build_status(REF, with_conditions(stalled, REPLICA_FAILURE), 1, []))
+    assert both["Degraded"] == ("True", "FailedCreate")
+    cleared = {**REPLICA_FAILURE, "status": "False"}
+    assert by_type(build_status(REF, with_conditions(cleared), 1, []))["Degraded"] == ("False", "AsExpected")

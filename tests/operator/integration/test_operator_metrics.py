@@ -27,13 +27,8 @@ def test_metrics_count_reconciles(namespace: str, tmp_path: Path) -> None:
         apply_model(namespace, model_manifest("counted", {"model": {"path": "/models/m"}}))
         wait_for(lambda: get("deployment", "counted", namespace), "the Deployment")
         wait_for(lambda: reconciles(port, "ok") >= 1, "an ok reconcile in the metrics")
-        apply_model(
-            namespace,
-            model_manifest(
-                "wrong", {"model": {"path": "/m"}, "resources": {"gpu": 1}, "engine": {"tensorParallelSize": 2}}
-            ),
-        )
-        wait_for(lambda: reconciles(port, "InvalidSpec") >= 1, "an InvalidSpec reconcile in the metrics")
+        apply_model(namespace, model_manifest("wrong", {"model": {"path": "/m"}, "image": "registry.example/other:1"}))
+        wait_for(lambda: reconciles(port, "PolicyViolation") >= 1, "a PolicyViolation reconcile in the metrics")
         assert "vif_operator_reconcile_seconds_count" in httpx.get(f"http://127.0.0.1:{port}/metrics").text
     finally:
         operator.kill()

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers.pods import PodAsProcess, running
+from helpers.pods import PodAsProcess, mounted_configmap, running
 
 from .conftest import OperatorProcess, apply_model, get, model_manifest, wait_for
 
@@ -21,7 +21,7 @@ SPEC = {"model": {"path": "/models/SmolLM2-135M-Instruct"}, "servedName": "smoll
 def pod(namespace: str, operator_process: OperatorProcess, tmp_path: Path) -> Iterator[tuple[PodAsProcess, str]]:
     apply_model(namespace, model_manifest("smollm2", SPEC))
     deployment = wait_for(lambda: get("deployment", "smollm2", namespace), "the Deployment")
-    configmap = get("configmap", "smollm2-config", namespace)
+    configmap = get("configmap", mounted_configmap(deployment), namespace)
     runner = PodAsProcess(deployment, configmap, tmp_path)
     with running(runner) as base:
         yield runner, base

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from helpers.pods import mounted_configmap
+
 from .conftest import OperatorProcess, apply_model, condition, get, kubectl, model_manifest, model_with, wait_for
 
 CPU_SPEC = {"model": {"path": "/models/SmolLM2-135M-Instruct"}, "servedName": "smollm2-135m-instruct"}
@@ -11,6 +13,10 @@ CPU_SPEC = {"model": {"path": "/models/SmolLM2-135M-Instruct"}, "servedName": "s
 
 def runtime_container(deployment: dict) -> dict:
     return deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+def model_config(namespace: str, deployment: dict) -> dict:
+    return json.loads(get("configmap", mounted_configmap(deployment), namespace)["data"]["model_config.json"])
 
 
 def test_children_status_and_updates(namespace: str, operator_process: OperatorProcess) -> None:
@@ -28,8 +34,9 @@ def test_children_status_and_updates(namespace: str, operator_process: OperatorP
         service["spec"]["ports"][0]["port"] == 80
         and service["spec"]["selector"]["app.kubernetes.io/instance"] == "chat"
     )
-    config = json.loads(get("configmap", "chat-config", namespace)["data"]["model_config.json"])
+    config = model_config(namespace, deployment)
     assert config["smollm2-135m-instruct"]["model_path"] == "/models/SmolLM2-135M-Instruct"
+    assert get("configmap", mounted_configmap(deployment), namespace)["immutable"] is True
     assert get("hpa", "chat", namespace) is None and get("pdb", "chat", namespace) is None
 
     # kwok runs the pods: the Deployment becomes available and the status says so
@@ -40,18 +47,18 @@ def test_children_status_and_updates(namespace: str, operator_process: OperatorP
     printed = kubectl("get", "im", "chat", "-n", namespace).stdout
     assert "smollm2-135m-instruct" in printed and "True" in printed
 
-    # a new max model length: the ConfigMap changes and the pods roll (new template hash)
+    # a new max model length: a new ConfigMap, the pods roll (new template hash), the old one goes after the rollout
     old_hash = deployment["spec"]["template"]["metadata"]["annotations"]["inference.vif.dev/config-hash"]
+    old_config = mounted_configmap(deployment)
     kubectl("patch", "im", "chat", "-n", namespace, "--type=merge", "-p", '{"spec": {"engine": {"maxModelLen": 1024}}}')
     wait_for(
         lambda: (
-            json.loads(get("configmap", "chat-config", namespace)["data"]["model_config.json"])[
-                "smollm2-135m-instruct"
-            ].get("max_model_len")
+            model_config(namespace, get("deployment", "chat", namespace))["smollm2-135m-instruct"].get("max_model_len")
             == 1024
         ),
-        "the ConfigMap to carry max_model_len 1024",
+        "the mounted ConfigMap to carry max_model_len 1024",
     )
+    wait_for(lambda: get("configmap", old_config, namespace) is None, "the old ConfigMap pruned after the rollout")
     rolled = wait_for(
         lambda: (
             (d := get("deployment", "chat", namespace))["spec"]["template"]["metadata"]["annotations"][
@@ -93,24 +100,24 @@ def test_children_status_and_updates(namespace: str, operator_process: OperatorP
     wait_for(lambda: get("hpa", "chat", namespace) is None, "the HPA to be pruned")
 
     # deleting the model deletes every child (owner references + the garbage collector)
+    config = mounted_configmap(get("deployment", "chat", namespace))
     kubectl("delete", "im", "chat", "-n", namespace)
-    for kind, name in (("deployment", "chat"), ("service", "chat"), ("configmap", "chat-config"), ("pdb", "chat")):
+    for kind, name in (("deployment", "chat"), ("service", "chat"), ("configmap", config), ("pdb", "chat")):
         wait_for(lambda kind=kind, name=name: get(kind, name, namespace) is None, f"{kind}/{name} to be deleted")
 
 
-def test_impossible_spec_is_degraded_with_an_event(namespace: str, operator_process: OperatorProcess) -> None:
-    spec = {**CPU_SPEC, "resources": {"gpu": 1}, "engine": {"tensorParallelSize": 4}}
-    apply_model(namespace, model_manifest("too-big", spec))
-    model = wait_for(lambda: model_with("too-big", namespace, "Degraded", "True"), "Degraded=True")
+def test_a_spec_the_policy_refuses_is_degraded_with_an_event(namespace: str, operator_process: OperatorProcess) -> None:
+    apply_model(namespace, model_manifest("elsewhere", {**CPU_SPEC, "image": "registry.example/other:1"}))
+    model = wait_for(lambda: model_with("elsewhere", namespace, "Degraded", "True"), "Degraded=True")
     degraded = condition(model, "Degraded")
-    assert degraded["reason"] == "InvalidSpec" and "tensorParallelSize 4" in degraded["message"]
+    assert degraded["reason"] == "PolicyViolation" and "registry.example/other:1" in degraded["message"]
     events = wait_for(
         lambda: [e for e in json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
-                 if e["involvedObject"]["name"] == "too-big" and e["reason"] == "InvalidSpec"],
-        "an InvalidSpec event",
+                 if e["involvedObject"]["name"] == "elsewhere" and e["reason"] == "PolicyViolation"],
+        "a PolicyViolation event",
     )  # fmt: skip
     assert events[0]["type"] == "Warning"
-    assert get("deployment", "too-big", namespace) is None
+    assert get("deployment", "elsewhere", namespace) is None
     assert operator_process.proc is not None and operator_process.proc.poll() is None  # no crash
 
 

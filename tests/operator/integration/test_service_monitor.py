@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from helpers.cluster import cached_tool
+from helpers.cluster import cached_tool, wait_established
 
 from .conftest import OperatorProcess, apply_model, get, kubectl, model_manifest, model_with, wait_for
 
@@ -20,7 +20,7 @@ def test_service_monitor_follows_the_crd(namespace: str, operator_process: Opera
     assert next(c for c in forced["status"]["conditions"] if c["type"] == "Degraded")["reason"] == "KindNotInstalled"
 
     kubectl("apply", "--server-side", "-f", str(cached_tool("monitoring.coreos.com_servicemonitors.yaml")))
-    kubectl("wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com", "--timeout=60s")
+    wait_established("servicemonitors.monitoring.coreos.com")
     apply_model(namespace, model_manifest("with", {**SPEC, "monitoring": {"interval": "15s"}}))
     monitor = wait_for(lambda: get("servicemonitor", "with", namespace), "the ServiceMonitor")
     assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]

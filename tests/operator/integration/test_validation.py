@@ -30,6 +30,14 @@ BASE = {"model": {"path": "/models/m"}}
         ({**BASE, "replicas": -1}, "spec.replicas in body should be greater than or equal to 0"),
         ({**BASE, "service": {"type": "Ingress"}}, 'spec.service.type: Unsupported value: "Ingress"'),
         ({"servedName": "x"}, "spec.model: Required value"),
+        (
+            {**BASE, "resources": {"gpu": 2}, "engine": {"tensorParallelSize": 4}},
+            "engine.tensorParallelSize must not exceed resources.gpu",
+        ),
+        (
+            {**BASE, "engine": {"gpuMemoryUtilization": 0.8}},
+            "engine.gpuMemoryUtilization is set but resources.gpu is 0 (a CPU model)",
+        ),
     ],
 )
 def test_refused_with_a_clear_message(cluster, namespace: str, spec: dict, message: str) -> None:
@@ -39,6 +47,20 @@ def test_refused_with_a_clear_message(cluster, namespace: str, spec: dict, messa
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
     assert kubectl("get", "im", "bad", "-n", namespace, check=False).returncode != 0
+
+
+@pytest.mark.parametrize("name", ["m" * 64, "my.model", "1model"])
+def test_names_that_make_invalid_child_names_are_refused(cluster, namespace: str, name: str) -> None:
+    """The model's Service takes its name, and a Service name is a DNS-1035 label of at most 63 characters."""
+    result = kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(model_manifest(name, BASE)), check=False)
+    assert result.returncode != 0
+    assert "metadata.name must be a DNS-1035 label of at most 63 characters" in result.stderr, result.stderr
+    assert kubectl("get", "im", name, "-n", namespace, check=False).returncode != 0
+
+
+def test_gpu_model_within_its_gpus_is_accepted(cluster, namespace: str) -> None:
+    spec = {**BASE, "resources": {"gpu": 2}, "engine": {"tensorParallelSize": 2, "gpuMemoryUtilization": 0.8}}
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(model_manifest("m" * 63, spec)))
 
 
 def test_defaults_are_filled_by_the_api_server(cluster, namespace: str) -> None:

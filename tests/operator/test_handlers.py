@@ -1,0 +1,107 @@
+"""The kopf handlers on an in-memory API: status written only when it changes, retries and their delays."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+import pytest
+
+from helpers.fake_kube import FakeKubeAPI, fake_cluster, model_body
+from vif.operator import handlers
+from vif.operator.builders import OperatorSettings
+from vif.operator.kube_api import APIError, retry_delay
+from vif.operator.model_locks import ModelLocks
+
+SPEC = {"model": {"path": "/models/m"}}
+
+
+@pytest.fixture
+def memo(monkeypatch: pytest.MonkeyPatch) -> kopf.Memo:
+    events: list[tuple[str, str]] = []
+    monkeypatch.setattr(kopf, "warn", lambda body, reason, message: events.append(("Warning", reason)))
+    monkeypatch.setattr(kopf, "event", lambda body, type, reason, message: events.append((type, reason)))
+    cluster, _ = fake_cluster()
+    return kopf.Memo(cluster=cluster, settings=OperatorSettings(), locks=ModelLocks(), events=events)
+
+
+def stored_model(memo: kopf.Memo, spec: dict[str, Any] = SPEC) -> dict[str, Any]:
+    api: FakeKubeAPI = memo.cluster.api
+    return api.add(model_body("chat", spec))
+
+
+def test_status_is_written_once_then_only_when_it_changes(memo: kopf.Memo) -> None:
+    api: FakeKubeAPI = memo.cluster.api
+    handlers.converge(stored_model(memo), memo)
+    assert api.calls.count(("PATCH_STATUS", "InferenceModel", "chat")) == 1
+    api.calls.clear()
+    handlers.converge(api.get("InferenceModel", "team", "chat") or {}, memo)
+    assert ("PATCH_STATUS", "InferenceModel", "chat") not in api.calls
+
+
+def test_a_failure_posts_a_warning_event(memo: kopf.Memo) -> None:
+    api: FakeKubeAPI = memo.cluster.api
+    api.add({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "chat", "namespace": "team"}})
+    handlers.converge(stored_model(memo), memo)
+    assert memo.events == [("Warning", "NameConflict")]
+
+
+def test_model_changed_turns_a_throttle_into_a_temporary_error_with_its_retry_after(memo: kopf.Memo) -> None:
+    body = stored_model(memo)
+    memo.cluster.api.failures = [APIError(429, "too many requests", retry_after=7)]
+    with pytest.raises(kopf.TemporaryError) as raised:
+        handlers.model_changed(body=body, memo=memo, retry=0)
+    assert raised.value.delay == 7
+
+
+def test_child_events_retry_transient_failures_then_converge(memo: kopf.Memo, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(handlers.time, "sleep", lambda seconds: None)
+    api: FakeKubeAPI = memo.cluster.api
+    stored_model(memo)
+    api.failures = [APIError(503, "unavailable"), APIError(500, "etcd timeout")]
+    owner = {"uid": "model-uid", "controller": True}
+    child = {"kind": "Service", "metadata": {"name": "chat", "namespace": "team", "uid": "s", "ownerReferences": [owner],
+                                             "labels": {"inference.vif.dev/model": "chat"}}}  # fmt: skip
+    handlers.child_changed("Service", child, "MODIFIED", memo)
+    assert ("CREATE", "Deployment", "chat") in api.calls  # the third attempt got through
+
+
+def test_child_events_give_up_on_a_refusal(memo: kopf.Memo) -> None:
+    api: FakeKubeAPI = memo.cluster.api
+    api.failures = [APIError(403, "forbidden")]
+    child = {
+        "metadata": {"name": "chat", "namespace": "team", "uid": "s", "labels": {"inference.vif.dev/model": "chat"}}
+    }
+    handlers.child_changed("Service", child, "MODIFIED", memo)
+    assert api.calls == [("GET", "InferenceModel", "chat")]
+
+
+def test_the_initial_listing_only_fills_the_cache(memo: kopf.Memo) -> None:
+    child = {
+        "metadata": {"name": "chat", "namespace": "team", "uid": "s", "labels": {"inference.vif.dev/model": "chat"}}
+    }
+    handlers.child_changed("Service", child, None, memo)
+    assert memo.cluster.api.calls == []
+    assert memo.cluster.children.get("Service", "team", "chat", "chat") is not None
+
+
+def test_a_deleted_model_releases_its_lock(memo: kopf.Memo) -> None:
+    memo.locks.of("team", "chat")
+    handlers.model_event(body=model_body("chat", SPEC), type="DELETED", memo=memo)
+    assert len(memo.locks) == 0
+
+
+def test_retry_delay_backs_off_exponentially_and_honours_retry_after() -> None:
+    first, later = retry_delay(APIError(500, "x"), 0), retry_delay(APIError(500, "x"), 5)
+    assert 0.5 <= first <= 1 and 16 <= later <= 32
+    assert retry_delay(APIError(500, "x"), 40) <= 60
+    assert retry_delay(APIError(429, "slow down", retry_after=3), 9) == 3
+
+
+def test_a_pruned_child_is_reported_as_a_normal_event(memo: kopf.Memo) -> None:
+    api: FakeKubeAPI = memo.cluster.api
+    handlers.converge(stored_model(memo, {**SPEC, "replicas": 2}), memo)
+    for (kind, _, _), obj in api.objects.items():
+        memo.cluster.children.saw(kind, obj, deleted=False)
+    handlers.converge(stored_model(memo, {**SPEC, "replicas": 1}), memo)
+    assert memo.events == [("Normal", "Pruned")]
