@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from vif.operator.builders import ModelRef, content_hash
-from vif.operator.child_cache import ChildCache, InstalledCRDs
 from vif.operator.kube_api import APIError, KubeAPI
 from vif.operator.metrics import CHILD_APPLIES
 from vif.operator.names import APPLIED_HASH, FIELD_MANAGER, controller_uid
+from vif.operator.watch_cache import ChildCache, InstalledCRDs
 
 HANDOVER_MANAGER = f"{FIELD_MANAGER}-handover"
 
@@ -63,7 +63,11 @@ def current_children(cluster: Cluster, ref: ModelRef, desired: list[dict[str, An
     found: dict[str, dict[str, Any] | None] = {}
     for child in desired:
         kind, name = child["kind"], child["metadata"]["name"]
-        live = cluster.children.get(kind, ref.namespace, ref.name, name) or cluster.api.get(kind, ref.namespace, name)
+        live = cluster.children.get(kind, ref.namespace, ref.name, name)
+        if live is None:
+            live = cluster.api.get(kind, ref.namespace, name)
+            if live is not None:
+                cluster.children.saw(kind, live, deleted=False)
         if live is not None and controller_uid(live) != ref.uid:
             raise NameConflict(kind, name, controller_uid(live))
         found[kind] = live
@@ -71,22 +75,24 @@ def current_children(cluster: Cluster, ref: ModelRef, desired: list[dict[str, An
 
 
 def sync_child(cluster: Cluster, ref: ModelRef, desired: dict[str, Any], live: dict[str, Any] | None) -> dict:
-    """Make one child match `desired` and return it as the API server now has it."""
+    """Make one child match `desired` and return it as the API server now has it (also kept in the cache)."""
     marked = with_applied_hash(desired)
-    if live is None:
-        return _create(cluster.api, ref, marked)
-    annotations = live["metadata"].get("annotations") or {}
-    if annotations.get(APPLIED_HASH) == marked["metadata"]["annotations"][APPLIED_HASH] and holds(marked, live):
+    applied_hash = ((live or {}).get("metadata", {}).get("annotations") or {}).get(APPLIED_HASH)
+    if live is not None and applied_hash == marked["metadata"]["annotations"][APPLIED_HASH] and holds(marked, live):
         CHILD_APPLIES.labels("unchanged").inc()
         return live
-    if marked["kind"] == "Deployment" and "replicas" not in marked["spec"]:
-        _hand_over_replicas(cluster.api, live)
     CHILD_APPLIES.labels("applied").inc()
-    return cluster.api.apply(marked, force=True)
+    if live is None:
+        result = _create(cluster.api, ref, marked)
+    else:
+        if marked["kind"] == "Deployment" and "replicas" not in marked["spec"]:
+            _hand_over_replicas(cluster.api, live)
+        result = cluster.api.apply(marked, force=True)
+    cluster.children.saw(marked["kind"], result, deleted=False)
+    return result
 
 
 def _create(api: KubeAPI, ref: ModelRef, marked: dict[str, Any]) -> dict[str, Any]:
-    CHILD_APPLIES.labels("applied").inc()
     try:
         return api.apply(marked, force=False)
     except APIError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import random
 
@@ -11,10 +12,9 @@ import prometheus_client
 
 from vif.operator.apply import Cluster
 from vif.operator.builders import OperatorSettings
-from vif.operator.child_cache import ChildCache, InstalledCRDs
 from vif.operator.kube_api import KubeAPI, load_kube_config
-from vif.operator.model_locks import ModelLocks
 from vif.operator.policy import add_policy_arguments, policy_from_args
+from vif.operator.watch_cache import ChildCache, InstalledCRDs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         # Replicas of equal priority all pause (kopf's rule), so each takes a random one: one of them works.
         args.priority = random.randint(1, 2**31)
     kopf.configure(verbose=args.verbose)
+    if not args.verbose:  # kopf logs every handler's success; with thousands of models that is most of the CPU
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     if args.metrics_port:
         prometheus_client.start_http_server(args.metrics_port)
     load_kube_config()
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         api, ChildCache(), InstalledCRDs(lambda name: api.get("CustomResourceDefinition", None, name) is not None)
     )
     settings = OperatorSettings(runtime_image=args.runtime_image, policy=policy_from_args(args))
-    memo = kopf.Memo(cluster=cluster, settings=settings, locks=ModelLocks(), workers=args.workers)
+    memo = kopf.Memo(cluster=cluster, settings=settings, workers=args.workers)  # handlers.configure adds the rest
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=args.namespace,

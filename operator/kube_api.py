@@ -143,9 +143,10 @@ class KubeAPI:
             if exc.status not in (404, 409):  # already gone, or replaced by another object
                 raise
 
-    def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+    def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         path = KINDS[kind].path(namespace, name) + "/status"
-        self.request("PATCH", path, kind=kind, body={"status": status}, content_type="application/merge-patch+json")
+        patch = {"status": status}
+        return self.request("PATCH", path, kind=kind, body=patch, content_type="application/merge-patch+json")
 
 
 def _error(status: int, data: bytes, retry_after: str | None) -> APIError:

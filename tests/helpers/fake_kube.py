@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from typing import Any
 
 from vif.operator.apply import Cluster
-from vif.operator.child_cache import ChildCache, InstalledCRDs
 from vif.operator.kube_api import APIError
+from vif.operator.watch_cache import ChildCache, InstalledCRDs
 
 _uids = itertools.count(1)
+_versions = itertools.count(1)  # resourceVersions: one counter, as etcd's revision
 
 
 class FakeKubeAPI:
@@ -36,6 +39,7 @@ class FakeKubeAPI:
         stored = copy.deepcopy(obj)
         stored["metadata"].setdefault("uid", f"uid-{next(_uids)}")
         stored["metadata"].setdefault("generation", 1)
+        stored["metadata"]["resourceVersion"] = str(next(_versions))
         self.objects[(stored["kind"], stored["metadata"].get("namespace"), stored["metadata"]["name"])] = stored
         return copy.deepcopy(stored)
 
@@ -54,7 +58,7 @@ class FakeKubeAPI:
         if not force and existing.get("spec") != obj.get("spec", existing.get("spec")):
             raise APIError(409, "Apply failed with 1 conflict")
         merged = {**existing, **copy.deepcopy(obj)}
-        merged["metadata"] = {**existing["metadata"], **copy.deepcopy(meta)}
+        merged["metadata"] = {**existing["metadata"], **copy.deepcopy(meta), "resourceVersion": str(next(_versions))}
         self.objects[key] = merged
         return copy.deepcopy(merged)
 
@@ -62,9 +66,12 @@ class FakeKubeAPI:
         self._call("DELETE", kind, name)
         self.objects.pop((kind, namespace, name), None)
 
-    def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+    def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         self._call("PATCH_STATUS", kind, name)
-        self.objects[(kind, namespace, name)]["status"] = copy.deepcopy(status)
+        stored = self.objects[(kind, namespace, name)]
+        stored["status"] = copy.deepcopy(status)
+        stored["metadata"]["resourceVersion"] = str(next(_versions))
+        return copy.deepcopy(stored)
 
 
 def fake_cluster(crds: tuple[str, ...] = ()) -> tuple[Cluster, FakeKubeAPI]:
@@ -79,3 +86,15 @@ def model_body(name: str, spec: dict[str, Any], namespace: str = "team", uid: st
         "metadata": {"name": name, "namespace": namespace, "uid": uid, "generation": 1},
         "spec": spec,
     }
+
+
+class InlineExecutor(Executor):
+    """Runs each submitted call at once, in the caller's thread: unit tests stay deterministic."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future

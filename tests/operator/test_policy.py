@@ -121,7 +121,9 @@ def test_refused_env_names(name: str, pattern: str) -> None:
     assert violations(env=env) == [f"spec.env[1].name: {name} is refused (matches {pattern})"]
 
 
-@pytest.mark.parametrize("name", ["VLLM_CPU_KVCACHE_SPACE", "HF_TOKEN", "OMP_NUM_THREADS", "MYPYTHON", "PATHS", "LD", "HOMEPAGE"])
+@pytest.mark.parametrize(
+    "name", ["VLLM_CPU_KVCACHE_SPACE", "HF_TOKEN", "OMP_NUM_THREADS", "MYPYTHON", "PATHS", "LD", "HOMEPAGE"]
+)
 def test_allowed_env_names(name: str) -> None:
     assert violations(env=[{"name": name, "value": "1"}]) == []
 

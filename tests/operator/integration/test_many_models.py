@@ -6,12 +6,13 @@ This is the load that broke the dynamic client's shared discovery cache (1,370 K
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
-from helpers.model_fleet import apply_fleet, ready_models
+from helpers.model_fleet import apply_fleet, wait_all_ready
 from helpers.operator_process import OperatorProcess
 
-from .conftest import kubectl, wait_for
+from .conftest import kubectl
 
 COUNT = 100
 FAILURE = re.compile(r"Traceback|Handler '[^']+' failed|KeyError|Unhandled")
@@ -22,7 +23,7 @@ def test_a_hundred_models_at_once(namespace: str, tmp_path: Path) -> None:
     operator.start()
     try:
         apply_fleet(namespace, COUNT)
-        wait_for(lambda: ready_models(namespace) == COUNT, f"{COUNT} models Ready", timeout=300)
+        wait_all_ready(namespace, COUNT, time.monotonic(), timeout=300)
         log = operator.log_path().read_text(errors="replace")
         assert not FAILURE.findall(log), [line for line in log.splitlines() if FAILURE.search(line)][:5]
         deployments = kubectl("get", "deployments", "-n", namespace, "-o", "name").stdout.split()
