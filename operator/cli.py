@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     load_kube_config()
     import vif.operator.handlers  # noqa: F401  (registers the handlers with kopf)
 
-    api = KubeAPI(pool_size=args.workers)
+    # kopf's handler threads (the models' own changes) and the converge pool (their children's) each have --workers
+    api = KubeAPI(pool_size=2 * args.workers)
     cluster = Cluster(
         api, ChildCache(), InstalledCRDs(lambda name: api.get("CustomResourceDefinition", None, name) is not None)
     )
