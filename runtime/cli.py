@@ -6,13 +6,14 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
+    from vif.runtime.app.lifecycle import Lifecycle
+    from vif.runtime.app.settings import ServerSettings
     from vif.runtime.engine.types import EngineClient
 
 log = logging.getLogger("vif.runtime")
@@ -53,8 +54,15 @@ def own_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=int(os.environ.get("SERVICE_PORT", "8000")), help="$SERVICE_PORT")
     parser.add_argument("--api-key", action="append", default=[], help="an accepted key; repeat for several")
     parser.add_argument("--api-keys-file", type=Path, default=os.environ.get("VIF_API_KEYS_FILE"), help="a key a line")
-    parser.add_argument("--limit-concurrency", type=int, default=None, help="past N requests in flight answer 429")
+    parser.add_argument(
+        "--limit-concurrency", type=int, default=None, help="sequences in flight (default: 2 x max_num_seqs)"
+    )
+    parser.add_argument("--max-sequences-per-request", type=int, default=64, help="prompts x n of one request")
     parser.add_argument("--max-body-bytes", type=int, default=4 << 20)
+    parser.add_argument("--body-timeout", type=float, default=30.0, help="seconds for a body to arrive (then 408)")
+    parser.add_argument("--send-timeout", type=float, default=30.0, help="a stream nobody reads is aborted after")
+    parser.add_argument("--drain-seconds", type=float, default=5.0, help="after SIGTERM, /ready 503, still serving")
+    parser.add_argument("--shutdown-timeout", type=float, default=30.0, help="then in-flight requests get this long")
     parser.add_argument("--allowed-root", action="append", default=[], help="extra folder config paths may use")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-format", choices=["text", "json"], default="text")
@@ -75,7 +83,9 @@ def engine_parser() -> argparse.ArgumentParser:
 def serve(argv: list[str]) -> int:
     import uvicorn
 
+    from vif.runtime.app.lifecycle import Lifecycle
     from vif.runtime.app.logs import configure_logging
+    from vif.runtime.app.server import GracefulServer
     from vif.runtime.config import ConfigError
     from vif.runtime.engine.args import explicit_flags
 
@@ -87,30 +97,25 @@ def serve(argv: list[str]) -> int:
         return 0
     flags = explicit_flags(engine, rest)  # also refuses unknown or malformed flags
     configure_logging(args.log_level, args.log_format, args.log_file)
-    servers: list[uvicorn.Server] = []
-
-    def stop_on_engine_failure() -> None:
-        """The model cannot load: exit non-zero rather than linger unready."""
-        servers[0].should_exit = True
-        servers[0].engine_failed = True  # type: ignore[attr-defined]
-
+    servers: list[GracefulServer] = []
+    lifecycle = Lifecycle(on_fatal=lambda: servers[0].fail())  # the engine failed: exit non-zero, not linger
     try:
-        app = _build(args, flags, stop_on_engine_failure)
+        app, settings = _build(args, flags, lifecycle)
     except (ConfigError, LookupError, OSError) as exc:
         print(f"vif-runtime serve: {exc}", file=sys.stderr)
         return 2
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None, access_log=False))
-    servers.append(server)
-    server.run()
-    return 1 if getattr(server, "engine_failed", False) else 0
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_config=None, access_log=False)
+    servers.append(GracefulServer(config, lifecycle, settings.drain_seconds, settings.shutdown_timeout))
+    return 0 if servers[0].serve_until_stopped() else 1
 
 
-def _build(args: argparse.Namespace, flags: dict[str, Any], on_engine_failure: Callable[[], None]) -> Starlette:
-    from vif.runtime.app.factory import ServerSettings, create_app
-    from vif.runtime.app.metrics import RuntimeMetrics
+def _build(args: argparse.Namespace, flags: dict[str, Any], lifecycle: Lifecycle) -> tuple[Starlette, ServerSettings]:
+    from vif.runtime.app.factory import create_app
+    from vif.runtime.app.settings import ServerSettings
     from vif.runtime.config import default_model, load_model
     from vif.runtime.engine.args import build_engine_args
-    from vif.runtime.serving.base import ServedModel
+    from vif.runtime.serving.context import ServedModel
+    from vif.runtime.serving.metrics import RuntimeMetrics
     from vif.runtime.serving.registry import UnknownServingClass, serving_classes
 
     if args.config is not None:
@@ -125,7 +130,16 @@ def _build(args: argparse.Namespace, flags: dict[str, Any], on_engine_failure: C
     except UnknownServingClass as exc:
         raise LookupError(f"{model.source}: {model.name}.class_name: {exc}") from None
     served = ServedModel(model.name, model.chat_template, model.entry.response_role)
-    settings = ServerSettings(_api_keys(args), args.limit_concurrency, args.max_body_bytes)
+    settings = ServerSettings(
+        api_keys=_api_keys(args),
+        limit_concurrency=args.limit_concurrency,
+        max_sequences_per_request=args.max_sequences_per_request,
+        max_body_bytes=args.max_body_bytes,
+        body_timeout=args.body_timeout,
+        send_timeout=args.send_timeout,
+        drain_seconds=args.drain_seconds,
+        shutdown_timeout=args.shutdown_timeout,
+    )
 
     def load_engine() -> EngineClient:
         from vif.runtime.engine.vllm_client import VLLMEngineClient
@@ -133,12 +147,26 @@ def _build(args: argparse.Namespace, flags: dict[str, Any], on_engine_failure: C
         return VLLMEngineClient.from_engine_args(engine_args)
 
     log.info("serving %s from %s (%s)", model.name, model.model, model.source)
-    return create_app(served, load_engine, classes, RuntimeMetrics(model.name), settings, on_engine_failure)
+    app = create_app(served, load_engine, classes, RuntimeMetrics(model.name), settings, lifecycle)
+    return app, settings
 
 
 def _api_keys(args: argparse.Namespace) -> tuple[str, ...]:
-    keys = list(args.api_key)
-    keys += [k.strip() for k in os.environ.get("VIF_API_KEYS", "").split(",") if k.strip()]
+    """Every configured key. A source that is configured but yields no key stops start-up: silently serving
+    without auth because a Secret's key was blank would be worse than not starting."""
+    keys: list[str] = []
+    for key in args.api_key:
+        if not key.strip():
+            raise LookupError("--api-key was given an empty key")
+        keys.append(key.strip())
+    if "VIF_API_KEYS" in os.environ:
+        listed = [k.strip() for k in os.environ["VIF_API_KEYS"].split(",") if k.strip()]
+        if not listed:
+            raise LookupError("VIF_API_KEYS is set but holds no key")
+        keys += listed
     if args.api_keys_file is not None:
-        keys += [line.strip() for line in args.api_keys_file.read_text().splitlines() if line.strip()]
+        from_file = [line.strip() for line in args.api_keys_file.read_text().splitlines() if line.strip()]
+        if not from_file:
+            raise LookupError(f"--api-keys-file {args.api_keys_file} holds no key")
+        keys += from_file
     return tuple(keys)

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request ids, logs and metrics; API keys; body size; the concurrency limit.
+"""Pure ASGI middleware: request ids, logs and metrics; API keys; the body size limit.
 
 Pure ASGI (not `BaseHTTPMiddleware`) so streamed responses pass through untouched and cheaply.
 """
@@ -8,17 +8,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import time
 import uuid
 from collections.abc import Sequence
 
 import orjson
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from vif.runtime.app.errors import send_error
 from vif.runtime.app.logs import request_id_var
-from vif.runtime.app.metrics import RuntimeMetrics
 from vif.runtime.protocols.errors import APIError
+from vif.runtime.serving.metrics import RuntimeMetrics
 
 log = logging.getLogger("vif.runtime.access")
 
@@ -30,6 +31,7 @@ PROTOCOL_PATHS = {
     "/generate": "generate",
 }
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/openapi.json"})
+REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:
@@ -40,13 +42,20 @@ def header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-async def send_error(exc: APIError, scope: Scope, receive: Receive, send: Send) -> None:
-    response = Response(orjson.dumps(exc.body()), exc.status, exc.headers, media_type="application/json")
-    await response(scope, receive, send)
+def request_id(scope: Scope) -> str:
+    """The client's `X-Request-Id` when it is a plain token (it goes into logs and headers), else a new one."""
+    given = header(scope, b"x-request-id")
+    return given.decode() if given is not None and REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+def printable(text: str) -> str:
+    """Control characters escaped, so a path cannot forge or break log lines."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 class RequestObserver:
-    """Gives each request an id (from `X-Request-Id` or new), logs it, and records its metrics."""
+    """Gives each request an id (the client's `X-Request-Id` if well-formed, else new), logs it, and records
+    its metrics."""
 
     def __init__(self, app: ASGIApp, metrics: RuntimeMetrics) -> None:
         self.app = app
@@ -55,9 +64,9 @@ class RequestObserver:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        request_id = (header(scope, b"x-request-id") or b"").decode("latin-1")[:128] or uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
-        token = request_id_var.set(request_id)
+        rid = request_id(scope)
+        scope.setdefault("state", {})["request_id"] = rid
+        token = request_id_var.set(rid)
         protocol = PROTOCOL_PATHS.get(scope["path"])
         status, error_body, started = 500, bytearray(), time.perf_counter()
         if protocol:
@@ -69,7 +78,7 @@ class RequestObserver:
                 status = message["status"]
                 message["headers"] = [
                     *message.get("headers", []),
-                    (b"x-request-id", request_id.encode("latin-1")),
+                    (b"x-request-id", rid.encode()),
                 ]
             elif message["type"] == "http.response.body" and status >= 400 and len(error_body) < 4096:
                 error_body.extend(message.get("body", b""))
@@ -83,7 +92,7 @@ class RequestObserver:
                 self.metrics.request_finished(protocol, status, seconds)
                 if status >= 400:
                     self.metrics.count_error(protocol, _error_type(bytes(error_body)))
-            log.info("%s %s %d %.1fms", scope["method"], scope["path"], status, seconds * 1000)
+            log.info("%s %s %d %.1fms", scope["method"], printable(scope["path"]), status, seconds * 1000)
             request_id_var.reset(token)
 
 
@@ -118,7 +127,7 @@ class APIKeyAuth:
             code="invalid_api_key",
             headers={"WWW-Authenticate": "Bearer"},
         )
-        await send_error(exc, scope, receive, send)
+        await send_error(send, exc)
 
 
 class BodySizeLimit:
@@ -138,7 +147,7 @@ class BodySizeLimit:
             return await self.app(scope, receive, send)
         length = header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            return await send_error(self._too_large(), scope, receive, send)
+            return await send_error(send, self._too_large())
         seen = 0
 
         async def limited_receive() -> Message:
@@ -150,31 +159,3 @@ class BodySizeLimit:
             return message
 
         await self.app(scope, limited_receive, send)
-
-
-class ConcurrencyLimit:
-    """At most `limit` inference requests at once; past it 429 with Retry-After at once, never a queue."""
-
-    def __init__(self, app: ASGIApp, limit: int | None, retry_after_seconds: int = 1) -> None:
-        self.app = app
-        self.limit = limit
-        self.retry_after = str(retry_after_seconds)
-        self.active = 0  # one event loop: the check and the increment below cannot interleave
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.limit is None or scope["path"] not in PROTOCOL_PATHS:
-            return await self.app(scope, receive, send)
-        if self.active >= self.limit:
-            exc = APIError(
-                f"The server is serving its limit of {self.limit} concurrent requests; retry later.",
-                status=429,
-                type="rate_limit_error",
-                code="too_many_requests",
-                headers={"Retry-After": self.retry_after},
-            )
-            return await send_error(exc, scope, receive, send)
-        self.active += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.active -= 1

@@ -12,8 +12,16 @@ from typing import Protocol
 
 
 class EngineRequestError(ValueError):
-    """The engine refused the request's input (a chat template that raises, token ids out of vocabulary):
-    the client's fault, so the serving layer answers 400 with this message."""
+    """The engine refused the request's input (a chat template that raises, a sampling parameter it does not
+    accept): the client's fault, so the serving layer answers 400 with this message, naming `param`."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class EngineDeadError(RuntimeError):
+    """The engine can no longer serve (its core process died): every request gets 503 and the process exits."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,11 @@ class EngineInfo:
     """Static facts about the loaded model that the serving layer needs."""
 
     max_model_len: int
+    vocab_size: int
+    max_num_seqs: int = 256  # sequences the engine runs in one batch: the default concurrency limit follows it
+    # The longest token's text: a prompt of C characters has at least C / max_token_chars tokens, so text far
+    # beyond the context is refused without tokenising it.
+    max_token_chars: int = 64
 
 
 class EngineClient(Protocol):
@@ -84,8 +97,12 @@ class EngineClient(Protocol):
     def decode(self, token_ids: Sequence[int]) -> str:
         """Text of token ids."""
 
+    def check_options(self, options: SamplingOptions) -> None:
+        """Raise `EngineRequestError` if the engine would refuse these options (before any response starts)."""
+
     def generate(self, prompt: list[int], options: SamplingOptions, request_id: str) -> AsyncIterator[EngineStep]:
-        """Stream the request's steps; leaving the iterator early aborts the request in the engine."""
+        """Stream the request's steps; leaving the iterator early aborts the request in the engine.
+        Raises `EngineDeadError` when the engine is gone."""
 
     async def check_health(self) -> None:
         """Raise when the engine can no longer serve."""

@@ -9,11 +9,14 @@ from typing import Any
 import jinja2
 from vllm import SamplingParams
 from vllm.engine.arg_utils import AsyncEngineArgs
+from vllm.exceptions import VLLMValidationError
 from vllm.sampling_params import RequestOutputKind
 from vllm.v1.engine.async_llm import AsyncLLM
+from vllm.v1.engine.exceptions import EngineDeadError as VLLMEngineDeadError
 
 from vif.runtime.engine.types import (
     ChoiceDelta,
+    EngineDeadError,
     EngineInfo,
     EngineRequestError,
     EngineStep,
@@ -23,6 +26,9 @@ from vif.runtime.engine.types import (
 
 log = logging.getLogger(__name__)
 
+# vLLM names the offending parameter for most of its checks; these it only describes.
+_PARAM_BY_MESSAGE = {"n must be 1": "n", "stop cannot": "stop", "prompt_logprobs": "logprobs"}
+
 
 class VLLMEngineClient:
     """Turns vif's sampling options into vLLM requests and vLLM's outputs into `EngineStep`s."""
@@ -31,8 +37,12 @@ class VLLMEngineClient:
         self._engine = engine
         self._tokenizer = engine.get_tokenizer()
         config = engine.model_config
-        self.info = EngineInfo(max_model_len=int(config.max_model_len))
-        self._vocab_size = int(config.get_vocab_size())
+        self.info = EngineInfo(
+            max_model_len=int(config.max_model_len),
+            vocab_size=int(config.get_vocab_size()),
+            max_num_seqs=int(engine.vllm_config.scheduler_config.max_num_seqs),
+            max_token_chars=max(len(token) for token in self._tokenizer.get_vocab()),
+        )
 
     @classmethod
     def from_engine_args(cls, engine_args: AsyncEngineArgs) -> VLLMEngineClient:
@@ -55,28 +65,51 @@ class VLLMEngineClient:
     def decode(self, token_ids: Sequence[int]) -> str:
         return self._tokenizer.decode(list(token_ids))
 
+    def check_options(self, options: SamplingOptions) -> None:
+        _sampling_params(options)
+
     async def generate(self, prompt: list[int], options: SamplingOptions, request_id: str) -> AsyncIterator[EngineStep]:
         params = _sampling_params(options)
         finished = False
-        if prompt and max(prompt) >= self._vocab_size:
-            raise EngineRequestError(f"Token id {max(prompt)} is out of the vocabulary (size {self._vocab_size}).")
         try:
             async for output in self._engine.generate({"prompt_token_ids": prompt}, params, request_id):
                 finished = output.finished
                 yield _engine_step(output, len(prompt), options)
+        except VLLMEngineDeadError:
+            finished = True  # nothing to abort: the engine is gone
+            raise EngineDeadError("The engine stopped; this replica can no longer serve.") from None
+        except VLLMValidationError as exc:
+            raise _request_error(exc) from None
         finally:
             if not finished:  # the caller left early (client gone): free the engine at once, not at GC time
                 await self._engine.abort(request_id)
                 log.info("aborted engine request %s", request_id)
 
     async def check_health(self) -> None:
-        await self._engine.check_health()
+        try:
+            await self._engine.check_health()
+        except VLLMEngineDeadError:
+            raise EngineDeadError("The engine stopped; this replica can no longer serve.") from None
 
     def shutdown(self) -> None:
         self._engine.shutdown()
 
 
+def _request_error(exc: VLLMValidationError) -> EngineRequestError:
+    message = str(exc.args[0]) if exc.args else str(exc)
+    param = exc.parameter or next((p for key, p in _PARAM_BY_MESSAGE.items() if message.startswith(key)), None)
+    return EngineRequestError(message, param)
+
+
 def _sampling_params(options: SamplingOptions) -> SamplingParams:
+    """vLLM's parameters; its checks run here, so a refusal is an `EngineRequestError` naming the parameter."""
+    try:
+        return _build_sampling_params(options)
+    except VLLMValidationError as exc:
+        raise _request_error(exc) from None
+
+
+def _build_sampling_params(options: SamplingOptions) -> SamplingParams:
     return SamplingParams(
         n=options.n,
         temperature=options.temperature,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
 from vif.runtime.protocols.common import MAX_LOGPROBS, OpenAISamplingFields, StrictModel
+
+MAX_MESSAGES = 4096
+MAX_CONTENT_PARTS = 256
 
 
 class TextPart(StrictModel):
@@ -18,7 +21,7 @@ class TextPart(StrictModel):
 
 class ChatMessage(StrictModel):
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
+    content: str | Annotated[list[TextPart], Field(max_length=MAX_CONTENT_PARTS)]
     name: str | None = None
 
     def text(self) -> str:
@@ -26,7 +29,7 @@ class ChatMessage(StrictModel):
 
 
 class ChatCompletionRequest(OpenAISamplingFields):
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)
@@ -37,6 +40,10 @@ class ChatCompletionRequest(OpenAISamplingFields):
         if value is not None and not info.data.get("logprobs"):
             raise ValueError("top_logprobs requires logprobs to be true")
         return value
+
+    def text_lengths(self) -> list[int]:
+        """Characters of the one prompt's text, before the chat template adds its markers."""
+        return [sum(len(m.text()) for m in self.messages)]
 
     def output_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens

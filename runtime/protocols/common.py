@@ -2,24 +2,59 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from functools import cache
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 MAX_STOP_SEQUENCES = 16
 MAX_LOGPROBS = 20
 MAX_CHOICES = 16
 
+StopString = Annotated[str, Field(min_length=1)]
 StopField = Annotated[
-    str | Annotated[list[str], Field(max_length=MAX_STOP_SEQUENCES)] | None,
-    Field(description="Up to 16 sequences where generation stops; the stop text is not returned."),
+    StopString | Annotated[list[StopString], Field(max_length=MAX_STOP_SEQUENCES)] | None,
+    Field(description="Up to 16 non-empty sequences where generation stops; the stop text is not returned."),
 ]
 
 
-class StrictModel(BaseModel):
-    """Unknown fields are refused, so a typo gets a clear 400 instead of being silently ignored."""
+class ListTooLong(ValueError):
+    """A list in the body is longer than its field allows, found before its items are validated."""
 
-    model_config = ConfigDict(extra="forbid")
+    def __init__(self, field: str, limit: int, length: int) -> None:
+        super().__init__(f"at most {limit} items are allowed, got {length}")
+        self.field = field
+
+
+class StrictModel(BaseModel):
+    """Unknown fields are refused, so a typo gets a clear 400 instead of being silently ignored; types are strict
+    (`"n": "2"` is refused, as the document says), but an integer is a valid float.
+
+    pydantic checks a list's `max_length` only after validating every item (40,000 messages cost ~60 ms, a
+    list of 400,000 strings in a union ~800 ms), so the same limits, read from the fields, are checked first.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_long_lists(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name, limit in _list_limits(cls):
+                value = data.get(name)
+                if isinstance(value, list) and len(value) > limit:
+                    raise ListTooLong(name, limit, len(value))
+        return data
+
+
+@cache
+def _list_limits(model: type[BaseModel]) -> tuple[tuple[str, int], ...]:
+    limits = []
+    for name, field in model.model_fields.items():
+        for meta in field.metadata:
+            if getattr(meta, "max_length", None) is not None:
+                limits.append((name, int(meta.max_length)))
+    return tuple(limits)
 
 
 class StreamOptions(StrictModel):
@@ -41,6 +76,14 @@ class SamplingFields(StrictModel):
         if self.stop is None:
             return ()
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+    def output_limit(self) -> int | None:
+        """The completion's token limit the client asked for (None: whatever the context leaves)."""
+        return self.max_tokens
+
+    def text_lengths(self) -> list[int]:
+        """Characters of text per prompt, for a size bound before tokenising (empty: no bound known)."""
+        return []
 
 
 class OpenAISamplingFields(SamplingFields):

@@ -29,6 +29,3 @@ class CompletionRequest(OpenAISamplingFields):
         if self.prompt and isinstance(self.prompt[0], int):
             return [self.prompt]  # type: ignore[list-item]
         return list(self.prompt)  # type: ignore[arg-type]
-
-    def output_limit(self) -> int | None:
-        return self.max_tokens

@@ -6,13 +6,20 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from vif.runtime.protocols.common import SamplingFields
 
+MAX_HISTORY_TURNS = 2048
+
 
 class GenerateRequest(SamplingFields):
     prompt: str = Field(min_length=1)
     system_info: str | None = None
-    history_input: list[str] = Field(default_factory=list, description="Earlier user turns, oldest first.")
+    history_input: list[str] = Field(
+        default_factory=list, max_length=MAX_HISTORY_TURNS, description="Earlier user turns, oldest first."
+    )
     history_output: list[str] = Field(
-        default_factory=list, validate_default=True, description="The model's answers to history_input."
+        default_factory=list,
+        max_length=MAX_HISTORY_TURNS,
+        validate_default=True,
+        description="The model's answers to history_input.",
     )
 
     @field_validator("history_output")
@@ -33,5 +40,7 @@ class GenerateRequest(SamplingFields):
         messages.append({"role": "user", "content": self.prompt})
         return messages
 
-    def output_limit(self) -> int | None:
-        return self.max_tokens
+    def text_lengths(self) -> list[int]:
+        """Characters of the one prompt's text (system info, history and prompt)."""
+        history = sum(map(len, self.history_input)) + sum(map(len, self.history_output))
+        return [len(self.system_info or "") + history + len(self.prompt)]

@@ -5,22 +5,21 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from starlette.requests import Request
-
 from vif.runtime.engine.types import ChoiceDelta, SamplingOptions, TokenLogprob
 from vif.runtime.protocols.chat import ChatCompletionRequest
-from vif.runtime.serving.base import ChoiceResult, PromptInput, RequestContext
+from vif.runtime.serving.context import ChoiceResult, PromptInput, RequestContext
 from vif.runtime.serving.openai_base import OpenAIServingBase
 from vif.runtime.serving.sampling import openai_sampling_options
 
 
-class OpenAIServingChat(OpenAIServingBase):
+class OpenAIServingChat(OpenAIServingBase[ChatCompletionRequest]):
     protocol = "chat"
     request_model = ChatCompletionRequest
     id_prefix = "chatcmpl"
     chunk_object = "chat.completion.chunk"
+    prompt_param = "messages"
 
-    def create_prompt(self, request: ChatCompletionRequest, raw_request: Request) -> list[PromptInput]:
+    def create_prompt(self, request: ChatCompletionRequest) -> list[PromptInput]:
         messages = [{"role": m.role, "content": m.text()} for m in request.messages]
         return [PromptInput(self.engine.render_chat(messages, self.model.chat_template))]
 
@@ -28,7 +27,9 @@ class OpenAIServingChat(OpenAIServingBase):
         logprobs = (request.top_logprobs or 0) if request.logprobs else None
         return openai_sampling_options(super().create_sampling_options(request, prompt), request, logprobs)
 
-    def format_chunks(self, ctx: RequestContext, choice: ChoiceDelta, first: bool) -> Iterable[dict[str, Any]]:
+    def format_chunks(
+        self, ctx: RequestContext[ChatCompletionRequest], choice: ChoiceDelta, first: bool
+    ) -> Iterable[dict[str, Any]]:
         delta: dict[str, Any] = {"content": choice.text}
         if first:
             delta["role"] = self.model.response_role
@@ -37,7 +38,9 @@ class OpenAIServingChat(OpenAIServingBase):
             entry["logprobs"] = {"content": [_chat_logprob(lp) for lp in choice.logprobs if lp]}
         yield self.chunk(ctx, [entry])
 
-    def format_response(self, ctx: RequestContext, results: dict[int, ChoiceResult]) -> dict[str, Any]:
+    def format_response(
+        self, ctx: RequestContext[ChatCompletionRequest], results: dict[int, ChoiceResult]
+    ) -> dict[str, Any]:
         choices = []
         for index in sorted(results):
             result = results[index]

@@ -5,27 +5,30 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from starlette.requests import Request
-
 from vif.runtime.engine.types import ChoiceDelta, SamplingOptions, TokenLogprob
 from vif.runtime.protocols.completion import CompletionRequest
-from vif.runtime.serving.base import ChoiceResult, PromptInput, RequestContext
+from vif.runtime.serving.context import ChoiceResult, PromptInput, RequestContext
 from vif.runtime.serving.openai_base import OpenAIServingBase
 from vif.runtime.serving.sampling import openai_sampling_options
 
 
-class OpenAIServingCompletion(OpenAIServingBase):
+class OpenAIServingCompletion(OpenAIServingBase[CompletionRequest]):
     protocol = "completion"
     request_model = CompletionRequest
     id_prefix = "cmpl"
     chunk_object = "text_completion"
 
-    def create_prompt(self, request: CompletionRequest, raw_request: Request) -> list[PromptInput]:
+    def min_prompt_tokens(self, request: CompletionRequest) -> list[int]:
+        chars = self.engine.info.max_token_chars
+        return [-(-len(p) // chars) if isinstance(p, str) else len(p) for p in request.prompts()]
+
+    def create_prompt(self, request: CompletionRequest) -> list[PromptInput]:
         prompts = []
         for prompt in request.prompts():
             if isinstance(prompt, str):
                 prompts.append(PromptInput(self.engine.encode(prompt), prompt))
             else:
+                self.check_token_ids(prompt, "prompt")
                 prompts.append(PromptInput(list(prompt), self.engine.decode(prompt) if request.echo else None))
         return prompts
 
@@ -34,7 +37,9 @@ class OpenAIServingCompletion(OpenAIServingBase):
         base = super().create_sampling_options(request, prompt)
         return openai_sampling_options(base, request, request.logprobs, prompt_logprobs)
 
-    def format_chunks(self, ctx: RequestContext, choice: ChoiceDelta, first: bool) -> Iterable[dict[str, Any]]:
+    def format_chunks(
+        self, ctx: RequestContext[CompletionRequest], choice: ChoiceDelta, first: bool
+    ) -> Iterable[dict[str, Any]]:
         text, logprobs = self._echoed(ctx, choice.index, choice.text, choice.logprobs or (), first)
         entry: dict[str, Any] = {"index": choice.index, "text": text, "logprobs": None}
         if ctx.request.logprobs is not None:
@@ -44,7 +49,9 @@ class OpenAIServingCompletion(OpenAIServingBase):
         entry["finish_reason"] = choice.finish_reason
         yield self.chunk(ctx, [entry])
 
-    def format_response(self, ctx: RequestContext, results: dict[int, ChoiceResult]) -> dict[str, Any]:
+    def format_response(
+        self, ctx: RequestContext[CompletionRequest], results: dict[int, ChoiceResult]
+    ) -> dict[str, Any]:
         choices = []
         for index in sorted(results):
             result = results[index]
@@ -60,7 +67,12 @@ class OpenAIServingCompletion(OpenAIServingBase):
         return {**self.chunk(ctx, choices), "usage": ctx.usage()}
 
     def _echoed(
-        self, ctx: RequestContext, index: int, text: str, logprobs: Sequence[TokenLogprob | None], first: bool
+        self,
+        ctx: RequestContext[CompletionRequest],
+        index: int,
+        text: str,
+        logprobs: Sequence[TokenLogprob | None],
+        first: bool,
     ) -> tuple[str, list[TokenLogprob | None]]:
         """With `echo`, the first output of a choice starts with its prompt (and the prompt's logprobs)."""
         if not (ctx.request.echo and first):

@@ -5,25 +5,26 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from starlette.requests import Request
-
 from vif.runtime.engine.types import ChoiceDelta
 from vif.runtime.protocols.generate import GenerateRequest
-from vif.runtime.serving.base import BaseServingEngine, ChoiceResult, PromptInput, RequestContext
+from vif.runtime.serving.base import BaseServingEngine
+from vif.runtime.serving.context import ChoiceResult, PromptInput, RequestContext
 
 
-class CustomServingGenerate(BaseServingEngine):
+class CustomServingGenerate(BaseServingEngine[GenerateRequest]):
     protocol = "generate"
     request_model = GenerateRequest
     id_prefix = "gen"
 
-    def create_prompt(self, request: GenerateRequest, raw_request: Request) -> list[PromptInput]:
+    def create_prompt(self, request: GenerateRequest) -> list[PromptInput]:
         return [PromptInput(self.engine.render_chat(request.messages(), self.model.chat_template))]
 
-    def format_chunks(self, ctx: RequestContext, choice: ChoiceDelta, first: bool) -> Iterable[dict[str, Any]]:
+    def format_chunks(
+        self, ctx: RequestContext[GenerateRequest], choice: ChoiceDelta, first: bool
+    ) -> Iterable[dict[str, Any]]:
         yield {"id": ctx.request_id, "output": choice.text, "finish_reason": choice.finish_reason}
 
-    def format_response(self, ctx: RequestContext, results: dict[int, ChoiceResult]) -> dict[str, Any]:
+    def format_response(self, ctx: RequestContext[GenerateRequest], results: dict[int, ChoiceResult]) -> dict[str, Any]:
         result = results.get(0, ChoiceResult())
         return {
             "id": ctx.request_id,

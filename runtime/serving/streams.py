@@ -1,30 +1,29 @@
-"""Small async helpers for the request path: merging engine streams and server-sent events."""
+"""Merging the engine streams of a request's several prompts into one."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from typing import Any, TypeVar
-
-import orjson
 
 T = TypeVar("T")
 _DONE = object()
 
 
-async def merge(streams: Sequence[AsyncIterator[T]]) -> AsyncIterator[tuple[int, T]]:
+async def merge(streams: Sequence[AsyncIterator[T]]) -> AsyncGenerator[tuple[int, T]]:
     """Items of several async iterators as they come, tagged with the iterator's index.
 
     One stream is passed through without tasks (the common case, and the hot path). Leaving early cancels the
-    readers, which closes every stream and so aborts their engine requests.
+    readers, which closes every stream and so aborts their engine requests. The queue is bounded: readers of a
+    consumer that stops reading wait instead of piling up output.
     """
     if len(streams) == 1:
         async with aclosing(streams[0]) as only:  # type: ignore[type-var]
             async for item in only:
                 yield 0, item
         return
-    queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+    queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue(maxsize=2 * len(streams))
 
     async def read(index: int, stream: AsyncIterator[T]) -> None:
         try:
@@ -50,10 +49,3 @@ async def merge(streams: Sequence[AsyncIterator[T]]) -> AsyncIterator[tuple[int,
         for reader in readers:
             reader.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
-
-
-def sse_event(payload: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(payload) + b"\n\n"
-
-
-SSE_DONE = b"data: [DONE]\n\n"

@@ -20,7 +20,7 @@ class FakeEngine:
     """Tokens are characters; the reply is `reply` word by word, or endless words with `ignore_eos`."""
 
     def __init__(self, reply: str = "Paris is the capital.", max_model_len: int = 256, delay: float = 0.0) -> None:
-        self.info = EngineInfo(max_model_len=max_model_len)
+        self.info = EngineInfo(max_model_len=max_model_len, vocab_size=0x110000, max_num_seqs=8, max_token_chars=1)
         self.reply = reply
         self.delay = delay
         self.requests: list[tuple[list[int], SamplingOptions, str]] = []
@@ -28,6 +28,7 @@ class FakeEngine:
         self.healthy = True
         self.shut_down = False
         self.fail_with: Exception | None = None
+        self.fail_after_steps = 0  # with fail_with: how many steps succeed first
 
     def render_chat(self, messages: Sequence[dict[str, str]], chat_template: str | None) -> list[int]:
         if any(m["role"] == "developer" for m in messages):
@@ -41,16 +42,20 @@ class FakeEngine:
     def decode(self, token_ids: Sequence[int]) -> str:
         return "".join(chr(t) for t in token_ids)
 
+    def check_options(self, options: SamplingOptions) -> None:
+        if options.n > 1 and options.temperature == 0:  # as vLLM refuses it
+            raise EngineRequestError(f"n must be 1 when using greedy sampling, got {options.n}.", "n")
+
     async def generate(self, prompt: list[int], options: SamplingOptions, request_id: str) -> AsyncIterator[EngineStep]:
-        if max(prompt) > 0x10FFFF:
-            raise EngineRequestError(f"Token id {max(prompt)} is out of the vocabulary.")
         self.requests.append((prompt, options, request_id))
-        if self.fail_with is not None:
+        if self.fail_with is not None and not self.fail_after_steps:
             raise self.fail_with
         words = self.reply.split(" ")
         finished = False
         try:
             for step in range(options.max_tokens):
+                if self.fail_with is not None and step == self.fail_after_steps:
+                    raise self.fail_with
                 if self.delay:
                     await asyncio.sleep(self.delay)
                 at_end = step == len(words) - 1 and not options.ignore_eos

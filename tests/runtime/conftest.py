@@ -11,8 +11,10 @@ from prometheus_client import CollectorRegistry
 
 from helpers.fake_engine import FakeEngine
 from vif.runtime.app.factory import ServerSettings, create_app
-from vif.runtime.app.metrics import RuntimeMetrics
-from vif.runtime.serving.base import BaseServingEngine, ServedModel
+from vif.runtime.app.lifecycle import Lifecycle
+from vif.runtime.serving.base import BaseServingEngine
+from vif.runtime.serving.context import ServedModel
+from vif.runtime.serving.metrics import RuntimeMetrics
 from vif.runtime.serving.registry import serving_classes
 
 MODEL = "smollm2-135m-instruct"
@@ -30,14 +32,17 @@ def metrics() -> RuntimeMetrics:
 
 @pytest.fixture
 async def make_client(engine: FakeEngine, metrics: RuntimeMetrics) -> AsyncIterator[Callable[..., object]]:
-    """Returns an async factory: `client = await make_client(settings=..., classes=...)`, app started and ready."""
+    """An async factory: `client = await make_client(settings=..., classes=..., lifecycle=...)`, app started and
+    ready."""
     stack: list[tuple[object, httpx.AsyncClient]] = []
 
     async def factory(
-        settings: ServerSettings | None = None, classes: dict[str, type[BaseServingEngine]] | None = None
+        settings: ServerSettings | None = None,
+        classes: dict[str, type[BaseServingEngine]] | None = None,
+        lifecycle: Lifecycle | None = None,
     ) -> httpx.AsyncClient:
         classes = classes or serving_classes("OpenAIServingChat")
-        app = create_app(ServedModel(MODEL), lambda: engine, classes, metrics, settings or ServerSettings())
+        app = create_app(ServedModel(MODEL), lambda: engine, classes, metrics, settings, lifecycle)
         lifespan = app.router.lifespan_context(app)
         await lifespan.__aenter__()
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vif")

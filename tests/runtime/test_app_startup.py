@@ -10,16 +10,16 @@ from prometheus_client import CollectorRegistry
 
 from helpers.fake_engine import FakeEngine
 from vif.runtime.app.factory import create_app
-from vif.runtime.app.metrics import RuntimeMetrics
-from vif.runtime.serving.base import ServedModel
+from vif.runtime.app.lifecycle import Lifecycle
+from vif.runtime.serving.context import ServedModel
+from vif.runtime.serving.metrics import RuntimeMetrics
 from vif.runtime.serving.registry import serving_classes
 
 
 def make_app(load, on_failure=None):
     metrics = RuntimeMetrics("m", CollectorRegistry())
-    return create_app(
-        ServedModel("m"), load, serving_classes("OpenAIServingChat"), metrics, on_engine_failure=on_failure
-    )
+    lifecycle = Lifecycle(on_fatal=on_failure)
+    return create_app(ServedModel("m"), load, serving_classes("OpenAIServingChat"), metrics, lifecycle=lifecycle)
 
 
 async def test_alive_and_refusing_while_loading() -> None:

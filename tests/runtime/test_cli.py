@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def run_serve(*args: str) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "vif.runtime", "serve", *args]
@@ -31,3 +33,27 @@ def test_help_lists_vif_and_vllm_flags() -> None:
     assert result.returncode == 0
     assert "--model-name" in result.stdout and "--limit-concurrency" in result.stdout
     assert "ParallelConfig" in result.stdout  # vLLM lists its flags by config group
+
+
+def test_a_configured_key_source_without_keys_stops_start_up(tmp_path: Path, monkeypatch) -> None:
+    from vif.runtime.cli import _api_keys, own_parser
+
+    empty = tmp_path / "keys"
+    empty.write_text("\n  \n")
+    cases = [(["--api-keys-file", str(empty)], {}), (["--api-key", " "], {}), ([], {"VIF_API_KEYS": " , "})]
+    for argv, env in cases:
+        monkeypatch.delenv("VIF_API_KEYS", raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        with pytest.raises(LookupError, match=r"empty key|holds no key"):
+            _api_keys(own_parser().parse_args(argv))
+    monkeypatch.setenv("VIF_API_KEYS", "k1, k2")
+    empty.write_text("k3\n")
+    assert _api_keys(own_parser().parse_args(["--api-key", "k0", "--api-keys-file", str(empty)])) == (
+        "k0",
+        "k1",
+        "k2",
+        "k3",
+    )
+    result = run_serve("--api-keys-file", str(tmp_path / "keys-missing"))
+    assert result.returncode == 2 and "keys-missing" in result.stderr.strip().splitlines()[-1]

@@ -6,7 +6,7 @@ import asyncio
 
 from helpers.fake_engine import FakeEngine
 from vif.runtime.app.factory import ServerSettings
-from vif.runtime.app.metrics import RuntimeMetrics
+from vif.runtime.serving.metrics import RuntimeMetrics
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 
@@ -84,13 +84,15 @@ async def test_metrics_count_requests_errors_tokens_and_ttft(make_client, metric
     assert f'vif_requests_in_flight{{{model},protocol="chat"}} 0.0' in text
 
 
-async def test_an_unhealthy_engine_fails_both_probes(make_client, engine: FakeEngine) -> None:
+async def test_an_unhealthy_engine_fails_both_probes_for_good(make_client, engine: FakeEngine) -> None:
     client = await make_client()
     engine.healthy = False
-    assert (await client.get("/ready")).status_code == 503
     assert (await client.get("/health")).status_code == 503
-    engine.healthy = True
-    assert (await client.get("/ready")).json() == {"status": "ready"}
+    assert (await client.get("/ready")).status_code == 503
+    engine.healthy = True  # a dead vLLM engine does not come back: the replica stays failed and exits
+    assert (await client.get("/ready")).status_code == 503
+    r = await client.post("/v1/chat/completions", json=CHAT)
+    assert r.status_code == 503 and r.json()["error"]["code"] == "engine_dead"
 
 
 async def test_unknown_route_and_method_use_the_error_shape(make_client) -> None:
@@ -99,3 +101,20 @@ async def test_unknown_route_and_method_use_the_error_shape(make_client) -> None
     assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
     r = await client.get("/v1/chat/completions")
     assert r.status_code == 405 and set(r.json()["error"]) == {"message", "type", "param", "code"}
+
+
+async def test_request_ids_that_are_not_plain_tokens_are_replaced(make_client, engine: FakeEngine) -> None:
+    client = await make_client()
+    for bad in ("a b", "x" * 65, "id\x1b[31m", "naïve", ""):
+        r = await client.post("/generate", json={"prompt": "x"}, headers={"X-Request-Id": bad.encode()})
+        assert r.headers["x-request-id"] != bad and len(r.headers["x-request-id"]) == 32
+    ok = "trace-1.2:3_A"
+    r = await client.post("/generate", json={"prompt": "x"}, headers={"X-Request-Id": ok})
+    assert r.headers["x-request-id"] == ok
+
+
+def test_logged_paths_have_control_characters_escaped() -> None:
+    from vif.runtime.app.middleware import printable
+
+    assert printable("/v1/models") == "/v1/models"
+    assert printable("/x\n2026 INFO forged line\x1b[0m") == "/x\\n2026 INFO forged line\\x1b[0m"

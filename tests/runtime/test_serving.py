@@ -214,8 +214,12 @@ async def test_engine_failure_is_sanitised(make_client, engine: FakeEngine) -> N
         "error": {"message": "Internal server error", "type": "internal_error", "param": None, "code": None}
     }
     r = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
-    (error,) = sse_payloads(r.text)
-    assert error["error"]["type"] == "internal_error" and "secret" not in r.text
+    assert r.status_code == 500 and "secret" not in r.text  # failed before the first chunk: still an HTTP error
+    engine.fail_after_steps = 2
+    r = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    assert r.status_code == 200
+    *chunks, error = sse_payloads(r.text)
+    assert len(chunks) == 2 and error["error"]["type"] == "internal_error" and "secret" not in r.text
     engine.fail_with = None
     assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200  # the process stays up
 
@@ -237,15 +241,12 @@ async def test_leaving_a_stream_early_aborts_its_engine_requests(engine: FakeEng
     """What a client disconnect does to a stream: the response iterator is closed mid-way."""
     from contextlib import aclosing
 
-    from vif.runtime.serving.base import RequestContext, ServedModel
     from vif.runtime.serving.completion import OpenAIServingCompletion
+    from vif.runtime.serving.context import ServedModel
 
     engine.delay = 0.001  # steps arrive over time, as from a real engine
     serving = OpenAIServingCompletion(engine, ServedModel("m"), metrics)
-    request = serving.parse_request({"prompt": ["a", "b"], "max_tokens": 50, "ignore_eos": True})
-    prompts = serving.create_prompt(request, None)  # type: ignore[arg-type]
-    options = [serving.create_sampling_options(request, p) for p in prompts]
-    ctx = RequestContext("cmpl-x", 0, request, prompts, options)
+    ctx = serving.prepare(orjson.dumps({"prompt": ["a", "b"], "max_tokens": 50, "ignore_eos": True}), "x")
     async with aclosing(serving._steps(ctx)) as steps:
         async for _ in steps:
             break
@@ -261,5 +262,4 @@ async def test_input_the_engine_refuses_is_a_400(make_client) -> None:
     r = await client.post("/v1/completions", json={"prompt": [5, 2_000_000]})
     assert r.status_code == 400 and "out of the vocabulary" in r.json()["error"]["message"]
     r = await client.post("/v1/completions", json={"prompt": [5, 2_000_000], "stream": True})
-    (event,) = sse_payloads(r.text)
-    assert event["error"]["code"] == "invalid_prompt"
+    assert r.status_code == 400 and r.json()["error"]["param"] == "prompt"  # refused before the stream starts

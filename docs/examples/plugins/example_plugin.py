@@ -11,22 +11,24 @@ and writing `"class_name": "ShoutingServingChat"`.
 
 from __future__ import annotations
 
-from starlette.requests import Request
-from starlette.responses import Response
+from typing import Any
 
 from vif.runtime.protocols.chat import ChatCompletionRequest
-from vif.runtime.serving.base import PromptInput
+from vif.runtime.protocols.errors import APIError
 from vif.runtime.serving.chat import OpenAIServingChat
+from vif.runtime.serving.context import PromptInput
 
 
 class ShoutingServingChat(OpenAIServingChat):
-    """Chat that upper-cases what users write, and tags its error messages."""
+    """Chat that upper-cases what users write, and tags its error messages (streamed ones too)."""
 
-    def create_prompt(self, request: ChatCompletionRequest, raw_request: Request) -> list[PromptInput]:
+    def create_prompt(self, request: ChatCompletionRequest) -> list[PromptInput]:
         messages = [
             {"role": m.role, "content": m.text().upper() if m.role == "user" else m.text()} for m in request.messages
         ]
         return [PromptInput(self.engine.render_chat(messages, self.model.chat_template))]
 
-    def create_error_response(self, message: str, **kwargs: object) -> Response:
-        return super().create_error_response(f"[shouting-chat] {message}", **kwargs)  # type: ignore[arg-type]
+    def create_error_response(self, error: APIError) -> dict[str, Any]:
+        body = super().create_error_response(error)
+        body["error"]["message"] = f"[shouting-chat] {body['error']['message']}"
+        return body

@@ -91,6 +91,6 @@ def test_errors_are_openai_errors(client: openai.OpenAI) -> None:
     assert too_long.value.code == "context_length_exceeded"
     with pytest.raises(openai.BadRequestError) as out_of_vocabulary:
         client.completions.create(model=MODEL, prompt=[1, 10_000_000], max_tokens=2)
-    assert out_of_vocabulary.value.code == "invalid_prompt"
+    assert out_of_vocabulary.value.code == "invalid_token" and out_of_vocabulary.value.param == "prompt"
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=client.base_url, api_key="wrong", max_retries=0).models.list()

@@ -1,0 +1,234 @@
+"""The inference routes: read the body, prepare the request, take a concurrency slot, answer or stream.
+
+Everything that can refuse a request happens before the status line: the serving class's `prepare`, the
+concurrency slot and, for streams, the engine's admission of the request (the first chunk is awaited first).
+A large body is prepared on a worker thread, so parsing and tokenising it never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from collections.abc import AsyncIterator, Awaitable
+from concurrent.futures import Executor
+from contextlib import aclosing, suppress
+from typing import Any, TypeVar
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from vif.runtime.app.errors import JSON_HEADERS, ErrorShape, as_api_error, error_event, plain_shape, send_error
+from vif.runtime.app.lifecycle import Lifecycle
+from vif.runtime.app.limiter import SequenceLimiter
+from vif.runtime.engine.types import EngineDeadError
+from vif.runtime.protocols.errors import APIError
+from vif.runtime.serving.base import BaseServingEngine
+from vif.runtime.serving.context import RequestContext
+from vif.runtime.serving.metrics import RuntimeMetrics
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+INLINE_PREPARE_BYTES = 32 << 10  # larger bodies are parsed and tokenised on a worker thread
+SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
+SSE_DONE = b"data: [DONE]\n\n"
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
+class InferenceEndpoint:
+    """The ASGI endpoint of one protocol."""
+
+    def __init__(
+        self,
+        protocol: str,
+        lifecycle: Lifecycle,
+        limiter: SequenceLimiter,
+        metrics: RuntimeMetrics,
+        pool: Executor,
+        body_timeout: float,
+        send_timeout: float,
+    ) -> None:
+        self.protocol = protocol
+        self.lifecycle = lifecycle
+        self.limiter = limiter
+        self.metrics = metrics
+        self.pool = pool
+        self.body_timeout = body_timeout
+        self.send_timeout = send_timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        shape: ErrorShape = plain_shape
+        try:
+            serving = self.lifecycle.serving_for(self.protocol)
+            shape = serving.create_error_response
+            body = await read_body(receive, self.body_timeout)
+            ctx = await self._prepare(serving, body, scope["state"]["request_id"])
+            with self.limiter.slot(ctx.sequences), self.lifecycle.tracked():
+                if ctx.stream:
+                    await self._stream(serving, ctx, receive, send)
+                else:
+                    await self._respond(serving, ctx, receive, send)
+        except asyncio.CancelledError:
+            if not self.lifecycle.aborting:
+                raise
+            _uncancel()
+            await send_error(send, self.lifecycle.shutdown_error(), shape)
+        except ClientGone:
+            await send_error(send, APIError("The client disconnected.", status=499, code="client_disconnected"))
+        except Exception as exc:
+            await send_error(send, self._error(exc), shape)
+
+    async def _prepare(self, serving: BaseServingEngine, body: bytes, request_id: str) -> RequestContext[Any]:
+        if len(body) <= INLINE_PREPARE_BYTES:
+            return serving.prepare(body, request_id)
+        run = contextvars.copy_context().run  # keeps the request id on the worker's log lines
+        loop = asyncio.get_running_loop()
+        outcome = await loop.run_in_executor(self.pool, run, _prepare_detached, serving, body, request_id)
+        if isinstance(outcome, APIError):
+            raise outcome
+        return outcome
+
+    async def _respond(
+        self, serving: BaseServingEngine, ctx: RequestContext[Any], receive: Receive, send: Send
+    ) -> None:
+        body = orjson.dumps(await until_disconnect(receive, serving.respond(ctx)))
+        await send({"type": "http.response.start", "status": 200, "headers": JSON_HEADERS})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _stream(self, serving: BaseServingEngine, ctx: RequestContext[Any], receive: Receive, send: Send) -> None:
+        async with aclosing(serving.stream(ctx)) as chunks:
+            await EventStream(self, serving.create_error_response, send, receive).run(chunks)
+
+    def _error(self, exc: BaseException) -> APIError:
+        if isinstance(exc, EngineDeadError):
+            self.lifecycle.failed(str(exc))
+        return as_api_error(exc)
+
+
+class EventStream:
+    """Server-sent events after a 200, ending with `[DONE]`; an error on the way is one error event.
+
+    It stops (closing the chunks, which aborts the engine request) when the client disconnects, when the
+    client reads nothing for `send_timeout` (so a stalled reader holds no slot and queues nothing), and when the
+    shutdown deadline aborts in-flight requests.
+    """
+
+    def __init__(self, endpoint: InferenceEndpoint, shape: ErrorShape, send: Send, receive: Receive) -> None:
+        self.endpoint = endpoint
+        self.shape = shape
+        self.send = send
+        self.receive = receive
+
+    async def run(self, chunks: AsyncIterator[dict[str, Any]]) -> None:
+        """Errors before the first chunk (the engine refusing the request) are raised, for an HTTP error."""
+        task = asyncio.current_task()
+        assert task is not None
+        gone = started = False
+
+        async def watch() -> None:
+            nonlocal gone
+            while (await self.receive())["type"] != "http.disconnect":
+                pass
+            gone = True
+            task.cancel()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            first = await anext(chunks, None)
+            await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+            started = True
+            if first is not None:
+                await self._send(_event(first))
+                async for chunk in chunks:
+                    await self._send(_event(chunk))
+            await self._send(SSE_DONE, more=False)
+        except asyncio.CancelledError:
+            if gone:
+                _uncancel()
+                if not started:
+                    raise ClientGone from None
+            elif not (started and self.endpoint.lifecycle.aborting):
+                raise
+            else:
+                _uncancel()
+                await self._fail(self.endpoint.lifecycle.shutdown_error())
+        except TimeoutError:
+            log.warning("the client read nothing for %ss: stream aborted", self.endpoint.send_timeout)
+        except Exception as exc:
+            if not started:
+                raise
+            await self._fail(self.endpoint._error(exc))
+        finally:
+            watcher.cancel()
+
+    async def _send(self, data: bytes, more: bool = True) -> None:
+        async with asyncio.timeout(self.endpoint.send_timeout):
+            await self.send({"type": "http.response.body", "body": data, "more_body": more})
+
+    async def _fail(self, error: APIError) -> None:
+        self.endpoint.metrics.count_error(self.endpoint.protocol, error.type)
+        with suppress(TimeoutError):
+            await self._send(error_event(error, self.shape) + SSE_DONE, more=False)
+
+
+async def read_body(receive: Receive, timeout: float) -> bytes:
+    """The whole request body, which must arrive within `timeout` seconds (else 408)."""
+    chunks: list[bytes] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientGone
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    return b"".join(chunks)
+    except TimeoutError:
+        raise APIError(
+            f"The request body did not arrive within {timeout:g} seconds.", status=408, code="request_timeout"
+        ) from None
+
+
+async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
+    """Await `work`, cancelling it (and so aborting its engine requests) if the client goes away first."""
+    task = asyncio.ensure_future(work)
+
+    async def disconnected() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if task.cancelled():
+        raise ClientGone
+    return task.result()
+
+
+def _prepare_detached(serving: BaseServingEngine, body: bytes, request_id: str) -> RequestContext[Any] | APIError:
+    """`prepare` on the worker, a refusal returned without its traceback: the traceback's frames hold the parsed
+    body, which would otherwise be freed (hundreds of thousands of objects) on the event loop's thread."""
+    try:
+        return serving.prepare(body, request_id)
+    except APIError as exc:
+        return exc.with_traceback(None)
+
+
+def _event(chunk: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+def _uncancel() -> None:
+    """Take back a cancellation this module handles (a shutdown abort, a client gone), so the task goes on."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()

@@ -1,0 +1,23 @@
+"""HTTP-side settings of the runtime, as `vif-runtime serve` flags set them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Limits, timeouts and the lifecycle's timings. `None` limits follow the engine's capacity."""
+
+    api_keys: tuple[str, ...] = ()
+    limit_concurrency: int | None = None  # sequences in flight; default: twice the engine's max_num_seqs
+    max_sequences_per_request: int = 64  # prompts x n of one request
+    max_body_bytes: int = 4 << 20
+    body_timeout: float = 30.0  # the whole body must arrive within this, else 408
+    send_timeout: float = 30.0  # a stream whose client reads nothing for this long is aborted
+    drain_seconds: float = 5.0  # after SIGTERM: /ready 503 and the listener still open
+    shutdown_timeout: float = 30.0  # then in-flight requests get this long before they are aborted
+    health_interval: float = 1.0  # how often the engine's health is checked while serving
+
+    def concurrency_limit(self, max_num_seqs: int) -> int:
+        return self.limit_concurrency if self.limit_concurrency is not None else 2 * max_num_seqs

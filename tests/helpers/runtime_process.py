@@ -1,0 +1,60 @@
+"""A real `vif-runtime serve` on the default model, started by a test: its process, address and log."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = "smollm2-135m-instruct"
+START_TIMEOUT = 600
+
+
+@dataclass
+class RuntimeProcess:
+    proc: subprocess.Popen[bytes]
+    base_url: str
+    console: Path
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.console.read_text(errors="replace").splitlines()[-lines:])
+
+
+def start_runtime(workdir: Path, *args: str, env: dict[str, str] | None = None) -> RuntimeProcess:
+    """Start the server in its own process group (vLLM's engine core is a child process) and wait until it is
+    ready; if it exits or is not ready in time, the test fails with the tail of its console."""
+    from helpers.processes import free_port
+
+    port = free_port()
+    cmd = [
+        str(Path(sys.executable).parent / "vif-runtime"), "serve",
+        "--config", str(REPO / "runtime/conf/model_config.json"), "--model-name", MODEL, "--port", str(port), *args,
+    ]  # fmt: skip
+    console = workdir / "console.log"
+    with console.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=env or dict(os.environ), start_new_session=True, cwd=REPO
+        )
+    runtime = RuntimeProcess(proc, f"http://127.0.0.1:{port}", console)
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"vif-runtime exited with {proc.returncode}:\n{runtime.tail()}")
+        if time.monotonic() > deadline:
+            from helpers.processes import stop_group
+
+            stop_group(proc)
+            pytest.fail(f"vif-runtime was not ready after {START_TIMEOUT}s:\n{runtime.tail()}")
+        try:
+            if httpx.get(f"{runtime.base_url}/ready", timeout=2).status_code == 200:
+                return runtime
+        except httpx.TransportError:
+            pass
+        time.sleep(1)

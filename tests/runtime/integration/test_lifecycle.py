@@ -1,0 +1,65 @@
+"""The lifecycle on the real engine: SIGTERM drains and exits 0; a dead engine core means 503 and exit 1.
+
+Each test starts its own runtime (it ends it), and signals the main process only, as Kubernetes signals PID 1.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from helpers.processes import stop_group
+from helpers.runtime_process import start_runtime
+
+STREAM = {"prompt": "Count slowly:", "max_tokens": 120, "ignore_eos": True, "stream": True}
+
+
+def test_sigterm_during_a_stream_finishes_it_and_exits_0(tmp_path: Path) -> None:
+    runtime = start_runtime(tmp_path, "--drain-seconds", "3", "--shutdown-timeout", "120")
+    lines: list[str] = []
+    try:
+        with (
+            httpx.Client(base_url=runtime.base_url, timeout=120) as client,
+            client.stream("POST", "/v1/completions", json=STREAM) as r,
+        ):
+            stream = r.iter_lines()
+            lines.append(next(line for line in stream if line.startswith("data: ")))
+            os.kill(runtime.proc.pid, signal.SIGTERM)
+            ready = httpx.get(f"{runtime.base_url}/ready", timeout=5)
+            assert ready.status_code == 503  # at once, while the listener is still open
+            lines += [line for line in stream if line.startswith("data: ")]
+        assert runtime.proc.wait(timeout=60) == 0, runtime.tail()
+    finally:
+        if runtime.proc.poll() is None:
+            stop_group(runtime.proc)
+    assert lines[-1] == "data: [DONE]"
+    assert '"finish_reason":"length"' in lines[-2], lines[-3:]
+
+
+def test_a_dead_engine_core_means_503_and_a_prompt_exit(tmp_path: Path) -> None:
+    runtime = start_runtime(tmp_path)
+    try:
+        core = next(p for p in psutil.Process(runtime.proc.pid).children(recursive=True) if "EngineCore" in p.name())
+        answers: list[httpx.Response] = []
+        body = {"prompt": "Count slowly:", "max_tokens": 1000, "ignore_eos": True}
+        in_flight = threading.Thread(
+            target=lambda: answers.append(httpx.post(f"{runtime.base_url}/v1/completions", json=body, timeout=120))
+        )
+        in_flight.start()
+        time.sleep(1)  # the request is running in the engine
+        core.kill()
+        in_flight.join(60)
+        assert answers and answers[0].status_code == 503, answers and answers[0].text
+        assert answers[0].json()["error"]["code"] == "engine_dead"
+        started = time.monotonic()
+        assert runtime.proc.wait(timeout=60) != 0, runtime.tail()
+        print(f"\nexited {time.monotonic() - started:.1f} s after the in-flight request's 503")
+    finally:
+        if runtime.proc.poll() is None:
+            stop_group(runtime.proc)
