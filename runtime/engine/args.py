@@ -1,15 +1,23 @@
-"""vLLM engine arguments: vLLM's own CLI definitions, layered config < command line."""
+"""vLLM engine arguments: vLLM's own CLI definitions, layered config < command line; on CPU, the KV cache's size."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
+import os
+from pathlib import Path
 from typing import Any
 
+from vllm.config import SchedulerConfig
 from vllm.engine.arg_utils import AsyncEngineArgs
+from vllm.platforms import current_platform
 from vllm.utils.argparse_utils import FlexibleArgumentParser
 
 from vif.runtime.config import ConfigError, ResolvedModel
+from vif.runtime.engine.kv_cache import KVCacheDoesNotFit, available_memory, plan_kv_cache, read_model_facts
+
+log = logging.getLogger(__name__)
 
 ENGINE_FIELDS = frozenset(f.name for f in dataclasses.fields(AsyncEngineArgs))
 
@@ -31,7 +39,11 @@ def explicit_flags(parser: FlexibleArgumentParser, argv: list[str]) -> dict[str,
 
 
 def build_engine_args(model: ResolvedModel, flags: dict[str, Any]) -> AsyncEngineArgs:
-    """The model's path and length, then its config `engine_args`, then `flags` given on the command line."""
+    """The model's path and length, then its config `engine_args`, then `flags` given on the command line.
+
+    On CPU, unless the user sized memory (`VLLM_CPU_KVCACHE_SPACE`, `gpu_memory_utilization` or
+    `kv_cache_memory_bytes`), the KV cache is sized from the model and the free memory (`engine.kv_cache`).
+    """
     for key in sorted(model.entry.engine_args):
         if key not in ENGINE_FIELDS:
             raise ConfigError(f"{model.source}: {model.name}.engine_args.{key}: not a vLLM engine argument")
@@ -48,4 +60,47 @@ def build_engine_args(model: ResolvedModel, flags: dict[str, Any]) -> AsyncEngin
         kwargs["max_model_len"] = model.entry.max_model_len
     kwargs.update(model.entry.engine_args)
     kwargs.update({k: v for k, v in flags.items() if k != "served_model_name"})
+    if current_platform.is_cpu() and not _memory_chosen_by_user(kwargs):
+        try:
+            kwargs["kv_cache_memory_bytes"] = cpu_kv_cache_bytes(kwargs)
+        except KVCacheDoesNotFit as exc:
+            raise ConfigError(f"{model.source}: {model.name}: {exc}") from None
     return AsyncEngineArgs(**kwargs)
+
+
+def _memory_chosen_by_user(kwargs: dict[str, Any]) -> bool:
+    if os.environ.get("VLLM_CPU_KVCACHE_SPACE"):  # vLLM's CPU backend reads it (GiB) over any engine argument
+        return True
+    return kwargs.get("gpu_memory_utilization") is not None or kwargs.get("kv_cache_memory_bytes") is not None
+
+
+def cpu_kv_cache_bytes(kwargs: dict[str, Any]) -> int | None:
+    """Each CPU worker's `kv_cache_memory_bytes`, planned by `kv_cache.plan_kv_cache`; None leaves it to vLLM."""
+    model, dtype, kv_cache_dtype = kwargs["model"], kwargs.get("dtype", "auto"), kwargs.get("kv_cache_dtype", "auto")
+    try:
+        facts = read_model_facts(_model_dir(model), str(dtype), str(kv_cache_dtype))
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        log.warning("cannot size the CPU KV cache from %s (%s); set VLLM_CPU_KVCACHE_SPACE (GiB)", model, exc)
+        return None
+    memory = available_memory()
+    max_model_len = kwargs.get("max_model_len") or facts.max_position_embeddings
+    if memory is None or not isinstance(max_model_len, int) or max_model_len <= 0:
+        log.warning(
+            "cannot size the CPU KV cache (available memory or max_model_len unknown); set VLLM_CPU_KVCACHE_SPACE"
+        )
+        return None
+    max_num_seqs = kwargs.get("max_num_seqs") or SchedulerConfig.DEFAULT_MAX_NUM_SEQS
+    plan = plan_kv_cache(facts, max_model_len, max_num_seqs, memory.bytes)
+    log.info("CPU KV cache: %s; available: %s", plan.describe(), memory.source)
+    # Tensor and pipeline parallel workers each hold a share of the heads or layers, and each allocates this much.
+    workers = int(kwargs.get("tensor_parallel_size") or 1) * int(kwargs.get("pipeline_parallel_size") or 1)
+    return plan.bytes // workers
+
+
+def _model_dir(model: str) -> Path:
+    """A model directory on disk, or for a Hugging Face id the cache folder of its config.json (fetched if new)."""
+    if Path(model).is_absolute() or Path(model).exists():
+        return Path(model)
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(model, "config.json")).parent

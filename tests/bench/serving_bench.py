@@ -32,6 +32,9 @@ from typing import Any
 from vllm.benchmarks.serve import add_cli_args, main
 from vllm.utils.argparse_utils import FlexibleArgumentParser
 
+from vif.runtime.config import load_model
+from vif.runtime.engine.args import build_engine_args
+
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = ROOT / "bench-results"
 BIN = Path(sys.executable).parent
@@ -89,14 +92,24 @@ def engine_flags(entry: dict[str, Any]) -> list[str]:
     return flags
 
 
+def kv_cache_flags(args: argparse.Namespace) -> list[str]:
+    """The CPU KV cache size vif would choose, measured once and given to both servers so they match.
+
+    vLLM's own server would otherwise reserve 92% of the machine's memory. None on GPU, or where the user set
+    VLLM_CPU_KVCACHE_SPACE (both servers inherit it).
+    """
+    size = build_engine_args(load_model(args.config, args.model_name), {}).kv_cache_memory_bytes
+    return ["--kv-cache-memory-bytes", str(size)] if size else []
+
+
 def build_servers(args: argparse.Namespace, model_dir: Path, entry: dict[str, Any]) -> list[Server]:
-    host = ["--host", "127.0.0.1"]
+    shared = ["--host", "127.0.0.1", *kv_cache_flags(args)]
     vif = [str(BIN / "vif-runtime"), "serve", "--config", str(args.config), "--model-name", args.model_name]
     vllm = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir)]
     vllm += ["--served-model-name", args.model_name, *engine_flags(entry)]
     return [
-        Server("vif", args.port_vif, [*vif, *host, "--port", str(args.port_vif)], "/ready"),
-        Server("vllm", args.port_vllm, [*vllm, *host, "--port", str(args.port_vllm)], "/health"),
+        Server("vif", args.port_vif, [*vif, *shared, "--port", str(args.port_vif)], "/ready"),
+        Server("vllm", args.port_vllm, [*vllm, *shared, "--port", str(args.port_vllm)], "/health"),
     ]
 
 
@@ -119,12 +132,8 @@ def http_status(url: str, body: dict[str, Any] | None = None, timeout: float = 5
 def start_server(server: Server, log_path: Path) -> subprocess.Popen[bytes]:
     if port_in_use(server.port):
         raise ServerNotReady(f"port {server.port} is already in use")
-    env = os.environ.copy()
-    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     with log_path.open("wb") as log:
-        return subprocess.Popen(
-            server.command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        return subprocess.Popen(server.command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def wait_until_ready(server: Server, proc: subprocess.Popen[bytes]) -> float:

@@ -52,7 +52,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "--port", str(port), "--api-key", API_KEYS[0], "--api-key", API_KEYS[1],
         "--limit-concurrency", "64", "--log-format", "json", "--log-file", str(logs / "vif.log"),
     ]  # fmt: skip
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")}
+    env = dict(os.environ)  # no VLLM_CPU_KVCACHE_SPACE needed: the runtime sizes the CPU KV cache itself
     console = (logs / "console.log").open("w")
     proc = subprocess.Popen(cmd, stdout=console, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=REPO)
     base = f"http://127.0.0.1:{port}"
