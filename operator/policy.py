@@ -77,6 +77,8 @@ REFUSED_EXTRA_ARGS = (
     "-tp",
     "--gpu-memory-utilization",
     "--revision",
+    "--drain-seconds",  # from terminationGracePeriodSeconds
+    "--shutdown-timeout",
 )
 
 # vLLM flags that are a prefix of a refused one (`--reasoning-parser-plugin`) but are flags of their own:

@@ -21,6 +21,11 @@ Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|[KMGTPE]i?)?$", d
 # No `..` anywhere (RE2 has no lookahead): every dot is followed by a non-dot, or ends the string.
 NO_DOTDOT = r"^([^.]|\.[^.])*\.?$"
 DNSLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+# The pods' termination grace period: a 5 s preStop wait, a 5 s drain and a 10 s exit margin, plus at least 5 s for
+# in-flight requests (operator/builders/lifecycle.py); at most an hour.
+MIN_GRACE_SECONDS = 25
+DEFAULT_GRACE_SECONDS = 60
+MAX_GRACE_SECONDS = 3600
 
 
 def cel(rule: str, message: str, *more: tuple[str, str]) -> dict[str, Any]:
@@ -170,6 +175,13 @@ class InferenceModelSpec(APIModel):
     service_account_name: DNSLabel | None = None
     image_pull_secrets: list[DNSLabel] = Field(default_factory=list, description="Secrets for a private registry.")
     priority_class_name: str | None = None
+    termination_grace_period_seconds: int = Field(
+        DEFAULT_GRACE_SECONDS,
+        ge=MIN_GRACE_SECONDS,
+        le=MAX_GRACE_SECONDS,
+        description="Seconds a stopping pod has: 5 wait for the endpoints to drop it, 5 drain, then in-flight"
+        " requests get the rest but 10 (the runtime's --shutdown-timeout).",
+    )
     pod_annotations: dict[str, str] = Field(default_factory=dict, description="Extra annotations on the pods.")
 
 

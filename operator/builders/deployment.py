@@ -17,6 +17,7 @@ from vif.operator.builders.common import (
     content_hash,
 )
 from vif.operator.builders.identity import service_account_name
+from vif.operator.builders.lifecycle import lifecycle_args, pre_stop_hook, probes
 from vif.operator.builders.security import (
     cache_env,
     container_security_context,
@@ -28,6 +29,7 @@ from vif.operator.names import CONFIG_HASH
 
 def runtime_args(ref: ModelRef) -> list[str]:
     args = ["--config", CONFIG_FILE, "--model-name", ref.served_name, "--host", "0.0.0.0", "--port", str(RUNTIME_PORT)]
+    args += lifecycle_args(ref.spec)
     if ref.spec.model.path is not None:
         args += ["--allowed-root", posixpath.dirname(ref.spec.model.path.rstrip("/")) or "/"]
     if ref.spec.model.pvc is not None:
@@ -38,9 +40,7 @@ def runtime_args(ref: ModelRef) -> list[str]:
 
 
 def runtime_env(ref: ModelRef) -> list[dict[str, Any]]:
-    env = cache_env()
-    if ref.spec.resources.gpu == 0:
-        env.append({"name": "VLLM_CPU_KVCACHE_SPACE", "value": "1"})  # else vLLM reserves most of the node
+    env = cache_env()  # no KV cache size: on CPU the runtime sizes it from the container's memory limit
     source = ref.spec.model.hugging_face
     if source is not None:
         env.append({"name": "HF_HOME", "value": HF_CACHE})
@@ -89,10 +89,6 @@ def volumes(ref: ModelRef, config_name: str) -> tuple[list[dict[str, Any]], list
     return vols, mounts
 
 
-def probe(path: str, period: int, failures: int) -> dict[str, Any]:
-    return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period, "failureThreshold": failures}
-
-
 def build_deployment(ref: ModelRef, settings: OperatorSettings, configmap: dict[str, Any]) -> dict[str, Any]:
     """`configmap` is the built ConfigMap: its hash on the pod template rolls the pods when it changes."""
     vols, mounts = volumes(ref, configmap["metadata"]["name"])
@@ -105,14 +101,13 @@ def build_deployment(ref: ModelRef, settings: OperatorSettings, configmap: dict[
         "ports": [{"name": "http", "containerPort": RUNTIME_PORT, "protocol": "TCP"}],
         "resources": resources(ref),
         "volumeMounts": mounts,
-        "livenessProbe": probe("/health", 10, 6),
-        "readinessProbe": probe("/ready", 5, 3),
-        # Loading a model can take minutes; liveness waits until the process has answered once.
-        "startupProbe": probe("/health", 5, 120),
+        **probes(),
+        "lifecycle": pre_stop_hook(),
         "securityContext": container_security_context(),
     }
     pod_spec: dict[str, Any] = {
         "containers": [container],
+        "terminationGracePeriodSeconds": ref.spec.termination_grace_period_seconds,
         "volumes": vols,
         "serviceAccountName": service_account_name(ref),
         "automountServiceAccountToken": False,  # the runtime never calls the Kubernetes API

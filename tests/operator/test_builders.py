@@ -42,12 +42,15 @@ def test_default_cpu_model() -> None:
     assert c["command"] == ["vif-runtime", "serve"]
     assert c["args"] == [
         "--config", "/etc/vif/model_config.json", "--model-name", "smollm2-135m-instruct",
-        "--host", "0.0.0.0", "--port", "8000", "--allowed-root", "/models",
+        "--host", "0.0.0.0", "--port", "8000", "--drain-seconds", "5", "--shutdown-timeout", "40",
+        "--allowed-root", "/models",
     ]  # fmt: skip
-    assert c["env"] == [*cache_env(), {"name": "VLLM_CPU_KVCACHE_SPACE", "value": "1"}]
+    assert c["env"] == cache_env()  # no VLLM_CPU_KVCACHE_SPACE: the runtime sizes it from the memory limit
     assert c["livenessProbe"]["httpGet"]["path"] == "/health"
     assert c["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert c["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}
     pod = objs["Deployment"]["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 60
     assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}} in pod["volumes"]
     assert {"name": "dshm", "mountPath": "/dev/shm"} in c["volumeMounts"]
     assert objs["Deployment"]["spec"]["replicas"] == 1
