@@ -84,8 +84,8 @@ def with_transition_times(new: list[dict[str, Any]], old: list[dict[str, Any]]) 
     stamped = []
     for cond in new:
         prior = before.get(cond["type"])
-        same = prior is not None and prior.get("status") == cond["status"] and prior.get("lastTransitionTime")
-        stamped.append({**cond, "lastTransitionTime": prior["lastTransitionTime"] if same else now()})
+        kept = prior.get("lastTransitionTime") if prior is not None and prior.get("status") == cond["status"] else None
+        stamped.append({**cond, "lastTransitionTime": kept or now()})
     return stamped
 
 
