@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from vif.runtime.app.body_check import BodyChecker
 from vif.runtime.app.errors import error_bytes
 from vif.runtime.app.inference import InferenceEndpoint
 from vif.runtime.app.lifecycle import Lifecycle
@@ -93,6 +94,7 @@ def create_app(
     # One worker: two would contend with the event loop for the GIL, and a waiting loop can lose the handoff to
     # the other worker again and again (a 300 ms stall of /health under 16 bodies of 40,000 messages; ~30 ms with one).
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vif-prepare")
+    checker = BodyChecker()
 
     async def run_engine() -> None:
         try:
@@ -129,6 +131,7 @@ def create_app(
         with contextlib.suppress(asyncio.CancelledError):
             await running
         pool.shutdown(wait=False, cancel_futures=True)
+        checker.shutdown()
         if state.engine is not None:
             state.engine.shutdown()
 
@@ -162,7 +165,9 @@ def create_app(
     routes = [
         Route(
             path,
-            InferenceEndpoint(protocol, state, limiter, metrics, pool, settings.body_timeout, settings.send_timeout),
+            InferenceEndpoint(
+                protocol, state, limiter, metrics, pool, checker, settings.body_timeout, settings.send_timeout
+            ),
             methods=["POST"],
         )
         for path, protocol in PROTOCOL_PATHS.items()

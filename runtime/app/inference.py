@@ -2,7 +2,8 @@
 
 Everything that can refuse a request happens before the status line: the serving class's `prepare`, the
 concurrency slot and, for streams, the engine's admission of the request (the first chunk is awaited first).
-A large body is prepared on a worker thread, so parsing and tokenising it never stalls the event loop.
+A large body is prepared on a worker thread, after a child process has vetted a very large one
+(`body_check.py`), so parsing and tokenising never stall the event loop for long.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 import orjson
 from starlette.types import Receive, Scope, Send
 
+from vif.runtime.app.body_check import BodyChecker
 from vif.runtime.app.errors import JSON_HEADERS, ErrorShape, as_api_error, error_event, plain_shape, send_error
 from vif.runtime.app.lifecycle import Lifecycle
 from vif.runtime.app.limiter import SequenceLimiter
@@ -49,6 +51,7 @@ class InferenceEndpoint:
         limiter: SequenceLimiter,
         metrics: RuntimeMetrics,
         pool: Executor,
+        checker: BodyChecker,
         body_timeout: float,
         send_timeout: float,
     ) -> None:
@@ -57,6 +60,7 @@ class InferenceEndpoint:
         self.limiter = limiter
         self.metrics = metrics
         self.pool = pool
+        self.checker = checker
         self.body_timeout = body_timeout
         self.send_timeout = send_timeout
 
@@ -85,6 +89,7 @@ class InferenceEndpoint:
     async def _prepare(self, serving: BaseServingEngine, body: bytes, request_id: str) -> RequestContext[Any]:
         if len(body) <= INLINE_PREPARE_BYTES:
             return serving.prepare(body, request_id)
+        await self.checker.check(serving.request_model, body)
         run = contextvars.copy_context().run  # keeps the request id on the worker's log lines
         loop = asyncio.get_running_loop()
         outcome = await loop.run_in_executor(self.pool, run, _prepare_detached, serving, body, request_id)

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from helpers.fake_engine import FakeEngine
+from vif.runtime.app.body_check import BodyChecker
 from vif.runtime.app.factory import ServerSettings
 from vif.runtime.app.inference import INLINE_PREPARE_BYTES, ClientGone, EventStream, InferenceEndpoint, read_body
 from vif.runtime.app.lifecycle import Lifecycle
@@ -86,7 +87,7 @@ async def _next(messages):
 async def test_a_stream_nobody_reads_is_aborted(engine: FakeEngine) -> None:
     """A client that stops reading blocks `send`; after the send timeout the engine request is aborted."""
     engine.delay = 0.001
-    endpoint = InferenceEndpoint("chat", Lifecycle(), SequenceLimiter(8, 8), _metrics(), None, 1, 0.2)  # type: ignore[arg-type]
+    endpoint = InferenceEndpoint("chat", Lifecycle(), SequenceLimiter(8, 8), _metrics(), None, BodyChecker(), 1, 0.2)  # type: ignore[arg-type]
     sent: list[dict] = []
     stuck = asyncio.Event()
 
