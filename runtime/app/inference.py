@@ -221,7 +221,7 @@ async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
 
 def _prepare_detached(serving: BaseServingEngine, body: bytes, request_id: str) -> RequestContext[Any] | APIError:
     """`prepare` on the worker, a refusal returned without its traceback: the traceback's frames hold the parsed
-    body, which would otherwise be freed (hundreds of thousands of objects) on the event loop's thread."""
+    body, which would otherwise be freed on the event loop's thread when the error is answered."""
     try:
         return serving.prepare(body, request_id)
     except APIError as exc:

@@ -10,6 +10,7 @@ code when it uses it.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 
@@ -46,6 +47,9 @@ def resolve_serving_class(name: str, allowed_classes: Sequence[str] = ()) -> typ
         raise UnknownServingClass(f"'{name}' is not a subclass of BaseServingEngine")
     if getattr(cls, "protocol", None) not in {c.protocol for c in BUILTINS.values()}:
         raise UnknownServingClass(f"'{name}' does not set protocol to chat, completion or generate")
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(cls.__abstractmethods__))
+        raise UnknownServingClass(f"'{name}' does not implement {missing}")
     return cls
 
 

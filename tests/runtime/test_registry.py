@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from example_plugin import ShoutingServingChat
 
+from vif.runtime.serving.base import BaseServingEngine
 from vif.runtime.serving.chat import OpenAIServingChat
 from vif.runtime.serving.completion import OpenAIServingCompletion
 from vif.runtime.serving.generate import CustomServingGenerate
@@ -53,3 +54,16 @@ def test_entry_point_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     (dist / "entry_points.txt").write_text("[vif.serving_engines]\nShouting = example_plugin:ShoutingServingChat\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert resolve_serving_class("Shouting") is ShoutingServingChat
+
+
+class IncompleteServing(BaseServingEngine):
+    """A plugin that forgot the steps its protocol needs."""
+
+    protocol = "chat"
+
+
+def test_a_class_missing_required_steps_is_refused_at_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "incomplete_plugin", sys.modules[__name__])
+    name = "incomplete_plugin:IncompleteServing"
+    with pytest.raises(UnknownServingClass, match="does not implement create_prompt, format_chunks, format_response"):
+        resolve_serving_class(name, [name])
