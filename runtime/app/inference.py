@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from contextlib import aclosing, suppress
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 from starlette.types import Receive, Scope, Send
@@ -23,6 +23,7 @@ from vif.runtime.app.body_check import BodyChecker
 from vif.runtime.app.errors import JSON_HEADERS, ErrorShape, as_api_error, error_event, plain_shape, send_error
 from vif.runtime.app.lifecycle import Lifecycle
 from vif.runtime.app.limiter import SequenceLimiter
+from vif.runtime.asgi import BodyTimeout, ClientGone, read_body, until_disconnect
 from vif.runtime.engine.types import EngineDeadError
 from vif.runtime.protocols.errors import APIError
 from vif.runtime.serving.base import BaseServingEngine
@@ -30,15 +31,10 @@ from vif.runtime.serving.context import RequestContext
 from vif.runtime.serving.metrics import RuntimeMetrics
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 INLINE_PREPARE_BYTES = 32 << 10  # larger bodies are parsed and tokenised on a worker thread
 SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
 SSE_DONE = b"data: [DONE]\n\n"
-
-
-class ClientGone(Exception):
-    """The client disconnected before its answer was ready."""
 
 
 class InferenceEndpoint:
@@ -69,7 +65,7 @@ class InferenceEndpoint:
         try:
             serving = self.lifecycle.serving_for(self.protocol)
             shape = serving.create_error_response
-            body = await read_body(receive, self.body_timeout)
+            body = await self._read_body(receive)
             ctx = await self._prepare(serving, body, scope["state"]["request_id"])
             with self.limiter.slot(ctx.sequences), self.lifecycle.tracked():
                 if ctx.stream:
@@ -85,6 +81,16 @@ class InferenceEndpoint:
             await send_error(send, APIError("The client disconnected.", status=499, code="client_disconnected"))
         except Exception as exc:
             await send_error(send, self._error(exc), shape)
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        try:
+            return await read_body(receive, self.body_timeout)
+        except BodyTimeout:
+            raise APIError(
+                f"The request body did not arrive within {self.body_timeout:g} seconds.",
+                status=408,
+                code="request_timeout",
+            ) from None
 
     async def _prepare(self, serving: BaseServingEngine, body: bytes, request_id: str) -> RequestContext[Any]:
         if len(body) <= INLINE_PREPARE_BYTES:
@@ -178,45 +184,6 @@ class EventStream:
         self.endpoint.metrics.count_error(self.endpoint.protocol, error.type)
         with suppress(TimeoutError):
             await self._send(error_event(error, self.shape) + SSE_DONE, more=False)
-
-
-async def read_body(receive: Receive, timeout: float) -> bytes:
-    """The whole request body, which must arrive within `timeout` seconds (else 408)."""
-    chunks: list[bytes] = []
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise ClientGone
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body"):
-                    return b"".join(chunks)
-    except TimeoutError:
-        raise APIError(
-            f"The request body did not arrive within {timeout:g} seconds.", status=408, code="request_timeout"
-        ) from None
-
-
-async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
-    """Await `work`, cancelling it (and so aborting its engine requests) if the client goes away first."""
-    task = asyncio.ensure_future(work)
-
-    async def disconnected() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-
-    watcher = asyncio.ensure_future(disconnected())
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-        if not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-    if task.cancelled():
-        raise ClientGone
-    return task.result()
 
 
 def _prepare_detached(serving: BaseServingEngine, body: bytes, request_id: str) -> RequestContext[Any] | APIError:

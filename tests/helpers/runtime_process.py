@@ -24,7 +24,7 @@ class RuntimeProcess:
     console: Path
 
     def tail(self, lines: int = 40) -> str:
-        return "\n".join(self.console.read_text(errors="replace").splitlines()[-lines:])
+        return _tail(self.console, lines)
 
 
 def start_runtime(workdir: Path, *args: str, env: dict[str, str] | None = None) -> RuntimeProcess:
@@ -43,18 +43,31 @@ def start_runtime(workdir: Path, *args: str, env: dict[str, str] | None = None) 
             cmd, stdout=out, stderr=subprocess.STDOUT, env=env or dict(os.environ), start_new_session=True, cwd=REPO
         )
     runtime = RuntimeProcess(proc, f"http://127.0.0.1:{port}", console)
-    deadline = time.monotonic() + START_TIMEOUT
+    wait_ready(proc, f"{runtime.base_url}/ready", START_TIMEOUT, console, "vif-runtime")
+    return runtime
+
+
+def wait_ready(
+    proc: subprocess.Popen[bytes], url: str, timeout: float, console: Path, name: str, every: float = 1.0
+) -> None:
+    """Until `url` answers 200. If the process exits or time runs out, it is stopped and the test fails with
+    the tail of its console."""
+    from helpers.processes import stop_group
+
+    deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            pytest.fail(f"vif-runtime exited with {proc.returncode}:\n{runtime.tail()}")
+            pytest.fail(f"{name} exited with {proc.returncode}:\n{_tail(console)}")
         if time.monotonic() > deadline:
-            from helpers.processes import stop_group
-
             stop_group(proc)
-            pytest.fail(f"vif-runtime was not ready after {START_TIMEOUT}s:\n{runtime.tail()}")
+            pytest.fail(f"{name} was not ready after {timeout:g}s:\n{_tail(console)}")
         try:
-            if httpx.get(f"{runtime.base_url}/ready", timeout=2).status_code == 200:
-                return runtime
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
         except httpx.TransportError:
             pass
-        time.sleep(1)
+        time.sleep(every)
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

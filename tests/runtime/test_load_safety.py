@@ -12,9 +12,10 @@ import pytest
 from helpers.fake_engine import FakeEngine
 from vif.runtime.app.body_check import BodyChecker
 from vif.runtime.app.factory import ServerSettings
-from vif.runtime.app.inference import INLINE_PREPARE_BYTES, ClientGone, EventStream, InferenceEndpoint, read_body
+from vif.runtime.app.inference import INLINE_PREPARE_BYTES, EventStream, InferenceEndpoint
 from vif.runtime.app.lifecycle import Lifecycle
 from vif.runtime.app.limiter import SequenceLimiter
+from vif.runtime.asgi import ClientGone, read_body
 from vif.runtime.protocols.errors import APIError
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}

@@ -5,10 +5,6 @@ If the server cannot start, every integration test fails with the tail of its lo
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers.processes import free_port, stop_group
+from helpers.processes import stop_group
+from helpers.runtime_process import MODEL, REPO, start_runtime
 
-REPO = Path(__file__).resolve().parents[3]
-MODEL = "smollm2-135m-instruct"
+__all__ = ["MODEL", "REPO", "Server"]
 API_KEYS = ("integration-key-1", "integration-key-2")
-START_TIMEOUT = 600
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -45,38 +40,14 @@ class Server:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     logs = tmp_path_factory.mktemp("server")
-    port = free_port()
-    cmd = [
-        str(Path(sys.executable).parent / "vif-runtime"), "serve",
-        "--config", str(REPO / "runtime/conf/model_config.json"), "--model-name", MODEL,
-        "--port", str(port), "--api-key", API_KEYS[0], "--api-key", API_KEYS[1],
-        "--limit-concurrency", "64", "--log-format", "json", "--log-file", str(logs / "vif.log"),
-    ]  # fmt: skip
-    env = dict(os.environ)  # no VLLM_CPU_KVCACHE_SPACE needed: the runtime sizes the CPU KV cache itself
-    console = (logs / "console.log").open("w")
-    proc = subprocess.Popen(cmd, stdout=console, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=REPO)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT
+    runtime = start_runtime(
+        logs, "--api-key", API_KEYS[0], "--api-key", API_KEYS[1], "--limit-concurrency", "64",
+        "--log-format", "json", "--log-file", str(logs / "vif.log"),
+    )  # fmt: skip
     try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"vif-runtime exited with {proc.returncode}:\n{_tail(logs / 'console.log')}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"vif-runtime was not ready after {START_TIMEOUT}s:\n{_tail(logs / 'console.log')}")
-            try:
-                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(1)
-        yield Server(base, API_KEYS[1], logs / "vif.log")
+        yield Server(runtime.base_url, API_KEYS[1], logs / "vif.log")
     finally:
-        stop_group(proc)
-        console.close()
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        stop_group(runtime.proc)
 
 
 @pytest.fixture

@@ -8,50 +8,24 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
-import pytest
 
-from helpers.processes import free_port, stop_group
+from helpers.processes import stop_group
+from helpers.runtime_process import start_runtime
 
-from .conftest import MODEL, REPO, START_TIMEOUT, Server
+from .conftest import MODEL, Server
 
 CHOICE = re.compile(r"CPU KV cache: (\d+\.\d+) GiB, (\d+) tokens \((.+)\); available: (.+)")
 
 
-def wait_ready(proc: subprocess.Popen[bytes], base: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"the second runtime exited with {proc.returncode}:\n{log.read_text(errors='replace')[-4000:]}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"the second runtime was not ready after {START_TIMEOUT}s")
-        try:
-            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(1)
-
-
 def test_a_second_runtime_starts_beside_the_first(server: Server, tmp_path: Path) -> None:
     assert CHOICE.search(server.log_file.read_text()), "the session's runtime logged no KV cache choice"
-    port = free_port()
-    cmd = [
-        str(Path(sys.executable).parent / "vif-runtime"), "serve",
-        "--config", str(REPO / "runtime/conf/model_config.json"), "--model-name", MODEL, "--port", str(port),
-    ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != "VLLM_CPU_KVCACHE_SPACE"}
-    log = tmp_path / "second.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=REPO)
-    base = f"http://127.0.0.1:{port}"
+    second = start_runtime(tmp_path, env=env)
+    base, proc, log = second.base_url, second.proc, second.console
     try:
-        wait_ready(proc, base, log)
         body = {"model": MODEL, "prompt": "The capital of France is", "temperature": 0, "max_tokens": 4}
         completion = httpx.post(f"{base}/v1/completions", json=body, timeout=120)
         assert completion.status_code == 200, completion.text
