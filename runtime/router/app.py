@@ -1,0 +1,148 @@
+"""The router's Starlette app: the forwarded routes, `/health`, `/ready`, `/metrics`, and the lifespan that probes
+endpoints and closes the connection pools."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from vif.runtime.asgi import BodyTimeout, BodyTooLarge, ClientGone, read_body, until_disconnect
+from vif.runtime.router.endpoints import EndpointSet
+from vif.runtime.router.errors import RouterError, send_error
+from vif.runtime.router.holding import Holding
+from vif.runtime.router.metrics import RouterMetrics
+from vif.runtime.router.prefix import DEFAULT_PREFIX_CHARS, EXTRACTORS, Extractor, routing_key
+from vif.runtime.router.probes import Prober
+from vif.runtime.router.proxy import BrokenStream, Proxy, pool_client
+from vif.runtime.router.strategies import build_strategy
+
+# Forwarded without a routing key: they carry no prompt worth keeping near its cache.
+PLAIN_ROUTES = {"/v1/models": ["GET"], "/tokenize": ["POST"], "/detokenize": ["POST"]}
+
+
+@dataclass(frozen=True)
+class RouterSettings:
+    model_name: str = "default"
+    strategy: str = "prefix-hash"
+    load_factor: float = 1.25
+    prefix_chars: int = DEFAULT_PREFIX_CHARS
+    retries: int = 2
+    cooldown: float = 5.0
+    probe_interval: float = 1.0
+    max_pending: int = 1024
+    max_wait: float = 30.0
+    max_body_bytes: int = 8 << 20
+    body_timeout: float = 30.0
+    connect_timeout: float = 5.0
+
+
+@dataclass
+class Router:
+    """Everything one router holds, on `app.state.router` for tests and the server."""
+
+    settings: RouterSettings
+    endpoints: EndpointSet
+    holding: Holding
+    metrics: RouterMetrics
+    proxy: Proxy
+    prober: Prober
+
+
+class ForwardedRoute:
+    """An ASGI endpoint that forwards one path's requests, routed by the key `extract` finds in the body."""
+
+    def __init__(self, router: Router, extract: Extractor | None) -> None:
+        self.router = router
+        self.extract = extract
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        settings, metrics = self.router.settings, self.router.metrics
+        status: int | str
+        try:
+            body = await self.read_body(receive)
+            key = routing_key(self.extract, body, settings.prefix_chars) if self.extract and body else None
+            status = await until_disconnect(receive, self.router.proxy.forward(scope, body, key, send))
+        except ClientGone:
+            status = "client-gone"
+        except RouterError as error:
+            await send_error(send, error)
+            status = error.status
+        except BrokenStream:
+            status = "broken-stream"  # the response stays unfinished: uvicorn closes the connection
+        metrics.requests.labels(settings.model_name, str(status)).inc()
+
+    async def read_body(self, receive: Receive) -> bytes:
+        settings = self.router.settings
+        try:
+            return await read_body(receive, settings.body_timeout, settings.max_body_bytes)
+        except BodyTooLarge:
+            raise RouterError(
+                f"The request body is larger than {settings.max_body_bytes} bytes.", status=413,
+                type="invalid_request_error", code="body_too_large",
+            ) from None  # fmt: skip
+        except BodyTimeout:
+            raise RouterError(
+                f"The request body did not arrive within {settings.body_timeout:g} seconds.", status=408,
+                type="invalid_request_error", code="body_timeout",
+            ) from None  # fmt: skip
+
+
+def json_response(body: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status, media_type="application/json")
+
+
+def create_app(endpoints: EndpointSet, settings: RouterSettings | None = None) -> Starlette:
+    settings = settings or RouterSettings()
+    holding = Holding(endpoints, settings.max_pending, settings.max_wait)
+    metrics = RouterMetrics(settings.model_name, endpoints, lambda: holding.pending)
+    pool = pool_client(settings.connect_timeout)
+    proxy = Proxy(
+        endpoints, build_strategy(settings.strategy, settings.load_factor), holding, metrics, pool,
+        retries=settings.retries, cooldown=settings.cooldown,
+    )  # fmt: skip
+    probe_client = httpx.AsyncClient(trust_env=False)
+    prober = Prober(endpoints, probe_client, settings.probe_interval)
+    router = Router(settings, endpoints, holding, metrics, proxy, prober)
+
+    async def health(request: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    async def ready(request: Request) -> Response:
+        ok = endpoints.any_ready()
+        return json_response({"status": "ready" if ok else "no ready replica"}, 200 if ok else 503)
+
+    async def metrics_page(request: Request) -> Response:
+        return Response(metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        probing = asyncio.create_task(router.prober.run(), name="probe-endpoints")
+        try:
+            yield
+        finally:
+            probing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await probing
+            await pool.aclose()
+            await probe_client.aclose()
+
+    routes = [
+        *(Route(path, ForwardedRoute(router, extract), methods=["POST"]) for path, extract in EXTRACTORS.items()),
+        *(Route(path, ForwardedRoute(router, None), methods=methods) for path, methods in PLAIN_ROUTES.items()),
+        Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+        Route("/metrics", metrics_page, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.router = router
+    return app

@@ -1,0 +1,85 @@
+"""`vif-router`: an HTTP front for a model's replicas, e.g.
+`vif-router --port 8080 --strategy prefix-hash --endpoint http://10.0.0.1:8000 --endpoint http://10.0.0.2:8000`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from vif.runtime.router.app import RouterSettings
+from vif.runtime.router.endpoints import normalize_url
+from vif.runtime.router.strategies import STRATEGIES
+
+log = logging.getLogger("vif.router")
+
+
+def parser() -> argparse.ArgumentParser:
+    defaults = RouterSettings()
+    p = argparse.ArgumentParser(prog="vif-router", description="Route OpenAI and /generate requests across replicas.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=int(os.environ.get("SERVICE_PORT", "8080")), help="$SERVICE_PORT")
+    p.add_argument("--strategy", choices=list(STRATEGIES), default=defaults.strategy)
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--endpoint", action="append", type=_url, help="a replica's base URL; repeat for each")
+    where.add_argument("--service", metavar="NS/NAME", help="discover replicas from a Service (not yet available)")
+    p.add_argument("--model-name", default=os.environ.get("MODEL_NAME", defaults.model_name), help="metrics label")
+    p.add_argument("--load-factor", type=float, default=defaults.load_factor,
+                   help="prefix-hash: a replica takes at most ceil(factor x average in flight) (>= 1)")  # fmt: skip
+    p.add_argument("--prefix-chars", type=int, default=defaults.prefix_chars, help="characters of prompt to hash")
+    p.add_argument("--retries", type=int, default=defaults.retries, help="other replicas to try on a failed connect")
+    p.add_argument("--cooldown", type=float, default=defaults.cooldown, help="seconds a failed replica stays out")
+    p.add_argument("--probe-interval", type=float, default=defaults.probe_interval, help="seconds between probes")
+    p.add_argument("--max-pending", type=int, default=defaults.max_pending, help="requests held while none is ready")
+    p.add_argument("--max-wait", type=float, default=defaults.max_wait, help="seconds a held request waits, then 503")
+    p.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes)
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def _url(value: str) -> str:
+    try:
+        return normalize_url(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def settings_from(args: argparse.Namespace) -> RouterSettings:
+    return RouterSettings(
+        model_name=args.model_name, strategy=args.strategy, load_factor=args.load_factor,
+        prefix_chars=args.prefix_chars, retries=args.retries, cooldown=args.cooldown,
+        probe_interval=args.probe_interval, max_pending=args.max_pending, max_wait=args.max_wait,
+        max_body_bytes=args.max_body_bytes,
+    )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser()
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.service is not None:
+        p.error("--service (discovery from a Service's EndpointSlices) is not available yet: use --endpoint URL")
+    if args.load_factor < 1:
+        p.error("--load-factor must be at least 1")
+    if args.retries < 0 or args.max_pending < 0 or args.max_wait < 0 or args.prefix_chars < 1:
+        p.error("--retries, --max-pending and --max-wait cannot be negative; --prefix-chars is at least 1")
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    import uvicorn
+
+    from vif.runtime.router.app import create_app
+    from vif.runtime.router.endpoints import EndpointSet
+
+    app = create_app(EndpointSet(args.endpoint), settings_from(args))
+    log.info("routing to %s with %s", ", ".join(args.endpoint), args.strategy)
+    # Replicas' Server and Date headers pass through; uvicorn would add its own beside them.
+    uvicorn.run(
+        app, host=args.host, port=args.port, log_level=args.log_level, access_log=False, server_header=False,
+        date_header=False, lifespan="on",
+    )  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

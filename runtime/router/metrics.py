@@ -1,0 +1,71 @@
+"""The router's Prometheus metrics, in a registry of its own.
+
+Gauges are read at scrape time from the endpoint set and the holding queue (no second copy of those counts to
+keep in step); counters are bumped by the proxy. `vif_router_pending_requests` is what an autoscaler watches to
+scale a model up from zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from vif.runtime.router.endpoints import EndpointSet
+
+
+class EndpointCollector(Collector):
+    """In flight and readiness per endpoint, and pending requests, as they are at the scrape."""
+
+    def __init__(self, model: str, endpoints: EndpointSet, pending: Callable[[], int]) -> None:
+        self.model = model
+        self.endpoints = endpoints
+        self.pending = pending
+
+    def collect(self) -> Iterator[Metric]:
+        pending = GaugeMetricFamily(
+            "vif_router_pending_requests", "Requests waiting for a ready replica.", labels=["model"]
+        )
+        pending.add_metric([self.model], self.pending())
+        in_flight = GaugeMetricFamily(
+            "vif_router_endpoint_in_flight", "Requests this router has in flight to a replica.", labels=["endpoint"]
+        )
+        ready = GaugeMetricFamily(
+            "vif_router_endpoint_ready", "1 while the router routes to a replica.", labels=["endpoint"]
+        )
+        for endpoint in self.endpoints.members:
+            in_flight.add_metric([endpoint.url], endpoint.in_flight)
+            ready.add_metric([endpoint.url], 1 if endpoint.ready else 0)
+        yield from (pending, in_flight, ready)
+
+
+class RouterMetrics:
+    """Counters of what the router decided and what went wrong, and the scrape-time gauges above."""
+
+    def __init__(
+        self, model: str, endpoints: EndpointSet, pending: Callable[[], int], registry: CollectorRegistry | None = None
+    ) -> None:
+        self.model = model
+        self.registry = registry or CollectorRegistry()
+        self.registry.register(EndpointCollector(model, endpoints, pending))
+        self.requests = Counter(
+            "vif_router_requests", "Requests by model and the status the client got.", ["model", "status"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.decisions = Counter(
+            "vif_router_routing_decisions", "Replica choices by strategy and outcome.", ["strategy", "outcome"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.retries = Counter(
+            "vif_router_retries", "Requests sent again to another replica, by the failure.", ["reason"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.ejections = Counter(
+            "vif_router_ejections", "Replicas taken out of routing, by endpoint and failure.", ["endpoint", "reason"],
+            registry=self.registry,
+        )  # fmt: skip
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,145 @@
+"""Forwarding one request: pick a replica, send, and relay the response to the client as it arrives.
+
+- Connections to replicas are pooled and kept alive (one `httpx.AsyncClient` for the router).
+- The response is relayed chunk by chunk as the replica's socket yields it (`aiter_raw`: no decoding, no
+  buffering), status and headers included, so server-sent events reach the client when the replica sends them.
+- A failure before the response started (connection refused, reset, closed without an answer) is retried on
+  another replica, at most `retries` times; nothing has reached the client, and an inference request has no side
+  effect a second replica could repeat. Once the status line went out it is never retried: the client's
+  response ends unfinished, as the replica's did.
+- A replica that failed either way is ejected for `cooldown` seconds and then probed back (`probes.py`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import httpx
+from starlette.types import Scope, Send
+
+from vif.runtime.router.endpoints import Endpoint, EndpointSet
+from vif.runtime.router.errors import RouterError
+from vif.runtime.router.holding import Holding
+from vif.runtime.router.metrics import RouterMetrics
+from vif.runtime.router.strategies import Strategy
+
+log = logging.getLogger(__name__)
+
+# Headers about one connection, not the request (RFC 9110 7.6.1), plus those the client library sets itself
+# (`expect: 100-continue` is between the client and the router, which has read the whole body).
+HOP_BY_HOP = frozenset(
+    (b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"proxy-connection", b"te",
+     b"trailer", b"transfer-encoding", b"upgrade")
+)  # fmt: skip
+NOT_FORWARDED = HOP_BY_HOP | {b"host", b"content-length", b"expect"}
+
+
+class BrokenStream(Exception):
+    """The replica failed after the response had started: the client's response is left unfinished."""
+
+
+def pool_client(connect_timeout: float = 5.0, keepalive: int = 256) -> httpx.AsyncClient:
+    """The router's client to its replicas: no read timeout (a long generation is not a failure), no cap on
+    connections (each replica's own concurrency limit answers 429), idle connections kept for reuse."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(connect=connect_timeout, read=None, write=None, pool=None),
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=keepalive, keepalive_expiry=30),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+def forwarded_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The client's headers for the replica: Authorization, X-Request-Id and the rest; not the hop-by-hop ones."""
+    return [(k, v) for k, v in headers if k.lower() not in NOT_FORWARDED]
+
+
+def failure_reason(exc: httpx.TransportError) -> str:
+    return "connect" if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout) else "reset"
+
+
+class Proxy:
+    def __init__(
+        self,
+        endpoints: EndpointSet,
+        strategy: Strategy,
+        holding: Holding,
+        metrics: RouterMetrics,
+        client: httpx.AsyncClient,
+        retries: int = 2,
+        cooldown: float = 5.0,
+    ) -> None:
+        self.endpoints = endpoints
+        self.strategy = strategy
+        self.holding = holding
+        self.metrics = metrics
+        self.client = client
+        self.retries = retries
+        self.cooldown = cooldown
+
+    async def forward(self, scope: Scope, body: bytes, key: str | None, send: Send) -> int:
+        """Serve the request from a replica onto `send`; the status the client got. Raises `RouterError` (no
+        response started yet) or `BrokenStream` (the response is unfinished)."""
+        tried: set[str] = set()
+        for attempt in range(self.retries + 1):
+            endpoint = await self.pick(key, tried)
+            tried.add(endpoint.url)
+            endpoint.in_flight += 1
+            try:
+                request = self.client.build_request(
+                    scope["method"], endpoint.url + upstream_target(scope), headers=forwarded_headers(scope["headers"]),
+                    content=body or None,
+                )  # fmt: skip
+                try:
+                    upstream = await self.client.send(request, stream=True)
+                except httpx.TransportError as exc:
+                    reason = failure_reason(exc)
+                    self.eject(endpoint, reason, exc)
+                    if attempt == self.retries:
+                        raise RouterError(
+                            f"No replica answered after {attempt + 1} attempts.",
+                            status=502, type="service_unavailable", code="replica_unreachable",
+                        ) from None  # fmt: skip
+                    self.metrics.retries.labels(reason).inc()
+                    continue
+                try:
+                    await self.relay(upstream, endpoint, send)
+                finally:
+                    await upstream.aclose()
+                return upstream.status_code
+            finally:
+                endpoint.in_flight -= 1
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def pick(self, key: str | None, tried: set[str]) -> Endpoint:
+        """A ready replica not yet tried for this request (any ready one if all were); waits while none is."""
+        await self.holding.wait_for_ready()
+        ready = self.endpoints.ready()
+        candidates = [e for e in ready if e.url not in tried] or ready
+        choice = self.strategy.choose(candidates, key)
+        self.metrics.decisions.labels(self.strategy.name, choice.outcome).inc()
+        return next(e for e in candidates if e.url == choice.url)
+
+    async def relay(self, upstream: httpx.Response, endpoint: Endpoint, send: Send) -> None:
+        headers = [(k, v) for k, v in upstream.headers.raw if k.lower() not in HOP_BY_HOP]
+        await send({"type": "http.response.start", "status": upstream.status_code, "headers": headers})
+        try:
+            async for chunk in upstream.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except httpx.TransportError as exc:
+            self.eject(endpoint, "broken-stream", exc)
+            raise BrokenStream(endpoint.url) from exc
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def eject(self, endpoint: Endpoint, reason: str, exc: Exception) -> None:
+        if self.endpoints.eject(endpoint, self.cooldown):
+            log.warning("ejected %s for %gs: %s (%s)", endpoint.url, self.cooldown, reason, type(exc).__name__)
+            self.metrics.ejections.labels(endpoint.url, reason).inc()
+
+
+def upstream_target(scope: Scope) -> str:
+    """The request's path and query as the client sent them."""
+    path: bytes = scope.get("raw_path") or scope["path"].encode()
+    query: bytes = scope.get("query_string", b"")
+    return (path + (b"?" + query if query else b"")).decode("latin-1")

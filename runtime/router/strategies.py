@@ -1,0 +1,148 @@
+"""How a request picks a replica: pure functions of the routing key and the candidates' loads.
+
+- `prefix-hash`: consistent hashing with bounded load (Mirrokni, Thorup, Zadimoghaddam, "Consistent Hashing with
+  Bounded Loads", 2016). The key's replica is its first point clockwise on a ring of virtual nodes, so requests
+  sharing a prefix meet the KV cache that prefix left behind; a replica is passed over while taking the request
+  would put it above `ceil(c * (in flight + 1) / candidates)`, and the next distinct replica on the ring is tried.
+  With c >= 1 some candidate is always within the bound. Adding or removing a replica moves only the keys that
+  land on (or came from) it.
+- `least-load`: the fewest requests in flight (this router's own counts); ties rotate.
+- `round-robin`: the baseline a plain Service gives.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import itertools
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import ClassVar, Protocol
+
+VIRTUAL_NODES = 160  # points per replica: with a handful of replicas each owns a share within a few percent
+
+
+class Load(Protocol):
+    """What a strategy needs to know of a candidate: `Endpoint` is one."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def in_flight(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The replica a strategy chose and why (`first` on the key's own replica, `overflow` past the load bound,
+    `no-key` when the request had nothing to hash, `chosen` for the strategies without a key)."""
+
+    url: str
+    outcome: str
+
+
+class Strategy(ABC):
+    """Picks one of a non-empty list of candidates (the ready replicas not yet tried for this request)."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def choose(self, candidates: Sequence[Load], key: str | None) -> Choice: ...
+
+
+def hash64(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
+
+
+class HashRing:
+    """`VIRTUAL_NODES` points per URL on a 64-bit circle."""
+
+    def __init__(self, urls: Sequence[str], virtual_nodes: int = VIRTUAL_NODES) -> None:
+        points = sorted((hash64(f"{url}#{i}"), url) for url in urls for i in range(virtual_nodes))
+        self._hashes = [h for h, _ in points]
+        self._urls = [u for _, u in points]
+        self._distinct = len(set(urls))
+
+    def walk(self, key: str) -> Iterator[str]:
+        """Every URL once, in ring order from the key's position: its owner first, then the fallbacks."""
+        if not self._urls:
+            return
+        start = bisect.bisect(self._hashes, hash64(key))
+        seen: set[str] = set()
+        for i in range(len(self._urls)):
+            url = self._urls[(start + i) % len(self._urls)]
+            if url not in seen:
+                seen.add(url)
+                yield url
+                if len(seen) == self._distinct:
+                    return
+
+
+@lru_cache(maxsize=32)
+def ring_of(urls: tuple[str, ...]) -> HashRing:
+    """Rings are rebuilt only when the candidates change (a replica ejected, restored, added or removed)."""
+    return HashRing(urls)
+
+
+def load_bound(candidates: Sequence[Load], factor: float) -> int:
+    """The most requests one candidate may hold once this request is placed."""
+    total = sum(c.in_flight for c in candidates) + 1
+    return math.ceil(factor * total / len(candidates))
+
+
+class LeastLoad(Strategy):
+    name = "least-load"
+
+    def __init__(self) -> None:
+        self._turn = itertools.count()
+
+    def choose(self, candidates: Sequence[Load], key: str | None) -> Choice:
+        return Choice(self.least_loaded(candidates).url, "chosen")
+
+    def least_loaded(self, candidates: Sequence[Load]) -> Load:
+        """The minimum in flight; among equals, a rotating one, so an idle fleet still shares the work."""
+        low = min(c.in_flight for c in candidates)
+        tied = [c for c in candidates if c.in_flight == low]
+        return tied[next(self._turn) % len(tied)]
+
+
+class RoundRobin(Strategy):
+    name = "round-robin"
+
+    def __init__(self) -> None:
+        self._turn = itertools.count()
+
+    def choose(self, candidates: Sequence[Load], key: str | None) -> Choice:
+        return Choice(candidates[next(self._turn) % len(candidates)].url, "chosen")
+
+
+class PrefixHash(Strategy):
+    name = "prefix-hash"
+
+    def __init__(self, load_factor: float = 1.25) -> None:
+        if load_factor < 1:
+            raise ValueError(f"the load bound factor must be at least 1, got {load_factor}")
+        self.load_factor = load_factor
+        self._no_key = LeastLoad()
+
+    def choose(self, candidates: Sequence[Load], key: str | None) -> Choice:
+        if key is None:
+            return Choice(self._no_key.least_loaded(candidates).url, "no-key")
+        by_url = {c.url: c for c in candidates}
+        bound = load_bound(candidates, self.load_factor)
+        for rank, url in enumerate(ring_of(tuple(sorted(by_url))).walk(key)):
+            if by_url[url].in_flight + 1 <= bound:
+                return Choice(url, "first" if rank == 0 else "overflow")
+        return Choice(self._no_key.least_loaded(candidates).url, "overflow")  # not reached: factor >= 1
+
+
+STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in (PrefixHash, LeastLoad, RoundRobin)}
+
+
+def build_strategy(name: str, load_factor: float = 1.25) -> Strategy:
+    if name == PrefixHash.name:
+        return PrefixHash(load_factor)
+    return STRATEGIES[name]()
