@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import orjson
@@ -101,7 +102,12 @@ def json_response(body: object, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status, media_type="application/json")
 
 
-def create_app(endpoints: EndpointSet, settings: RouterSettings | None = None) -> Starlette:
+def create_app(
+    endpoints: EndpointSet,
+    settings: RouterSettings | None = None,
+    discovery: Callable[[], Coroutine[Any, Any, None]] | None = None,
+) -> Starlette:
+    """The router over `endpoints`; `discovery`, if given, runs for the app's lifetime and keeps them current."""
     settings = settings or RouterSettings()
     holding = Holding(endpoints, settings.max_pending, settings.max_wait)
     metrics = RouterMetrics(settings.model_name, endpoints, lambda: holding.pending)
@@ -126,13 +132,15 @@ def create_app(endpoints: EndpointSet, settings: RouterSettings | None = None) -
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        probing = asyncio.create_task(router.prober.run(), name="probe-endpoints")
+        tasks = [asyncio.create_task(router.prober.run(), name="probe-endpoints")]
+        if discovery is not None:
+            tasks.append(asyncio.create_task(discovery(), name="discover-endpoints"))
         try:
             yield
         finally:
-            probing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await probing
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await pool.aclose()
             await probe_client.aclose()
 

@@ -24,7 +24,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", choices=list(STRATEGIES), default=defaults.strategy)
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--endpoint", action="append", type=_url, help="a replica's base URL; repeat for each")
-    where.add_argument("--service", metavar="NS/NAME", help="discover replicas from a Service (not yet available)")
+    where.add_argument("--service", metavar="NS/NAME", help="the ready endpoints of a Service's EndpointSlices")
+    p.add_argument("--service-port", metavar="NAME", help="with --service: the port's name (default: its only port)")
+    p.add_argument("--kubeconfig", help="with --service outside a pod (default: $KUBECONFIG, ~/.kube/config)")
     p.add_argument("--model-name", default=os.environ.get("MODEL_NAME", defaults.model_name), help="metrics label")
     p.add_argument("--load-factor", type=float, default=defaults.load_factor,
                    help="prefix-hash: a replica takes at most ceil(factor x average in flight) (>= 1)")  # fmt: skip
@@ -58,8 +60,8 @@ def settings_from(args: argparse.Namespace) -> RouterSettings:
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    if args.service is not None:
-        p.error("--service (discovery from a Service's EndpointSlices) is not available yet: use --endpoint URL")
+    if args.service is not None and args.service.count("/") != 1:
+        p.error("--service is NAMESPACE/NAME")
     if args.load_factor < 1:
         p.error("--load-factor must be at least 1")
     if args.retries < 0 or args.max_pending < 0 or args.max_wait < 0 or args.prefix_chars < 1:
@@ -71,8 +73,17 @@ def main(argv: list[str] | None = None) -> int:
     from vif.runtime.router.app import create_app
     from vif.runtime.router.endpoints import EndpointSet
 
-    app = create_app(EndpointSet(args.endpoint), settings_from(args))
-    log.info("routing to %s with %s", ", ".join(args.endpoint), args.strategy)
+    endpoints = EndpointSet(args.endpoint or ())
+    discovery = None
+    if args.service is not None:
+        from vif.runtime.router.discovery import EndpointSliceWatch, api_access
+
+        namespace, service = args.service.split("/")
+        discovery = EndpointSliceWatch(
+            api_access(args.kubeconfig), namespace, service, args.service_port, endpoints
+        ).run
+    app = create_app(endpoints, settings_from(args), discovery)
+    log.info("routing to %s with %s", args.service or ", ".join(args.endpoint), args.strategy)
     # Replicas' Server and Date headers pass through; uvicorn would add its own beside them.
     uvicorn.run(
         app, host=args.host, port=args.port, log_level=args.log_level, access_log=False, server_header=False,

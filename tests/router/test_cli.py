@@ -43,7 +43,7 @@ def test_prefix_hash_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
     ("argv", "message"),
     [
         ([], "one of the arguments --endpoint --service is required"),
-        (["--service", "ns/model"], "not available yet"),
+        (["--service", "model"], "--service is NAMESPACE/NAME"),
         (["--endpoint", "a:8000"], "not an http(s) URL"),
         (["--endpoint", "http://a:8000", "--strategy", "random"], "invalid choice"),
         (["--endpoint", "http://a:8000", "--load-factor", "0.5"], "at least 1"),

@@ -1,0 +1,103 @@
+"""`vif-router --service NS/NAME` follows the Service's EndpointSlices on a real API server: scaling the
+Deployment behind it changes the router's endpoint set; no ready replica means /ready 503."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from helpers.cluster import KUBECONFIG, kubectl, require_cluster, wait_for
+from helpers.processes import free_port, stop_group
+from helpers.runtime_process import REPO, wait_ready
+
+LABELS = {"app": "replicas"}
+
+
+def workload(replicas: int) -> str:
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "replicas"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": LABELS},
+            "template": {
+                "metadata": {"labels": LABELS},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "runtime",
+                            "image": "vif-runtime:test",
+                            "ports": [{"containerPort": 8000, "name": "http"}],
+                        }
+                    ]
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "model"},
+        "spec": {"selector": LABELS, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+    }
+    return yaml.safe_dump_all([deployment, service])
+
+
+@pytest.fixture
+def namespace() -> Iterator[str]:
+    require_cluster()
+    name = f"vif-router-{uuid.uuid4().hex[:8]}"
+    kubectl("create", "namespace", name)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def router(namespace: str, tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    cmd = [str(Path(sys.executable).parent / "vif-router"), "--port", str(port), "--service", f"{namespace}/model",
+           "--service-port", "http", "--kubeconfig", str(KUBECONFIG), "--max-wait", "1"]  # fmt: skip
+    log = tmp_path / "router.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(proc, f"{url}/health", 30, log, "vif-router", every=0.2)
+        yield url
+    finally:
+        stop_group(proc, grace=10)
+
+
+def ready_endpoints(url: str) -> set[str]:
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    return set(re.findall(r'^vif_router_endpoint_ready\{endpoint="([^"]+)"[^}]*\} 1\.0$', text, re.M))
+
+
+def endpoints_when(url: str, count: int) -> set[str] | None:
+    found = ready_endpoints(url)
+    return found if len(found) == count else None
+
+
+def test_the_endpoint_set_follows_the_deployment(namespace: str, router: str) -> None:
+    assert httpx.get(f"{router}/ready", timeout=5).status_code == 503  # no Service yet: nothing to route to
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=workload(2))
+    two = wait_for(lambda: endpoints_when(router, 2), "2 endpoints", 60)
+    assert all(re.fullmatch(r"http://[0-9.]+:8000", u) for u in two), two
+    assert httpx.get(f"{router}/ready", timeout=5).status_code == 200
+    kubectl("scale", "-n", namespace, "deployment/replicas", "--replicas=3")
+    three = wait_for(lambda: endpoints_when(router, 3), "3 endpoints", 60)
+    assert two < three
+    kubectl("scale", "-n", namespace, "deployment/replicas", "--replicas=0")
+    wait_for(lambda: not ready_endpoints(router), "no endpoint", 60)
+    assert httpx.get(f"{router}/ready", timeout=5).status_code == 503
+    r = httpx.post(f"{router}/v1/completions", json={"prompt": "x"}, timeout=10)  # held, then refused
+    assert r.status_code == 503 and r.headers["retry-after"]
