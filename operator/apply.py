@@ -58,9 +58,16 @@ def holds(wanted: Any, actual: Any) -> bool:
     return wanted == actual or (isinstance(wanted, int) and str(wanted) == actual)
 
 
-def current_children(cluster: Cluster, ref: ModelRef, desired: list[dict[str, Any]]) -> dict[str, dict | None]:
-    """The live object for each wanted child (by kind), after checking that none belongs to someone else."""
-    found: dict[str, dict[str, Any] | None] = {}
+def key(child: dict[str, Any]) -> tuple[str, str]:
+    """A child's kind and name: a model may own two of a kind (the router's Deployment and Services)."""
+    return child["kind"], child["metadata"]["name"]
+
+
+def current_children(
+    cluster: Cluster, ref: ModelRef, desired: list[dict[str, Any]]
+) -> dict[tuple[str, str], dict[str, Any] | None]:
+    """The live object for each wanted child (by `key`), after checking that none belongs to someone else."""
+    found: dict[tuple[str, str], dict[str, Any] | None] = {}
     for child in desired:
         kind, name = child["kind"], child["metadata"]["name"]
         live = cluster.children.get(kind, ref.namespace, ref.name, name)
@@ -70,7 +77,7 @@ def current_children(cluster: Cluster, ref: ModelRef, desired: list[dict[str, An
                 cluster.children.saw(kind, live, deleted=False)
         if live is not None and controller_uid(live) != ref.uid:
             raise NameConflict(kind, name, controller_uid(live))
-        found[kind] = live
+        found[kind, name] = live
     return found
 
 
@@ -139,7 +146,7 @@ def mounted_configmaps(deployment: dict[str, Any]) -> set[str]:
 def prune(cluster: Cluster, ref: ModelRef, desired: list[dict[str, Any]], deployment: dict | None) -> list[str]:
     """Delete this model's children that are no longer wanted: kinds the spec dropped, and old ConfigMaps once
     no pod of the Deployment can still be using them (the rollout finished)."""
-    wanted = {(c["kind"], c["metadata"]["name"]) for c in desired}
+    wanted = {key(c) for c in desired}
     retired_configs_ok = deployment is not None and rollout_complete(deployment)
     in_use = mounted_configmaps(deployment or {})
     deleted = []

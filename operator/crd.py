@@ -24,6 +24,14 @@ NAME_RULE = {
     " letter, ending with a letter or digit): the model's Service is named after it",
 }
 
+# With a router the model also has a `<name>-replicas` Service (`builders.routing`), so 9 characters fewer.
+ROUTED_NAME_RULE = {
+    "rule": "!has(self.spec.routing) || (has(self.spec.routing.strategy) && self.spec.routing.strategy == 'none')"
+    " || self.metadata.name.size() <= 54",
+    "message": "metadata.name must be at most 54 characters with spec.routing: the Service `<name>-replicas` is"
+    " named after it",
+}
+
 
 def openapi_schema(model: type[Any]) -> dict[str, Any]:
     """The structural schema of a pydantic model (by its wire names)."""
@@ -97,7 +105,7 @@ def build_crd() -> dict[str, Any]:
                                 "spec": openapi_schema(InferenceModelSpec),
                                 "status": status,
                             },
-                            "x-kubernetes-validations": [NAME_RULE],
+                            "x-kubernetes-validations": [NAME_RULE, ROUTED_NAME_RULE],
                         }
                     },
                     "subresources": {

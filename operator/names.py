@@ -18,6 +18,7 @@ INSTANCE_LABEL = "app.kubernetes.io/instance"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MODEL_LABEL = f"{GROUP}/model"
 RUNTIME_APP = "vif-runtime"
+ROUTER_APP = "vif-router"
 MANAGED = {MANAGED_BY_LABEL: FIELD_MANAGER}
 
 # Annotations.
@@ -28,6 +29,16 @@ APPLIED_HASH = f"{GROUP}/applied-hash"  # on every child: the hash of the manife
 def selector(model: str) -> dict[str, str]:
     """The labels that pick a model's pods (Service, PDB, ServiceMonitor, status.selector)."""
     return {NAME_LABEL: RUNTIME_APP, INSTANCE_LABEL: model}
+
+
+def router_selector(model: str) -> dict[str, str]:
+    """The labels that pick a model's router pods (never matched by `selector`, which picks the replicas)."""
+    return {NAME_LABEL: ROUTER_APP, INSTANCE_LABEL: model}
+
+
+def router_labels(model: str) -> dict[str, str]:
+    """Labels on the router's objects and pods: as `child_labels`, with the router's selector."""
+    return {**router_selector(model), **MANAGED, MODEL_LABEL: model}
 
 
 def child_labels(model: str) -> dict[str, str]:

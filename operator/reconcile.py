@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from vif.operator.apply import Cluster, NameConflict, current_children, prune, sync_child
+from vif.operator.apply import Cluster, NameConflict, current_children, key, prune, sync_child
 from vif.operator.builders import ModelRef, OperatorSettings, build_children, wants_service_monitor
 from vif.operator.kube_api import APIError
 from vif.operator.policy import policy_violations
@@ -61,15 +61,16 @@ def reconcile(body: dict[str, Any], cluster: Cluster, settings: OperatorSettings
     desired = build_children(ref, settings, wants_service_monitor(ref, crd_installed))
     try:
         live = current_children(cluster, ref, desired)
-        applied = {child["kind"]: sync_child(cluster, ref, child, live[child["kind"]]) for child in desired}
-        pruned = prune(cluster, ref, desired, applied.get("Deployment"))
+        applied = {key(child): sync_child(cluster, ref, child, live[key(child)]) for child in desired}
+        deployment = applied.get(("Deployment", ref.name))  # the runtime's, not the router's
+        pruned = prune(cluster, ref, desired, deployment)
     except NameConflict as exc:
         return failure_outcome(body, "NameConflict", str(exc))
     except APIError as exc:
         if exc.transient or exc.status == 404:
             raise
         return failure_outcome(body, "ApplyFailed", exc.message)
-    status = build_status(ref, applied.get("Deployment"), body["metadata"].get("generation"), _conditions(body))
+    status = build_status(ref, deployment, body["metadata"].get("generation"), _conditions(body))
     return Outcome(status, None, tuple(pruned))
 
 

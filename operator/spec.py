@@ -131,6 +131,15 @@ class ServiceSettings(APIModel):
     port: int = Field(80, ge=1, le=65535)
 
 
+class Routing(APIModel):
+    """A vif-router in front of the model's replicas (docs/router.md); `none`: the Service selects the replicas."""
+
+    strategy: Literal["prefix-hash", "least-load", "round-robin", "none"] = Field(
+        "prefix-hash", description="How the router picks a replica; none: no router, a plain Service."
+    )
+    replicas: int = Field(1, ge=1, description="Router replicas.")
+
+
 class EnvVar(APIModel):
     name: str = Field(min_length=1, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
     value: str = ""
@@ -172,6 +181,9 @@ class InferenceModelSpec(APIModel):
     api_key_secret: SecretKeyRef | None = Field(None, description="Secret whose key holds the accepted API keys.")
     env: list[EnvVar] = Field(default_factory=list)
     service: ServiceSettings = sub(ServiceSettings)
+    routing: Routing | None = Field(
+        None, description="A router in front of the replicas; absent: strategy none, the Service selects the pods."
+    )
     service_account_name: DNSLabel | None = None
     image_pull_secrets: list[DNSLabel] = Field(default_factory=list, description="Secrets for a private registry.")
     priority_class_name: str | None = None

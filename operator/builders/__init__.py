@@ -9,6 +9,7 @@ from vif.operator.builders.configmap import build_configmap
 from vif.operator.builders.deployment import build_deployment
 from vif.operator.builders.identity import build_service_account
 from vif.operator.builders.networking import build_service, build_service_monitor
+from vif.operator.builders.routing import build_router_children
 from vif.operator.builders.scaling import build_hpa, build_pdb
 
 # Every kind a model may own (vif.operator.kube_api knows where each lives in the API).
@@ -20,6 +21,8 @@ CHILD_KINDS = (
     "HorizontalPodAutoscaler",
     "PodDisruptionBudget",
     "ServiceMonitor",
+    "Role",
+    "RoleBinding",
 )
 
 
@@ -30,10 +33,11 @@ def wants_service_monitor(ref: ModelRef, crd_installed: bool) -> bool:
 
 def build_children(ref: ModelRef, settings: OperatorSettings, service_monitor_crd: bool) -> list[dict[str, Any]]:
     """Every child the model should have now, in apply order (the ServiceAccount and the ConfigMap before the pods
-    that use them)."""
+    that use them; the router's after the Service it fronts)."""
     configmap = build_configmap(ref)
     children = [c for c in (build_service_account(ref), configmap) if c is not None]
     children += [build_deployment(ref, settings, configmap), build_service(ref)]
+    children += build_router_children(ref, settings)
     children += [c for c in (build_hpa(ref), build_pdb(ref)) if c is not None]
     if wants_service_monitor(ref, service_monitor_crd):
         children.append(build_service_monitor(ref))

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from vif.operator.builders.common import ModelRef
+from vif.operator.builders.routing import front_selector
 
 
 def build_service(ref: ModelRef) -> dict[str, Any]:
+    """The model's Service (status.endpoint): in front of the router's pods, or the replicas without a router."""
     port = {"name": "http", "port": ref.spec.service.port, "targetPort": "http", "protocol": "TCP"}
-    spec = {"type": ref.spec.service.type, "selector": ref.selector(), "ports": [port]}
+    spec = {"type": ref.spec.service.type, "selector": front_selector(ref), "ports": [port]}
     return {"apiVersion": "v1", "kind": "Service", "metadata": ref.metadata(), "spec": spec}
 
 

@@ -73,8 +73,10 @@ def test_cel_rules_that_span_engine_and_resources() -> None:
 def test_names_must_make_valid_child_names() -> None:
     """The model's name becomes its Service's: a DNS-1035 label, checked at admission on metadata.name."""
     root = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    (rule,) = root["x-kubernetes-validations"]
+    rule, routed = root["x-kubernetes-validations"]
     assert "self.metadata.name.size() <= 63" in rule["rule"]
+    assert "self.metadata.name.size() <= 54" in routed["rule"] and "spec.routing" in routed["rule"]
+    assert len(f"{'a' * 54}-replicas") == 63  # the router's Service of the replicas, a DNS-1035 label
     found = re.search(r"matches\('(.+)'\)", rule["rule"])
     assert found is not None
     for name in ("chat", "smollm2-135m", "a" * 63):

@@ -1,0 +1,136 @@
+"""The vif-router in front of a model's replicas (`spec.routing`, docs/router.md): its Deployment, the Service of
+the replicas it discovers, and the identity that lets it read that Service's EndpointSlices and nothing else.
+
+With a router the model's Service (`<model>`, whose URL is status.endpoint) selects the router's pods, and the
+router watches the EndpointSlices of `<model>-replicas`, which selects the runtime's pods.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vif.operator.builders.common import RUNTIME_PORT, ModelRef, OperatorSettings
+from vif.operator.builders.lifecycle import pre_stop_hook, probe
+from vif.operator.builders.security import TMP_DIR, container_security_context, pod_security_context
+from vif.operator.names import router_labels, router_selector
+
+PORT_NAME = "http"  # the runtime's port name in the replicas' Service, and the router's own
+RBAC_API = "rbac.authorization.k8s.io/v1"
+# The router holds requests in memory (at most 1024 of up to 8 MiB by default) and parses their bodies once.
+ROUTER_CPU_REQUEST = "100m"
+ROUTER_MEMORY_REQUEST = "128Mi"
+ROUTER_MEMORY_LIMIT = "512Mi"
+
+
+def wants_router(ref: ModelRef) -> bool:
+    routing = ref.spec.routing
+    return routing is not None and routing.strategy != "none"
+
+
+def router_name(ref: ModelRef) -> str:
+    """The router's Deployment, ServiceAccount, Role and RoleBinding."""
+    return f"{ref.name}-router"
+
+
+def replicas_service_name(ref: ModelRef) -> str:
+    return f"{ref.name}-replicas"
+
+
+def front_selector(ref: ModelRef) -> dict[str, str]:
+    """What the model's own Service selects: the router's pods when there is one, else the replicas."""
+    return router_selector(ref.name) if wants_router(ref) else ref.selector()
+
+
+def _metadata(ref: ModelRef, name: str) -> dict[str, Any]:
+    return {**ref.metadata(name), "labels": router_labels(ref.name)}
+
+
+def build_replicas_service(ref: ModelRef) -> dict[str, Any]:
+    """A ClusterIP Service of the runtime pods, port named as the model's Service's: the router's discovery."""
+    port = {"name": PORT_NAME, "port": RUNTIME_PORT, "targetPort": PORT_NAME, "protocol": "TCP"}
+    spec = {"type": "ClusterIP", "selector": ref.selector(), "ports": [port]}
+    # The runtime's labels: it fronts the replicas, so a ServiceMonitor keeps scraping them through it.
+    metadata = ref.metadata(replicas_service_name(ref))
+    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}
+
+
+def build_router_service_account(ref: ModelRef) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _metadata(ref, router_name(ref))}
+
+
+def build_router_role(ref: ModelRef) -> dict[str, Any]:
+    """Read-only access to the namespace's EndpointSlices: all the router asks of the API server."""
+    rule = {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}
+    return {"apiVersion": RBAC_API, "kind": "Role", "metadata": _metadata(ref, router_name(ref)), "rules": [rule]}
+
+
+def build_router_role_binding(ref: ModelRef) -> dict[str, Any]:
+    name = router_name(ref)
+    return {
+        "apiVersion": RBAC_API,
+        "kind": "RoleBinding",
+        "metadata": _metadata(ref, name),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ref.namespace}],
+    }
+
+
+def router_args(ref: ModelRef) -> list[str]:
+    assert ref.spec.routing is not None
+    service = f"{ref.namespace}/{replicas_service_name(ref)}"
+    return [
+        *("--service", service, "--service-port", PORT_NAME, "--strategy", ref.spec.routing.strategy),
+        *("--port", str(RUNTIME_PORT), "--model-name", ref.served_name, "--host", "0.0.0.0"),
+    ]
+
+
+def build_router_deployment(ref: ModelRef, settings: OperatorSettings) -> dict[str, Any]:
+    """`vif-router` from the runtime's image, with the runtime's restricted pod security."""
+    assert ref.spec.routing is not None
+    container = {
+        "name": "router",
+        "image": ref.spec.image or settings.runtime_image,
+        "command": ["vif-router"],
+        "args": router_args(ref),
+        "ports": [{"name": PORT_NAME, "containerPort": RUNTIME_PORT, "protocol": "TCP"}],
+        "resources": {
+            "requests": {"cpu": ROUTER_CPU_REQUEST, "memory": ROUTER_MEMORY_REQUEST},
+            "limits": {"memory": ROUTER_MEMORY_LIMIT},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": TMP_DIR}],
+        # Readiness is /health, not /ready: /ready fails while no replica is ready, which would take the router
+        # out of the model's Service exactly when it must hold requests (a model scaling up, or from zero) and
+        # turn them into connection errors instead.
+        "readinessProbe": probe("/health", 5, 3),
+        "livenessProbe": probe("/health", 10, 6),
+        "lifecycle": pre_stop_hook(),  # let the endpoints drop the pod before it stops listening
+        "securityContext": container_security_context(),
+    }
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+        "serviceAccountName": router_name(ref),
+        "automountServiceAccountToken": True,  # the router watches EndpointSlices with it
+        "securityContext": pod_security_context(),
+    }
+    if ref.spec.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": name} for name in ref.spec.image_pull_secrets]
+    spec = {
+        "replicas": ref.spec.routing.replicas,
+        "selector": {"matchLabels": router_selector(ref.name)},
+        "template": {"metadata": {"labels": router_labels(ref.name)}, "spec": pod_spec},
+    }
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _metadata(ref, router_name(ref)), "spec": spec}
+
+
+def build_router_children(ref: ModelRef, settings: OperatorSettings) -> list[dict[str, Any]]:
+    """The router's children in apply order (its identity before its pods), or none without a router."""
+    if not wants_router(ref):
+        return []
+    return [
+        build_router_service_account(ref),
+        build_router_role(ref),
+        build_router_role_binding(ref),
+        build_replicas_service(ref),
+        build_router_deployment(ref, settings),
+    ]

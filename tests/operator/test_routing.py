@@ -1,0 +1,186 @@
+"""spec.routing: the router's children as pure builders, and switching strategies against the in-memory API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from helpers.fake_kube import FakeKubeAPI, fake_cluster, model_body
+from vif.operator.apply import Cluster
+from vif.operator.builders import CHILD_KINDS, ModelRef, OperatorSettings, build_children
+from vif.operator.builders.security import container_security_context, pod_security_context
+from vif.operator.kube_api import KINDS
+from vif.operator.names import MODEL_LABEL, router_selector, selector
+from vif.operator.reconcile import reconcile
+from vif.operator.spec import InferenceModelSpec
+
+SETTINGS = OperatorSettings(runtime_image="registry.local/vif-runtime:test")
+MODEL = {"model": {"path": "/models/SmolLM2-135M-Instruct"}, "servedName": "smollm2"}
+ROUTED = {**MODEL, "routing": {"strategy": "least-load", "replicas": 2}}
+ROUTER_CHILDREN = {
+    ("ServiceAccount", "chat-router"),
+    ("Role", "chat-router"),
+    ("RoleBinding", "chat-router"),
+    ("Service", "chat-replicas"),
+    ("Deployment", "chat-router"),
+}
+
+
+def ref_of(spec: dict[str, Any]) -> ModelRef:
+    return ModelRef("chat", "team-a", "uid-1", InferenceModelSpec.model_validate(spec))
+
+
+def children(spec: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(c["kind"], c["metadata"]["name"]): c for c in build_children(ref_of(spec), SETTINGS, False)}
+
+
+def test_routing_defaults_to_prefix_hash_with_one_router() -> None:
+    spec = InferenceModelSpec.model_validate({**MODEL, "routing": {}})
+    assert spec.routing is not None and (spec.routing.strategy, spec.routing.replicas) == ("prefix-hash", 1)
+    assert InferenceModelSpec.model_validate(MODEL).routing is None
+    for bad in ({"replicas": 0}, {"strategy": "random"}):
+        with pytest.raises(ValidationError):
+            InferenceModelSpec.model_validate({**MODEL, "routing": bad})
+
+
+@pytest.mark.parametrize("routing", [None, {"strategy": "none", "replicas": 3}])
+def test_without_a_router_the_children_are_as_before(routing: dict[str, Any] | None) -> None:
+    spec = MODEL if routing is None else {**MODEL, "routing": routing}
+    objs = children(spec)
+    assert set(objs) == {("ServiceAccount", "chat"), ("ConfigMap", next(n for k, n in objs if k == "ConfigMap")),
+                         ("Deployment", "chat"), ("Service", "chat")}  # fmt: skip
+    assert objs["Service", "chat"]["spec"]["selector"] == selector("chat")
+
+
+def test_a_router_fronts_the_replicas() -> None:
+    objs = children(ROUTED)
+    assert set(objs) >= ROUTER_CHILDREN
+    front, replicas = objs["Service", "chat"], objs["Service", "chat-replicas"]
+    assert front["spec"]["selector"] == router_selector("chat")
+    assert front["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+    runtime = objs["Deployment", "chat"]
+    assert replicas["spec"]["selector"] == selector("chat") == runtime["spec"]["selector"]["matchLabels"]
+    assert replicas["spec"]["type"] == "ClusterIP" and replicas["spec"]["ports"][0]["name"] == "http"
+    # The two selectors never pick each other's pods.
+    router_pods = objs["Deployment", "chat-router"]["spec"]["template"]["metadata"]["labels"]
+    runtime_pods = runtime["spec"]["template"]["metadata"]["labels"]
+    assert not selector("chat").items() <= router_pods.items()
+    assert not router_selector("chat").items() <= runtime_pods.items()
+    for obj in objs.values():
+        assert obj["metadata"]["labels"][MODEL_LABEL] == "chat"
+        assert obj["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+
+
+def test_router_deployment() -> None:
+    deployment = children(ROUTED)["Deployment", "chat-router"]
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["selector"]["matchLabels"] == router_selector("chat")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "chat-router" and pod["automountServiceAccountToken"] is True
+    assert pod["securityContext"] == pod_security_context()
+    assert all(v["emptyDir"]["sizeLimit"] for v in pod["volumes"])  # the root filesystem is read-only; /tmp is not
+    (c,) = pod["containers"]
+    assert c["image"] == SETTINGS.runtime_image and c["command"] == ["vif-router"]
+    assert c["args"] == ["--service", "team-a/chat-replicas", "--service-port", "http", "--strategy", "least-load",
+                         "--port", "8000", "--model-name", "smollm2", "--host", "0.0.0.0"]  # fmt: skip
+    assert c["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert c["securityContext"] == container_security_context()
+    assert c["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}  # held requests need it in
+    assert c["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert c["resources"]["limits"]["memory"] and "nvidia.com/gpu" not in c["resources"]["limits"]
+
+
+def test_router_image_and_pull_secrets_follow_the_model() -> None:
+    spec = {**ROUTED, "image": "registry.local/vif-runtime:other", "imagePullSecrets": ["regcred"]}
+    pod = children(spec)["Deployment", "chat-router"]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"] == "registry.local/vif-runtime:other"
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+def test_router_may_only_read_endpointslices() -> None:
+    objs = children(ROUTED)
+    assert objs["Role", "chat-router"]["rules"] == [
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}
+    ]
+    binding = objs["RoleBinding", "chat-router"]
+    assert binding["metadata"]["namespace"] == "team-a"
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "chat-router"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "chat-router", "namespace": "team-a"}]
+
+
+def test_every_child_kind_is_known_to_the_api_client() -> None:
+    assert {kind for kind, _ in children(ROUTED)} <= set(CHILD_KINDS) <= set(KINDS)
+
+
+# Reconcile against the in-memory API.
+
+SPEC = {"model": {"path": "/models/SmolLM2-135M-Instruct"}}
+
+
+def watched(cluster: Cluster, api: FakeKubeAPI) -> None:
+    for (kind, _, _), obj in api.objects.items():
+        if kind != "InferenceModel":
+            cluster.children.saw(kind, obj, deleted=False)
+
+
+def names(api: FakeKubeAPI) -> set[tuple[str, str]]:
+    return {(kind, name) for kind, _, name in api.objects}
+
+
+def router_children_in(api: FakeKubeAPI) -> set[tuple[str, str]]:
+    return {(kind, name) for kind, name in names(api) if name in ("chat-router", "chat-replicas")}
+
+
+def test_switching_strategies_creates_and_prunes_the_router() -> None:
+    cluster, api = fake_cluster()
+    body = model_body("chat", {**SPEC, "routing": {"strategy": "none"}})
+    first = reconcile(body, cluster, SETTINGS)
+    assert first.failure is None and router_children_in(api) == set()
+    assert api.objects["Service", "team", "chat"]["spec"]["selector"] == selector("chat")
+    watched(cluster, api)
+
+    body["spec"] = {**SPEC, "routing": {"strategy": "prefix-hash"}}
+    routed = reconcile(body, cluster, SETTINGS)
+    assert routed.failure is None and routed.pruned == ()
+    assert router_children_in(api) == ROUTER_CHILDREN
+    assert api.objects["Service", "team", "chat"]["spec"]["selector"] == router_selector("chat")
+    assert routed.status["endpoint"] == first.status["endpoint"] == "http://chat.team.svc.cluster.local:80/v1"
+    watched(cluster, api)
+    api.calls.clear()
+    assert reconcile(body, cluster, SETTINGS).failure is None and api.calls == []  # converged: no request
+
+    body["spec"] = {**SPEC, "routing": {"strategy": "none"}}
+    back = reconcile(body, cluster, SETTINGS)
+    assert back.failure is None
+    assert set(back.pruned) == {f"{kind}/{name}" for kind, name in ROUTER_CHILDREN}
+    assert router_children_in(api) == set()
+    assert api.objects["Service", "team", "chat"]["spec"]["selector"] == selector("chat")
+    # the front Service was switched back before the router went away
+    writes = api.writes()
+    assert writes.index(("APPLY", "Service", "chat")) < writes.index(("DELETE", "Deployment", "chat-router"))
+
+
+def test_status_follows_the_runtime_deployment_not_the_routers() -> None:
+    cluster, api = fake_cluster()
+    body = model_body("chat", {**SPEC, "replicas": 3, "routing": {"replicas": 1}})
+    api.add({"apiVersion": "apps/v1", "kind": "Deployment",
+             "metadata": {"name": "chat-router", "namespace": "team", "labels": {MODEL_LABEL: "chat"},
+                          "ownerReferences": [{"controller": True, "uid": "model-uid"}]},
+             "spec": {}, "status": {"replicas": 1, "readyReplicas": 1}})  # fmt: skip
+    outcome = reconcile(body, cluster, SETTINGS)
+    assert outcome.failure is None
+    ready = outcome.status["conditions"][0]
+    assert ready["type"] == "Ready" and ready["status"] == "False"
+    assert api.objects["Deployment", "team", "chat"]["spec"]["replicas"] == 3
+
+
+def test_a_router_name_taken_by_another_object_is_a_conflict() -> None:
+    cluster, api = fake_cluster()
+    api.add({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "chat-router", "namespace": "team"},
+             "spec": {}})  # fmt: skip
+    outcome = reconcile(model_body("chat", {**SPEC, "routing": {}}), cluster, SETTINGS)
+    assert outcome.failure is not None and outcome.failure[0] == "NameConflict"
+    assert "Deployment/chat-router" in outcome.failure[1]
+    assert api.writes() == []
