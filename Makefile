@@ -7,7 +7,7 @@ MODEL_DIR := models/SmolLM2-135M-Instruct
 CONFIG := runtime/conf/model_config.json
 
 .PHONY: help install model run test unit integration cluster-test lint format bench lock clean crds e2e e2e-kind \
-	operator-install-check bench-operator bench-abuse
+	operator-install-check bench-operator bench-abuse bench-routing
 
 help:
 	@echo "make run | test | unit | integration | cluster-test | lint | format | bench | model | install"
@@ -81,6 +81,11 @@ bench: model
 # 16 concurrent ~2 MB bodies while probing /health: the probe's p99 on vif and on vLLM's own server.
 bench-abuse: model
 	$(PY) tests/bench/abuse_bench.py --config $(CONFIG) --model-name smollm2-135m-instruct
+
+# vif-router's strategies on two one-core replicas with small KV caches (prefix_repetition prompts), and the
+# router's own cost on one replica. BENCH_ARGS=--quick: one short round.
+bench-routing: model
+	$(PY) tests/bench/routing_bench.py --config $(CONFIG) --model-name smollm2-135m-instruct $(BENCH_ARGS)
 
 # N InferenceModels at once on the local plane: time to Ready, API requests per model, memory, idle writes.
 N ?= 100
