@@ -51,6 +51,7 @@ from serving_bench import (
     load_model_entry,
     log_tail,
     ratio,
+    report_failures,
     start_server,
     stop_server,
     wait_until_ready,
@@ -284,10 +285,7 @@ def main_bench() -> int:
     )
     print_table(rounds)
     print(f"raw per-round numbers: {out_path}; wall time {(time.monotonic() - started) / 60:.1f} min")
-    failures = [(i + 1, n, r) for i, rnd in enumerate(rounds) for n, r in rnd.items() if r["failed"] or r["errors"]]
-    for round_no, name, result in failures:
-        print(f"FAILED: round {round_no} {name}: {result['failed']} request(s); errors: {result['errors']}")
-    return 1 if failures else 0
+    return report_failures(rounds)
 
 
 if __name__ == "__main__":

@@ -217,6 +217,14 @@ def print_table(rounds: list[dict[str, dict[str, Any]]]) -> None:
     print("is better; lower TTFT, ITL is better).")
 
 
+def report_failures(rounds: list[dict[str, dict[str, Any]]]) -> int:
+    """Print every arm of every round that had failed requests; the exit status (1 if any)."""
+    failures = [(i + 1, n, r) for i, rnd in enumerate(rounds) for n, r in rnd.items() if r["failed"] or r["errors"]]
+    for round_no, name, result in failures:
+        print(f"FAILED: round {round_no} {name}: {result['failed']} request(s); errors: {result['errors']}")
+    return 1 if failures else 0
+
+
 def main_bench() -> int:
     args = parse_args()
     model_dir, entry = load_model_entry(args.config, args.model_name)
@@ -241,10 +249,7 @@ def main_bench() -> int:
     out_path.write_text(json.dumps({**meta, "rounds": rounds}, indent=2) + "\n")
     print_table(rounds)
     print(f"raw per-round numbers: {out_path}")
-    failures = [(i + 1, n, r) for i, rnd in enumerate(rounds) for n, r in rnd.items() if r["failed"] or r["errors"]]
-    for round_no, name, result in failures:
-        print(f"FAILED: round {round_no} {name}: {result['failed']} request(s); errors: {result['errors']}")
-    return 1 if failures else 0
+    return report_failures(rounds)
 
 
 if __name__ == "__main__":
