@@ -129,7 +129,7 @@ def _build(args: argparse.Namespace, flags: dict[str, Any], lifecycle: Lifecycle
         classes = serving_classes(model.entry.class_name, model.entry.allowed_classes)
     except UnknownServingClass as exc:
         raise LookupError(f"{model.source}: {model.name}.class_name: {exc}") from None
-    served = ServedModel(model.name, model.chat_template, model.entry.response_role)
+    served = ServedModel(model.name, model.chat_template, model.entry.response_role, tuple(model.adapters))
     settings = ServerSettings(
         api_keys=_api_keys(args),
         limit_concurrency=args.limit_concurrency,
@@ -144,7 +144,7 @@ def _build(args: argparse.Namespace, flags: dict[str, Any], lifecycle: Lifecycle
     def load_engine() -> EngineClient:
         from vif.runtime.engine.vllm_client import VLLMEngineClient
 
-        return VLLMEngineClient.from_engine_args(engine_args)
+        return VLLMEngineClient.from_engine_args(engine_args, model.adapters, model.entry.tool_call_parser)
 
     log.info("serving %s from %s (%s)", model.name, model.model, model.source)
     app = create_app(served, load_engine, classes, RuntimeMetrics(model.name), settings, lifecycle)

@@ -5,8 +5,13 @@ Weights come from `model_path` (a directory) or `model_id` (a Hugging Face id th
 ```json
 {"smollm2-135m-instruct": {"class_name": "OpenAIServingChat", "model_path": "../models/SmolLM2-135M-Instruct",
   "max_model_len": 2048, "chat_template": null, "response_role": "assistant",
-  "engine_args": {"dtype": "float32"}, "allowed_classes": []}}
+  "engine_args": {"dtype": "float32"}, "allowed_classes": [],
+  "lora_adapters": {"smollm2-pirate": "../adapters/pirate"}}}
 ```
+`lora_adapters` are LoRA adapters (peft's format) served beside the base model: a request whose `model` names
+one runs through it. Each is a directory, or `{"model_id": "org/name"}` for one vLLM downloads from the Hugging
+Face Hub at start-up.
+
 Relative paths are relative to the file. Every path must resolve (symlinks followed) inside an allowed root,
 so a config cannot point the server at arbitrary files. Any problem is one `ConfigError` line naming the file
 and the field.
@@ -17,9 +22,9 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -32,8 +37,24 @@ DEFAULT_ENGINE_ARGS: dict[str, Any] = {
 }
 
 
+# An adapter's name as clients send it in `model`; OpenAI-style ids (`org/name:tag`) fit.
+AdapterName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_./:-]*$")]
+
+
+# org/name, each starting with a letter or digit: vLLM takes an id that exists as a relative path for a folder.
+HF_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
 class ConfigError(ValueError):
     """A bad config file: the message is one line naming the file and the field."""
+
+
+class AdapterId(BaseModel):
+    """A LoRA adapter on the Hugging Face Hub: vLLM downloads it when the engine loads its adapters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_id: str = Field(pattern=HF_ID)
 
 
 class ModelEntry(BaseModel):
@@ -44,13 +65,22 @@ class ModelEntry(BaseModel):
     class_name: str = Field("OpenAIServingChat", min_length=1)
     model_path: str | None = Field(None, min_length=1, description="A model directory on disk.")
     model_id: str | None = Field(
-        None, pattern=r"^[\w.-]+/[\w.-]+$", description="Instead of model_path: a Hugging Face id vLLM downloads."
+        None, pattern=HF_ID, description="Instead of model_path: a Hugging Face id vLLM downloads."
     )
     max_model_len: int | None = Field(None, ge=16)
     chat_template: str | None = None
     response_role: str = Field("assistant", min_length=1)
+    tool_call_parser: str | None = Field(
+        None,
+        pattern=r"^[\w.-]+$",
+        description="The vLLM tool-call parser (hermes, pythonic, ...) that reads tool calls in free answers.",
+    )
     engine_args: dict[str, Any] = Field(default_factory=dict)
     allowed_classes: list[str] = Field(default_factory=list)
+    lora_adapters: dict[AdapterName, Annotated[str, Field(min_length=1)] | AdapterId] = Field(
+        default_factory=dict,
+        description="Adapter name -> its directory (peft's adapter_config.json and weights) or Hugging Face id.",
+    )
 
 
 @dataclass(frozen=True)
@@ -62,6 +92,7 @@ class ResolvedModel:
     model: str
     chat_template: str | None
     source: str
+    adapters: dict[str, str] = field(default_factory=dict)  # name -> checked directory or Hugging Face id
 
 
 def allowed_roots(config_file: Path | None, extra: Sequence[str] = ()) -> list[Path]:
@@ -99,8 +130,8 @@ def load_model(config_file: Path, model_name: str, extra_roots: Sequence[str] = 
         entry = ModelEntry.model_validate(raw[model_name])
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{where}: {model_name}.{field}: {first['msg']}") from None
+        loc = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{where}: {model_name}.{loc}: {first['msg']}") from None
     roots = allowed_roots(config_file, extra_roots)
     base = config_file.absolute().parent
     if (entry.model_path is None) == (entry.model_id is None):
@@ -112,7 +143,19 @@ def load_model(config_file: Path, model_name: str, extra_roots: Sequence[str] = 
     if entry.chat_template is not None:
         path = _checked_path(entry.chat_template, base, roots, f"{where}: {model_name}.chat_template")
         template = path.read_text()
-    return ResolvedModel(model_name, entry, str(model), template, where)
+    adapters = {}
+    for name, value in entry.lora_adapters.items():
+        loc = f"{where}: {model_name}.lora_adapters.{name}"
+        if name == model_name:
+            raise ConfigError(f"{loc}: an adapter cannot take the model's name")
+        if isinstance(value, AdapterId):
+            adapters[name] = value.model_id
+            continue
+        path = _checked_path(value, base, roots, loc)
+        if not (path / "adapter_config.json").is_file():
+            raise ConfigError(f"{loc}: '{value}' is not a LoRA adapter (no adapter_config.json)")
+        adapters[name] = str(path)
+    return ResolvedModel(model_name, entry, str(model), template, where, adapters)
 
 
 def _checked_path(value: str, base: Path, roots: Sequence[Path], field: str) -> Path:

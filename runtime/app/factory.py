@@ -32,6 +32,7 @@ from vif.runtime.app.limiter import SequenceLimiter
 from vif.runtime.app.middleware import PROTOCOL_PATHS, APIKeyAuth, BodySizeLimit, RequestObserver
 from vif.runtime.app.openapi import build_openapi
 from vif.runtime.app.settings import ServerSettings
+from vif.runtime.app.tokenizer import TOKENIZER_PATHS, TokenizerEndpoint
 from vif.runtime.engine.types import EngineClient
 from vif.runtime.protocols.errors import APIError
 from vif.runtime.serving.base import BaseServingEngine
@@ -76,6 +77,17 @@ async def load_in_background(load_engine: Callable[[], EngineClient]) -> EngineC
     return await done
 
 
+async def start_engine(load_engine: Callable[[], EngineClient]) -> EngineClient:
+    """The engine loaded and its LoRA adapters with it; shut down again if an adapter fails."""
+    engine = await load_in_background(load_engine)
+    try:
+        await engine.load_adapters()
+    except BaseException:
+        engine.shutdown()
+        raise
+    return engine
+
+
 def json_response(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status, headers, media_type="application/json")
 
@@ -98,7 +110,7 @@ def create_app(
 
     async def run_engine() -> None:
         try:
-            engine = await load_in_background(load_engine)
+            engine = await start_engine(load_engine)
         except Exception as exc:
             log.exception("the engine failed to start")
             state.failed(f"the engine failed to start: {type(exc).__name__}: {exc}")
@@ -151,8 +163,13 @@ def create_app(
 
     async def models(request: Request) -> Response:
         max_len = state.engine.info.max_model_len if state.engine else None
-        card = {"id": model.name, "object": "model", "created": 0, "owned_by": "vif", "max_model_len": max_len}
-        return json_response({"object": "list", "data": [card]})
+        # As vLLM lists them: an adapter's parent (and every card's root) is the base model.
+        cards = [
+            {"id": name, "object": "model", "created": 0, "owned_by": "vif", "root": model.name,
+             "parent": None if name == model.name else model.name, "max_model_len": max_len}
+            for name in (model.name, *model.adapters)
+        ]  # fmt: skip
+        return json_response({"object": "list", "data": cards})
 
     async def metrics_route(request: Request) -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
@@ -171,6 +188,10 @@ def create_app(
             methods=["POST"],
         )
         for path, protocol in PROTOCOL_PATHS.items()
+    ]
+    routes += [
+        Route(path, TokenizerEndpoint(path, state, model, pool, checker, settings.body_timeout), methods=["POST"])
+        for path in TOKENIZER_PATHS
     ]
     routes += [
         Route("/v1/models", models),

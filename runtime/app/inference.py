@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from contextlib import aclosing, suppress
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+from pydantic import BaseModel
 from starlette.types import Receive, Scope, Send
 
 from vif.runtime.app.body_check import BodyChecker
@@ -32,6 +34,7 @@ from vif.runtime.serving.metrics import RuntimeMetrics
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 INLINE_PREPARE_BYTES = 32 << 10  # larger bodies are parsed and tokenised on a worker thread
 SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
 SSE_DONE = b"data: [DONE]\n\n"
@@ -65,8 +68,9 @@ class InferenceEndpoint:
         try:
             serving = self.lifecycle.serving_for(self.protocol)
             shape = serving.create_error_response
-            body = await self._read_body(receive)
+            body = await read_request_body(receive, self.body_timeout)
             ctx = await self._prepare(serving, body, scope["state"]["request_id"])
+            scope["state"]["model"] = ctx.model  # the request's metrics carry the name it is served under
             with self.limiter.slot(ctx.sequences), self.lifecycle.tracked():
                 if ctx.stream:
                     await self._stream(serving, ctx, receive, send)
@@ -82,26 +86,9 @@ class InferenceEndpoint:
         except Exception as exc:
             await send_error(send, self._error(exc), shape)
 
-    async def _read_body(self, receive: Receive) -> bytes:
-        try:
-            return await read_body(receive, self.body_timeout)
-        except BodyTimeout:
-            raise APIError(
-                f"The request body did not arrive within {self.body_timeout:g} seconds.",
-                status=408,
-                code="request_timeout",
-            ) from None
-
     async def _prepare(self, serving: BaseServingEngine, body: bytes, request_id: str) -> RequestContext[Any]:
-        if len(body) <= INLINE_PREPARE_BYTES:
-            return serving.prepare(body, request_id)
-        await self.checker.check(serving.request_model, body)
-        run = contextvars.copy_context().run  # keeps the request id on the worker's log lines
-        loop = asyncio.get_running_loop()
-        outcome = await loop.run_in_executor(self.pool, run, _prepare_detached, serving, body, request_id)
-        if isinstance(outcome, APIError):
-            raise outcome
-        return outcome
+        prepare = functools.partial(serving.prepare, request_id=request_id)
+        return await prepare_body(prepare, serving.request_model, body, self.pool, self.checker)
 
     async def _respond(
         self, serving: BaseServingEngine, ctx: RequestContext[Any], receive: Receive, send: Send
@@ -112,7 +99,7 @@ class InferenceEndpoint:
 
     async def _stream(self, serving: BaseServingEngine, ctx: RequestContext[Any], receive: Receive, send: Send) -> None:
         async with aclosing(serving.stream(ctx)) as chunks:
-            await EventStream(self, serving.create_error_response, send, receive).run(chunks)
+            await EventStream(self, serving.create_error_response, send, receive, ctx.model).run(chunks)
 
     def _error(self, exc: BaseException) -> APIError:
         if isinstance(exc, EngineDeadError):
@@ -128,11 +115,14 @@ class EventStream:
     shutdown deadline aborts in-flight requests.
     """
 
-    def __init__(self, endpoint: InferenceEndpoint, shape: ErrorShape, send: Send, receive: Receive) -> None:
+    def __init__(
+        self, endpoint: InferenceEndpoint, shape: ErrorShape, send: Send, receive: Receive, model: str | None = None
+    ) -> None:
         self.endpoint = endpoint
         self.shape = shape
         self.send = send
         self.receive = receive
+        self.model = model
 
     async def run(self, chunks: AsyncIterator[dict[str, Any]]) -> None:
         """Errors before the first chunk (the engine refusing the request) are raised, for an HTTP error."""
@@ -181,16 +171,41 @@ class EventStream:
             await self.send({"type": "http.response.body", "body": data, "more_body": more})
 
     async def _fail(self, error: APIError) -> None:
-        self.endpoint.metrics.count_error(self.endpoint.protocol, error.type)
+        self.endpoint.metrics.count_error(self.endpoint.protocol, error.type, self.model)
         with suppress(TimeoutError):
             await self._send(error_event(error, self.shape) + SSE_DONE, more=False)
 
 
-def _prepare_detached(serving: BaseServingEngine, body: bytes, request_id: str) -> RequestContext[Any] | APIError:
+async def read_request_body(receive: Receive, timeout: float) -> bytes:
+    """The whole body, or a 408 if it does not arrive within `timeout` seconds."""
+    try:
+        return await read_body(receive, timeout)
+    except BodyTimeout:
+        raise APIError(
+            f"The request body did not arrive within {timeout:g} seconds.", status=408, code="request_timeout"
+        ) from None
+
+
+async def prepare_body(
+    prepare: Callable[[bytes], T], model: type[BaseModel], body: bytes, pool: Executor, checker: BodyChecker
+) -> T:
+    """`prepare(body)`: on the event loop for a small body; for a larger one on the worker thread, after the
+    child process has vetted a very large one against the request `model`."""
+    if len(body) <= INLINE_PREPARE_BYTES:
+        return prepare(body)
+    await checker.check(model, body)
+    run = contextvars.copy_context().run  # keeps the request id on the worker's log lines
+    outcome = await asyncio.get_running_loop().run_in_executor(pool, run, _prepare_detached, prepare, body)
+    if isinstance(outcome, APIError):
+        raise outcome
+    return outcome
+
+
+def _prepare_detached(prepare: Callable[[bytes], T], body: bytes) -> T | APIError:
     """`prepare` on the worker, a refusal returned without its traceback: the traceback's frames hold the parsed
     body, which would otherwise be freed on the event loop's thread when the error is answered."""
     try:
-        return serving.prepare(body, request_id)
+        return prepare(body)
     except APIError as exc:
         return exc.with_traceback(None)
 

@@ -58,6 +58,11 @@ class Lifecycle:
 
     def serving_for(self, protocol: str) -> BaseServingEngine:
         """The serving object of a protocol, or the 503 that says why there is none."""
+        self.serving_engine()
+        return self.serving[protocol]
+
+    def serving_engine(self) -> EngineClient:
+        """The engine, or the 503 that says why it cannot serve."""
         if self.failure is not None:
             raise APIError(
                 "The engine failed to start."
@@ -75,7 +80,7 @@ class Lifecycle:
                 code="model_not_ready",
                 headers={"Retry-After": "5"},
             )
-        return self.serving[protocol]
+        return self.engine
 
     def begin_drain(self) -> None:
         if not self.draining:

@@ -89,9 +89,10 @@ class RequestObserver:
         finally:
             seconds = time.perf_counter() - started
             if protocol:
-                self.metrics.request_finished(protocol, status, seconds)
+                served = scope["state"].get("model")  # set by the endpoint once the body named it
+                self.metrics.request_finished(protocol, status, seconds, served)
                 if status >= 400:
-                    self.metrics.count_error(protocol, _error_type(bytes(error_body)))
+                    self.metrics.count_error(protocol, _error_type(bytes(error_body)), served)
             log.info("%s %s %d %.1fms", scope["method"], printable(scope["path"]), status, seconds * 1000)
             request_id_var.reset(token)
 

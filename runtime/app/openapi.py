@@ -21,13 +21,16 @@ from vif.runtime.protocols.responses import (
     ChatCompletionChunk,
     Completion,
     CompletionChunk,
+    DetokenizeResponse,
     ErrorResponse,
     GenerateChunk,
     GenerateResponse,
     HealthStatus,
     ModelList,
     ReadyStatus,
+    TokenizeResponse,
 )
+from vif.runtime.protocols.tokenize import DetokenizeRequest, TokenizeRequest
 
 REF = "#/components/schemas/{model}"
 SSE_DONE = "[DONE]"
@@ -68,6 +71,29 @@ INFERENCE_ERRORS = {
     503: "The model is still loading (retry after `Retry-After` seconds), the engine failed, or the server is "
     "shutting down",
 }
+
+
+@dataclass(frozen=True)
+class TokenizerRoute:
+    """A POST route answered from the tokenizer: one JSON response, never a stream."""
+
+    path: str
+    summary: str
+    request: type[BaseModel]
+    response: type[BaseModel]
+
+
+TOKENIZER_ROUTES = (
+    TokenizerRoute("/tokenize", "vLLM's tokenizer: a prompt's or chat's token ids", TokenizeRequest, TokenizeResponse),
+    TokenizerRoute("/detokenize", "vLLM's tokenizer: the text of token ids", DetokenizeRequest, DetokenizeResponse),
+)
+# The inference routes' errors but 429 (no concurrency slot is taken) and the shutdown's 503 (never aborted).
+TOKENIZER_ERRORS = {
+    **{status: text for status, text in INFERENCE_ERRORS.items() if status != 429},
+    400: "Invalid request: not JSON, not matching the request schema, text far longer than the context, "
+    "messages the chat template refuses, or token ids outside the vocabulary",
+    503: "The model is still loading (retry after `Retry-After` seconds), or the engine failed",
+}
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "string"}}}
 # The API key is checked only when the server has keys; probes, metrics and this document are always open.
 OPTIONAL_BEARER: list[dict[str, list[str]]] = [{"bearer": []}, {}]
@@ -76,8 +102,10 @@ OPTIONAL_BEARER: list[dict[str, list[str]]] = [{"bearer": []}, {}]
 def build_openapi(version: str) -> dict[str, Any]:
     """The OpenAPI 3.1 document served at `/openapi.json`."""
     modes: list[tuple[type[BaseModel], JsonSchemaMode]] = [(r.request, "validation") for r in INFERENCE_ROUTES]
+    modes += [(r.request, "validation") for r in TOKENIZER_ROUTES]
     responses: list[type[BaseModel]] = [ErrorResponse, HealthStatus, ReadyStatus, ModelList]
     responses += [m for r in INFERENCE_ROUTES for m in (r.response, r.chunk)]
+    responses += [r.response for r in TOKENIZER_ROUTES]
     modes += [(model, "serialization") for model in responses]
     refs, defs = models_json_schema(modes, ref_template=REF)
     ref = {model: refs[(model, mode)] for model, mode in modes}
@@ -111,9 +139,28 @@ def build_openapi(version: str) -> dict[str, Any]:
                 },
             }
         }
+    for tokenizer in TOKENIZER_ROUTES:
+        paths[tokenizer.path] = {
+            "post": {
+                "summary": tokenizer.summary,
+                "operationId": tokenizer.path.strip("/"),
+                "security": OPTIONAL_BEARER,
+                "requestBody": {"required": True, "content": {"application/json": {"schema": ref[tokenizer.request]}}},
+                "responses": {
+                    "200": _json(f"A {tokenizer.response.__name__}", ref[tokenizer.response]),
+                    **{
+                        str(status): {**_json(text, ref[ErrorResponse]), **_headers(status)}
+                        for status, text in TOKENIZER_ERRORS.items()
+                    },
+                },
+            }
+        }
     paths["/v1/models"] = _get(
-        "The served model",
-        {"200": _json("The one served model", ref[ModelList]), "401": _json(INFERENCE_ERRORS[401], ref[ErrorResponse])},
+        "The served model and its LoRA adapters",
+        {
+            "200": _json("The served model, then each of its LoRA adapters", ref[ModelList]),
+            "401": _json(INFERENCE_ERRORS[401], ref[ErrorResponse]),
+        },
         security=OPTIONAL_BEARER,
     )
     paths["/health"] = _get(

@@ -60,6 +60,10 @@ def build_engine_args(model: ResolvedModel, flags: dict[str, Any]) -> AsyncEngin
         kwargs["max_model_len"] = model.entry.max_model_len
     kwargs.update(model.entry.engine_args)
     kwargs.update({k: v for k, v in flags.items() if k != "served_model_name"})
+    if model.adapters:
+        if kwargs.get("enable_lora") is False:
+            raise ConfigError(f"{model.source}: {model.name}.engine_args.enable_lora: lora_adapters need it on")
+        kwargs["enable_lora"] = True  # max_loras, max_lora_rank, ... come from engine_args or flags as given
     if current_platform.is_cpu() and not _memory_chosen_by_user(kwargs):
         try:
             kwargs["kv_cache_memory_bytes"] = cpu_kv_cache_bytes(kwargs)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class EngineRequestError(ValueError):
@@ -22,6 +22,15 @@ class EngineRequestError(ValueError):
 
 class EngineDeadError(RuntimeError):
     """The engine can no longer serve (its core process died): every request gets 503 and the process exits."""
+
+
+@dataclass(frozen=True)
+class StructuredOutput:
+    """A constraint the engine's structured-output backend enforces while sampling: `kind` is json (a schema),
+    json_object, regex, choice (a tuple of strings) or grammar."""
+
+    kind: str
+    value: Any
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,24 @@ class SamplingOptions:
     logprobs: int | None = None
     prompt_logprobs: int | None = None
     ignore_eos: bool = False
+    top_k: int = 0  # 0: no limit
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    min_tokens: int = 0
+    stop_token_ids: tuple[int, ...] = ()
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    skip_special_tokens: bool = True
+    include_stop_str_in_output: bool = False
+    structured: StructuredOutput | None = None
+
+
+@dataclass(frozen=True)
+class ParsedToolCalls:
+    """A free answer read by a tool-call parser: the text around the calls, and each call's function name and
+    arguments (JSON text)."""
+
+    content: str | None
+    calls: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
@@ -83,26 +110,53 @@ class EngineInfo:
     max_token_chars: int = 64
 
 
+class ToolCallParser(Protocol):
+    """Reads the tool calls in a free answer, the way the model's family writes them."""
+
+    def parse(self, text: str, tools: Sequence[dict[str, Any]]) -> ParsedToolCalls: ...
+
+
 class EngineClient(Protocol):
     """What a serving class may ask of an engine."""
 
     info: EngineInfo
+    tool_call_parser: ToolCallParser | None  # None: the model has none, so `auto` answers are plain text
 
-    def render_chat(self, messages: Sequence[dict[str, str]], chat_template: str | None) -> list[int]:
-        """Apply the model's (or the given) chat template and return the prompt's token ids."""
+    def render_chat(
+        self,
+        messages: Sequence[dict[str, Any]],
+        chat_template: str | None,
+        tools: Sequence[dict[str, Any]] | None = None,
+        *,
+        add_generation_prompt: bool = True,
+        continue_final_message: bool = False,
+        add_special_tokens: bool = False,
+    ) -> list[int]:
+        """Apply the model's (or the given) chat template, with the tools offered, and return the prompt's ids.
+        The defaults render a chat request's prompt; `/tokenize` may leave the last message open instead
+        (`continue_final_message`) or add the tokenizer's special tokens on top of the template's."""
 
-    def encode(self, text: str) -> list[int]:
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         """Token ids of a plain-text prompt, as the engine would tokenize it."""
 
     def decode(self, token_ids: Sequence[int]) -> str:
         """Text of token ids."""
 
+    def token_strings(self, token_ids: Sequence[int]) -> list[str]:
+        """The tokenizer's own string of each token id (byte-level symbols such as `Ġthe`), as `/tokenize` shows
+        them."""
+
     def check_options(self, options: SamplingOptions) -> None:
         """Raise `EngineRequestError` if the engine would refuse these options (before any response starts)."""
 
-    def generate(self, prompt: list[int], options: SamplingOptions, request_id: str) -> AsyncIterator[EngineStep]:
-        """Stream the request's steps; leaving the iterator early aborts the request in the engine.
-        Raises `EngineDeadError` when the engine is gone."""
+    def generate(
+        self, prompt: list[int], options: SamplingOptions, request_id: str, *, adapter: str | None = None
+    ) -> AsyncIterator[EngineStep]:
+        """Stream the request's steps, through the named LoRA adapter if any; leaving the iterator early aborts
+        the request in the engine. Raises `EngineDeadError` when the engine is gone."""
+
+    async def load_adapters(self) -> None:
+        """Load the configured LoRA adapters before serving, so a bad one fails start-up rather than a request."""
 
     async def check_health(self) -> None:
         """Raise when the engine can no longer serve."""

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import jinja2
 from vllm import SamplingParams
 from vllm.engine.arg_utils import AsyncEngineArgs
 from vllm.exceptions import VLLMValidationError
-from vllm.sampling_params import RequestOutputKind
+from vllm.lora.request import LoRARequest
+from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 from vllm.v1.engine.async_llm import AsyncLLM
 from vllm.v1.engine.exceptions import EngineDeadError as VLLMEngineDeadError
 
+from vif.runtime.engine.tool_parser import VLLMToolCallParser
 from vif.runtime.engine.types import (
     ChoiceDelta,
     EngineDeadError,
@@ -21,7 +23,9 @@ from vif.runtime.engine.types import (
     EngineRequestError,
     EngineStep,
     SamplingOptions,
+    StructuredOutput,
     TokenLogprob,
+    ToolCallParser,
 )
 
 log = logging.getLogger(__name__)
@@ -33,8 +37,14 @@ _PARAM_BY_MESSAGE = {"n must be 1": "n", "stop cannot": "stop", "prompt_logprobs
 class VLLMEngineClient:
     """Turns vif's sampling options into vLLM requests and vLLM's outputs into `EngineStep`s."""
 
-    def __init__(self, engine: AsyncLLM) -> None:
+    def __init__(
+        self, engine: AsyncLLM, adapters: Mapping[str, str] | None = None, tool_call_parser: str | None = None
+    ) -> None:
         self._engine = engine
+        # vLLM tells adapters apart by an int id: one per name, fixed for the process by the config's order.
+        self._adapters = {
+            name: LoRARequest(name, lora_id, path) for lora_id, (name, path) in enumerate((adapters or {}).items(), 1)
+        }
         self._tokenizer = engine.get_tokenizer()
         config = engine.model_config
         self.info = EngineInfo(
@@ -43,36 +53,90 @@ class VLLMEngineClient:
             max_num_seqs=int(engine.vllm_config.scheduler_config.max_num_seqs),
             max_token_chars=max(len(token) for token in self._tokenizer.get_vocab()),
         )
+        self.tool_call_parser: ToolCallParser | None = (
+            VLLMToolCallParser(tool_call_parser, self._tokenizer) if tool_call_parser else None
+        )
 
     @classmethod
-    def from_engine_args(cls, engine_args: AsyncEngineArgs) -> VLLMEngineClient:
-        """Start the engine (its core runs in a child process); blocks until the model is loaded."""
-        return cls(AsyncLLM.from_engine_args(engine_args))
-
-    def render_chat(self, messages: Sequence[dict[str, str]], chat_template: str | None) -> list[int]:
+    def from_engine_args(
+        cls,
+        engine_args: AsyncEngineArgs,
+        adapters: Mapping[str, str] | None = None,
+        tool_call_parser: str | None = None,
+    ) -> VLLMEngineClient:
+        """Start the engine (its core runs in a child process); blocks until the model is loaded. `adapters` maps
+        LoRA adapter names to their directories (the engine needs `enable_lora`); `tool_call_parser` names the
+        vLLM parser that reads tool calls in free answers."""
+        engine = AsyncLLM.from_engine_args(engine_args)
         try:
-            encoded = self._tokenizer.apply_chat_template(
-                list(messages), chat_template=chat_template, add_generation_prompt=True, tokenize=True
-            )
-        except jinja2.TemplateError as exc:  # e.g. the template's raise_exception('System role not supported')
-            raise EngineRequestError(f"The chat template refused the messages: {exc}") from None
-        # transformers 5 returns a BatchEncoding; older versions a plain list.
-        return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
+            return cls(engine, adapters, tool_call_parser)
+        except BaseException:
+            engine.shutdown()
+            raise
 
-    def encode(self, text: str) -> list[int]:
-        return list(self._tokenizer.encode(text))
+    def render_chat(
+        self,
+        messages: Sequence[dict[str, Any]],
+        chat_template: str | None,
+        tools: Sequence[dict[str, Any]] | None = None,
+        *,
+        add_generation_prompt: bool = True,
+        continue_final_message: bool = False,
+        add_special_tokens: bool = False,
+    ) -> list[int]:
+        try:
+            text = self._tokenizer.apply_chat_template(
+                list(messages),
+                chat_template=chat_template,
+                tools=list(tools) if tools else None,
+                add_generation_prompt=add_generation_prompt,
+                continue_final_message=continue_final_message,
+                tokenize=False,
+            )
+        except (jinja2.TemplateError, TypeError) as exc:
+            # raise_exception('System role not supported'), or a template that concatenates a field it lacks
+            raise EngineRequestError(f"The chat template refused the messages: {exc}") from None
+        except ValueError as exc:
+            if not continue_final_message:
+                raise
+            # transformers cannot find the last message's text in the rendered prompt, so cannot leave it open
+            message = f"The chat template refused the messages: {exc}"
+            raise EngineRequestError(message, "continue_final_message") from None
+        # Rendered, then tokenised as vLLM's chat path does: the template already wrote its special tokens.
+        return self.encode(text, add_special_tokens)
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return list(self._tokenizer.encode(text, add_special_tokens=add_special_tokens))
 
     def decode(self, token_ids: Sequence[int]) -> str:
         return self._tokenizer.decode(list(token_ids))
 
-    def check_options(self, options: SamplingOptions) -> None:
-        _sampling_params(options)
+    def token_strings(self, token_ids: Sequence[int]) -> list[str]:
+        return list(self._tokenizer.convert_ids_to_tokens(list(token_ids)))
 
-    async def generate(self, prompt: list[int], options: SamplingOptions, request_id: str) -> AsyncIterator[EngineStep]:
+    def check_options(self, options: SamplingOptions) -> None:
+        """vLLM's own checks, as its engine runs them when a request is added: the parameters' ranges, token ids
+        against the vocabulary, and a structured-output constraint compiled by the backend."""
         params = _sampling_params(options)
+        config = self._engine.vllm_config
+        try:
+            params.verify(
+                config.model_config, config.speculative_config, config.structured_outputs_config, self._tokenizer
+            )
+        except VLLMValidationError as exc:
+            raise _request_error(exc) from None
+        except ValueError as exc:  # a few backend checks raise a plain ValueError
+            raise EngineRequestError(str(exc)) from None
+
+    async def generate(
+        self, prompt: list[int], options: SamplingOptions, request_id: str, *, adapter: str | None = None
+    ) -> AsyncIterator[EngineStep]:
+        params = _sampling_params(options)
+        lora = None if adapter is None else self._adapters[adapter]
         finished = False
         try:
-            async for output in self._engine.generate({"prompt_token_ids": prompt}, params, request_id):
+            engine_prompt = {"prompt_token_ids": prompt}
+            async for output in self._engine.generate(engine_prompt, params, request_id, lora_request=lora):
                 finished = output.finished
                 yield _engine_step(output, len(prompt), options)
         except VLLMEngineDeadError:
@@ -84,6 +148,13 @@ class VLLMEngineClient:
             if not finished:  # the caller left early (client gone): free the engine at once, not at GC time
                 await self._engine.abort(request_id)
                 log.info("aborted engine request %s", request_id)
+
+    async def load_adapters(self) -> None:
+        # vLLM would otherwise load an adapter in the engine core's step, where a failure stops the engine;
+        # add_lora fails on its own (a bad file, a rank above max_lora_rank), so start-up fails instead.
+        for lora in self._adapters.values():
+            await self._engine.add_lora(lora)
+            log.info("LoRA adapter %s loaded from %s", lora.lora_name, lora.lora_path)
 
     async def check_health(self) -> None:
         try:
@@ -122,8 +193,25 @@ def _build_sampling_params(options: SamplingOptions) -> SamplingParams:
         logprobs=options.logprobs,
         prompt_logprobs=options.prompt_logprobs,
         ignore_eos=options.ignore_eos,
+        top_k=options.top_k,
+        min_p=options.min_p,
+        repetition_penalty=options.repetition_penalty,
+        min_tokens=options.min_tokens,
+        stop_token_ids=list(options.stop_token_ids) or None,
+        logit_bias=dict(options.logit_bias) or None,
+        skip_special_tokens=options.skip_special_tokens,
+        include_stop_str_in_output=options.include_stop_str_in_output,
+        structured_outputs=_structured_outputs(options.structured),
         output_kind=RequestOutputKind.DELTA,
     )
+
+
+def _structured_outputs(structured: StructuredOutput | None) -> StructuredOutputsParams | None:
+    if structured is None:
+        return None
+    if structured.kind == "choice":
+        return StructuredOutputsParams(choice=list(structured.value))
+    return StructuredOutputsParams(**{structured.kind: structured.value})
 
 
 def _engine_step(output: Any, prompt_tokens: int, options: SamplingOptions) -> EngineStep:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from functools import cache
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator
+
+from vif.runtime.protocols.strict import ListTooLong, StrictModel
+from vif.runtime.protocols.structured import Constraint, ResponseFormat, StructuredOutputs
+
+__all__ = ["ListTooLong", "OpenAISamplingFields", "SamplingFields", "StrictModel"]
 
 MAX_STOP_SEQUENCES = 16
+MAX_STOP_TOKEN_IDS = 64
+MAX_LOGIT_BIAS = 300  # OpenAI's limit
 MAX_LOGPROBS = 20
 MAX_CHOICES = 16
 
@@ -16,45 +22,6 @@ StopField = Annotated[
     StopString | Annotated[list[StopString], Field(max_length=MAX_STOP_SEQUENCES)] | None,
     Field(description="Up to 16 non-empty sequences where generation stops; the stop text is not returned."),
 ]
-
-
-class ListTooLong(ValueError):
-    """A list in the body is longer than its field allows, found before its items are validated."""
-
-    def __init__(self, field: str, limit: int, length: int) -> None:
-        super().__init__(f"at most {limit} items are allowed, got {length}")
-        self.field = field
-
-
-class StrictModel(BaseModel):
-    """Unknown fields are refused, so a typo gets a clear 400 instead of being silently ignored; types are strict
-    (`"n": "2"` is refused, as the document says), but an integer is a valid float.
-
-    pydantic checks a list's `max_length` only after validating every item (40,000 messages cost ~60 ms, a
-    list of 400,000 strings in a union ~800 ms), so the same limits, read from the fields, are checked first.
-    """
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _refuse_long_lists(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for name, limit in _list_limits(cls):
-                value = data.get(name)
-                if isinstance(value, list) and len(value) > limit:
-                    raise ListTooLong(name, limit, len(value))
-        return data
-
-
-@cache
-def _list_limits(model: type[BaseModel]) -> tuple[tuple[str, int], ...]:
-    limits = []
-    for name, field in model.model_fields.items():
-        for meta in field.metadata:
-            if getattr(meta, "max_length", None) is not None:
-                limits.append((name, int(meta.max_length)))
-    return tuple(limits)
 
 
 class StreamOptions(StrictModel):
@@ -71,6 +38,23 @@ class SamplingFields(StrictModel):
     stop: StopField = None
     seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
     stream: bool = False
+    # vLLM's sampling extensions, on every protocol
+    top_k: int | None = Field(None, ge=-1, description="Sample from the k likeliest tokens; 0 or -1: all.")
+    min_p: float | None = Field(None, ge=0, le=1)
+    repetition_penalty: float | None = Field(None, gt=0, le=10)
+    min_tokens: int = Field(0, ge=0, description="Tokens to generate before end-of-sequence or stop ids count.")
+    stop_token_ids: Annotated[list[Annotated[int, Field(ge=0)]], Field(max_length=MAX_STOP_TOKEN_IDS)] | None = None
+    logit_bias: (
+        Annotated[
+            dict[Annotated[str, Field(pattern=r"^\d{1,9}$")], Annotated[float, Field(ge=-100, le=100)]],
+            Field(max_length=MAX_LOGIT_BIAS),
+        ]
+        | None
+    ) = Field(None, description="Token id (as a string) to a bias from -100 to 100 added to its logit.")
+    skip_special_tokens: bool = True
+    include_stop_str_in_output: bool = False
+    structured_outputs: StructuredOutputs | None = None
+    user: str | None = Field(None, description="An end-user id; accepted and ignored.")
 
     def stop_list(self) -> tuple[str, ...]:
         if self.stop is None:
@@ -85,6 +69,12 @@ class SamplingFields(StrictModel):
         """Characters of text per prompt, for a size bound before tokenising (empty: no bound known)."""
         return []
 
+    def constraint(self) -> Constraint | None:
+        """The output constraint asked for: its kind, value and the parameter it came from."""
+        if self.structured_outputs is None:
+            return None
+        return Constraint(*self.structured_outputs.constraint(), param="structured_outputs")
+
 
 class OpenAISamplingFields(SamplingFields):
     """The fields the two OpenAI protocols add to the basic sampling ones."""
@@ -93,7 +83,7 @@ class OpenAISamplingFields(SamplingFields):
     presence_penalty: float = Field(0.0, ge=-2, le=2)
     frequency_penalty: float = Field(0.0, ge=-2, le=2)
     stream_options: StreamOptions | None = None
-    user: str | None = None
+    response_format: ResponseFormat | None = None
     ignore_eos: bool = Field(False, description="vLLM extension: keep generating past the end-of-sequence token.")
 
     @field_validator("stream_options")
@@ -102,6 +92,17 @@ class OpenAISamplingFields(SamplingFields):
         if value is not None and not info.data.get("stream"):
             raise ValueError("stream_options is only allowed when stream is true")
         return value
+
+    @field_validator("response_format")
+    @classmethod
+    def _one_constraint(cls, value: ResponseFormat | None, info: ValidationInfo) -> ResponseFormat | None:
+        if value is not None and value.type != "text" and info.data.get("structured_outputs") is not None:
+            raise ValueError("response_format cannot be combined with structured_outputs; use one of them")
+        return value
+
+    def constraint(self) -> Constraint | None:
+        found = self.response_format.constraint() if self.response_format else None
+        return Constraint(*found, param="response_format") if found else super().constraint()
 
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)

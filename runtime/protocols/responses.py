@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 # vLLM's finish reasons (`vllm.v1.engine.FINISH_REASON_STRINGS`); null while a choice is still generating.
-FinishReason = Literal["stop", "length", "abort", "error", "repetition"]
+FinishReason = Literal["stop", "length", "abort", "error", "repetition", "tool_calls"]
 
 
 class ResponseModel(BaseModel):
@@ -57,9 +57,21 @@ class ChatLogprobs(ResponseModel):
     content: list[ChatTokenLogprob]
 
 
+class ResponseFunctionCall(ResponseModel):
+    name: str
+    arguments: str = Field(description="The arguments as JSON text.")
+
+
+class ResponseToolCall(ResponseModel):
+    id: str
+    type: Literal["function"]
+    function: ResponseFunctionCall
+
+
 class ChatResponseMessage(ResponseModel):
     role: str = Field(description="The model's configured response role, `assistant` by default.")
-    content: str
+    content: str | None = Field(description="Null when the answer is tool calls.")
+    tool_calls: list[ResponseToolCall] | None = Field(None, description="Present when the answer calls tools.")
 
 
 class ChatChoice(ResponseModel):
@@ -80,9 +92,22 @@ class ChatCompletion(ResponseModel):
     usage: Usage
 
 
+class FunctionCallDelta(ResponseModel):
+    name: str | None = Field(None, description="In the call's first delta.")
+    arguments: str = Field(description="The next piece of the arguments' JSON text.")
+
+
+class ToolCallDelta(ResponseModel):
+    index: int = Field(ge=0, description="Which call of the message this piece belongs to.")
+    id: str | None = Field(None, description="In the call's first delta.")
+    type: Literal["function"] | None = None
+    function: FunctionCallDelta
+
+
 class ChatDelta(ResponseModel):
     role: str | None = Field(None, description="Only in a choice's first chunk.")
-    content: str
+    content: str | None = Field(None, description="Absent or null in chunks that carry tool calls.")
+    tool_calls: list[ToolCallDelta] | None = None
 
 
 class ChatChunkChoice(ResponseModel):
@@ -168,19 +193,39 @@ class GenerateChunk(ResponseModel):
     finish_reason: FinishReason | None
 
 
+# /tokenize and /detokenize (vLLM's shapes) -------------------------------------------------------------------
+
+
+class TokenizeResponse(ResponseModel):
+    """`POST /tokenize`: the prompt's token ids, as the model would be given them."""
+
+    count: int = Field(ge=0, description="The number of tokens.")
+    max_model_len: int = Field(description="The model's context length, for comparison with `count`.")
+    tokens: list[int]
+    token_strs: list[str] | None = Field(description="The tokenizer's string of each token, with `return_token_strs`.")
+
+
+class DetokenizeResponse(ResponseModel):
+    """`POST /detokenize`: the text of the token ids."""
+
+    prompt: str
+
+
 # Models and probes -------------------------------------------------------------------------------------------
 
 
 class ModelCard(ResponseModel):
-    id: str
+    id: str = Field(description="The name to send as a request's `model`.")
     object: Literal["model"]
     created: int
     owned_by: str
+    root: str = Field(description="The base model's name.")
+    parent: str | None = Field(description="For a LoRA adapter, the base model it runs on; null for the base model.")
     max_model_len: int | None = Field(description="Null while the engine is still loading.")
 
 
 class ModelList(ResponseModel):
-    """`GET /v1/models`: the one served model."""
+    """`GET /v1/models`: the served model, then each of its LoRA adapters."""
 
     object: Literal["list"]
     data: list[ModelCard]

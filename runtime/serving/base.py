@@ -17,12 +17,20 @@ from collections.abc import AsyncGenerator, Iterable, Sequence
 from contextlib import aclosing
 from typing import Any, ClassVar, Generic
 
-import orjson
 from pydantic import ValidationError
 
-from vif.runtime.engine.types import ChoiceDelta, EngineClient, EngineRequestError, EngineStep, SamplingOptions
+from vif.runtime.engine.types import (
+    ChoiceDelta,
+    EngineClient,
+    EngineRequestError,
+    EngineStep,
+    SamplingOptions,
+    StructuredOutput,
+)
 from vif.runtime.protocols.common import SamplingFields
 from vif.runtime.protocols.errors import APIError, from_validation_error, model_not_found
+from vif.runtime.protocols.structured import Constraint
+from vif.runtime.serving.checks import check_token_ids, parse_json
 from vif.runtime.serving.context import ChoiceResult, PromptInput, RequestContext, RequestT, ServedModel
 from vif.runtime.serving.metrics import RuntimeMetrics
 from vif.runtime.serving.streams import merge
@@ -46,17 +54,16 @@ class BaseServingEngine(ABC, Generic[RequestT]):
     def prepare(self, body: bytes, request_id: str) -> RequestContext[RequestT]:
         """Parse and check a request body into a context ready to run. Synchronous and CPU-bound (parsing,
         the chat template, the tokenizer): the app runs it on a worker thread when the body is large."""
-        request = self.parse_request(_parse_json(body))
-        self.check_model(request)
+        request = self.parse_request(parse_json(body))
+        served = self.check_model(request)
         self.check_prompt_size(request)
         try:
             prompts = self.create_prompt(request)
             options = [self.create_sampling_options(request, p) for p in prompts]
-            for option in options:
-                self.engine.check_options(option)
         except EngineRequestError as exc:
             raise _refused(exc) from None
-        return RequestContext(f"{self.id_prefix}-{request_id}", int(time.time()), request, prompts, options)
+        self.check_options(request, options)
+        return RequestContext(f"{self.id_prefix}-{request_id}", int(time.time()), request, prompts, options, served)
 
     async def respond(self, ctx: RequestContext[RequestT]) -> dict[str, Any]:
         """The whole response body (the non-streaming path)."""
@@ -91,9 +98,14 @@ class BaseServingEngine(ABC, Generic[RequestT]):
         except ValidationError as exc:
             raise from_validation_error(exc) from None
 
-    def check_model(self, request: RequestT) -> None:
-        if request.model is not None and request.model != self.model.name:
+    def check_model(self, request: RequestT) -> str:
+        """The name the request is served under: the base model's (also when `model` is left out) or one of its
+        LoRA adapters'; any other name is a 404."""
+        if request.model is None:
+            return self.model.name
+        if request.model != self.model.name and request.model not in self.model.adapters:
             raise model_not_found(request.model)
+        return request.model
 
     def min_prompt_tokens(self, request: RequestT) -> list[int]:
         """A lower bound on each prompt's token count, known without tokenising: a token is at most
@@ -106,13 +118,27 @@ class BaseServingEngine(ABC, Generic[RequestT]):
 
     def create_sampling_options(self, request: RequestT, prompt: PromptInput) -> SamplingOptions:
         """Sampling options with the output limit checked against the context the prompt leaves."""
+        constraint = self.create_constraint(request)
         return SamplingOptions(
             max_tokens=self.check_length(prompt, request.output_limit()),
             temperature=1.0 if request.temperature is None else request.temperature,
             top_p=1.0 if request.top_p is None else request.top_p,
             stop=request.stop_list(),
             seed=request.seed,
+            top_k=request.top_k or 0,
+            min_p=request.min_p or 0.0,
+            repetition_penalty=request.repetition_penalty or 1.0,
+            min_tokens=request.min_tokens,
+            stop_token_ids=tuple(request.stop_token_ids or ()),
+            logit_bias=tuple((int(token), bias) for token, bias in (request.logit_bias or {}).items()),
+            skip_special_tokens=request.skip_special_tokens,
+            include_stop_str_in_output=request.include_stop_str_in_output,
+            structured=None if constraint is None else StructuredOutput(constraint.kind, constraint.value),
         )
+
+    def create_constraint(self, request: RequestT) -> Constraint | None:
+        """The structured-output constraint on the answer (chat adds the one a tool choice implies)."""
+        return request.constraint()
 
     @abstractmethod
     def format_chunks(
@@ -145,16 +171,21 @@ class BaseServingEngine(ABC, Generic[RequestT]):
                     code="context_length_exceeded",
                 )
 
+    def check_options(self, request: RequestT, options: list[SamplingOptions]) -> None:
+        """The engine's own checks, before anything starts. It names no parameter when it cannot compile an
+        output constraint, so that error is blamed on the field the constraint came from."""
+        for option in options:
+            try:
+                self.engine.check_options(option)
+            except EngineRequestError as exc:
+                constraint = self.create_constraint(request)
+                if exc.param is None and constraint is not None and option.structured is not None:
+                    exc.param = constraint.param
+                raise _refused(exc) from None
+
     def check_token_ids(self, token_ids: Sequence[int], param: str) -> None:
         """Token ids must name tokens of the vocabulary: checked before anything decodes or echoes them."""
-        vocab = self.engine.info.vocab_size
-        bad = next((t for t in token_ids if not 0 <= t < vocab), None)
-        if bad is not None:
-            raise APIError(
-                f"Token id {bad} is out of the vocabulary (ids are 0 to {vocab - 1}).",
-                param=param,
-                code="invalid_token",
-            )
+        check_token_ids(token_ids, self.engine.info.vocab_size, param)
 
     def check_length(self, prompt: PromptInput, requested: int | None) -> int:
         limit = self.engine.info.max_model_len
@@ -177,8 +208,9 @@ class BaseServingEngine(ABC, Generic[RequestT]):
         # The client's X-Request-Id is not unique (retries reuse it); the engine id must be, or an abort for
         # one request would stop every request sharing it.
         unique = uuid.uuid4().hex[:8]
+        adapter = self.model.adapter(ctx.model)
         streams = [
-            self.engine.generate(p.token_ids, o, f"{ctx.request_id}-{i}-{unique}")
+            self.engine.generate(p.token_ids, o, f"{ctx.request_id}-{i}-{unique}", adapter=adapter)
             for i, (p, o) in enumerate(zip(ctx.prompts, ctx.options, strict=True))
         ]
         started, first_token = time.perf_counter(), True
@@ -197,12 +229,12 @@ class BaseServingEngine(ABC, Generic[RequestT]):
                     for choice in step.choices:
                         if first_token and choice.token_count:
                             first_token = False
-                            self.metrics.observe_first_token(self.protocol, time.perf_counter() - started)
+                            self.metrics.observe_first_token(self.protocol, time.perf_counter() - started, ctx.model)
                         ctx.completion_tokens += choice.token_count
                         yield _reindex(choice, prompt_index * n + choice.index)
         except EngineRequestError as exc:
             raise _refused(exc) from None
-        self.metrics.count_tokens(self.protocol, ctx.prompt_tokens, ctx.completion_tokens)
+        self.metrics.count_tokens(self.protocol, ctx.prompt_tokens, ctx.completion_tokens, ctx.model)
 
 
 def _refused(exc: EngineRequestError) -> APIError:
@@ -213,10 +245,3 @@ def _reindex(choice: ChoiceDelta, index: int) -> ChoiceDelta:
     if choice.index == index:
         return choice
     return ChoiceDelta(index, choice.text, choice.token_count, choice.finish_reason, choice.logprobs)
-
-
-def _parse_json(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise APIError("The request body is not valid JSON.", code="invalid_json") from None

@@ -13,11 +13,17 @@ RequestT = TypeVar("RequestT", bound=SamplingFields)
 
 @dataclass(frozen=True)
 class ServedModel:
-    """The model as clients see it: its name and how chat prompts are rendered and answered."""
+    """The model as clients see it: its name, its LoRA adapters' names, and how chat prompts are rendered and
+    answered."""
 
     name: str
     chat_template: str | None = None
     response_role: str = "assistant"
+    adapters: tuple[str, ...] = ()
+
+    def adapter(self, served_name: str) -> str | None:
+        """The adapter a request served under `served_name` runs through: None for the base model."""
+        return None if served_name == self.name else served_name
 
 
 @dataclass(frozen=True)
@@ -47,10 +53,12 @@ class RequestContext(Generic[RequestT]):
     request: RequestT
     prompts: list[PromptInput]
     options: list[SamplingOptions]
+    model: str  # the name it is served under: the base model's or an adapter's (responses and metrics carry it)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     prompt_logprobs: dict[int, tuple[TokenLogprob | None, ...]] = field(default_factory=dict)
     text_offsets: dict[int, int] = field(default_factory=dict)
+    held_text: dict[int, list[str]] = field(default_factory=dict)  # per choice, text sent only when it ends
 
     @property
     def stream(self) -> bool:

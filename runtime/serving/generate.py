@@ -30,7 +30,7 @@ class CustomServingGenerate(BaseServingEngine[GenerateRequest]):
             "id": ctx.request_id,
             "object": "generate",
             "created": ctx.created,
-            "model": self.model.name,
+            "model": ctx.model,
             "output": "".join(result.text),
             "finish_reason": result.finish_reason,
             "usage": ctx.usage(),

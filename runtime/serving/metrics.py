@@ -12,7 +12,12 @@ TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
 class RuntimeMetrics:
-    """The runtime's counters and histograms, all labelled with the served model and the protocol."""
+    """The runtime's counters and histograms, all labelled with the served model and the protocol.
+
+    The served model is the name a request named: the base model's or a LoRA adapter's (`model` below; None is
+    the base). In-flight requests, and requests refused before they are prepared, count under the base model's
+    name, since the adapter is known only once the body has been read and checked.
+    """
 
     def __init__(self, model: str, registry: CollectorRegistry = REGISTRY) -> None:
         self.model = model
@@ -50,20 +55,20 @@ class RuntimeMetrics:
     def request_started(self, protocol: str) -> None:
         self.in_flight.labels(self.model, protocol).inc()
 
-    def request_finished(self, protocol: str, status: int, seconds: float) -> None:
+    def request_finished(self, protocol: str, status: int, seconds: float, model: str | None = None) -> None:
         self.in_flight.labels(self.model, protocol).dec()
-        self.requests.labels(self.model, protocol, str(status)).inc()
-        self.latency.labels(self.model, protocol).observe(seconds)
+        self.requests.labels(model or self.model, protocol, str(status)).inc()
+        self.latency.labels(model or self.model, protocol).observe(seconds)
 
-    def observe_first_token(self, protocol: str, seconds: float) -> None:
-        self.ttft.labels(self.model, protocol).observe(seconds)
+    def observe_first_token(self, protocol: str, seconds: float, model: str | None = None) -> None:
+        self.ttft.labels(model or self.model, protocol).observe(seconds)
 
-    def count_tokens(self, protocol: str, prompt: int, completion: int) -> None:
-        self.prompt_tokens.labels(self.model, protocol).inc(prompt)
-        self.completion_tokens.labels(self.model, protocol).inc(completion)
+    def count_tokens(self, protocol: str, prompt: int, completion: int, model: str | None = None) -> None:
+        self.prompt_tokens.labels(model or self.model, protocol).inc(prompt)
+        self.completion_tokens.labels(model or self.model, protocol).inc(completion)
 
-    def count_error(self, protocol: str, error_type: str) -> None:
-        self.errors.labels(self.model, protocol, error_type).inc()
+    def count_error(self, protocol: str, error_type: str, model: str | None = None) -> None:
+        self.errors.labels(model or self.model, protocol, error_type).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -22,7 +22,7 @@ class OpenAIServingBase(BaseServingEngine[OpenAIRequestT]):
             "id": ctx.request_id,
             "object": self.chunk_object,
             "created": ctx.created,
-            "model": self.model.name,
+            "model": ctx.model,
             "choices": choices,
         }
 

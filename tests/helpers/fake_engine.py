@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from vif.runtime.engine.types import (
     ChoiceDelta,
@@ -13,44 +14,67 @@ from vif.runtime.engine.types import (
     EngineStep,
     SamplingOptions,
     TokenLogprob,
+    ToolCallParser,
 )
 
 
 class FakeEngine:
-    """Tokens are characters; the reply is `reply` word by word, or endless words with `ignore_eos`."""
+    """Tokens are characters; the reply is `reply` word by word, or endless words with `ignore_eos`. Through a
+    LoRA adapter the reply's words are upper-case."""
 
     def __init__(self, reply: str = "Paris is the capital.", max_model_len: int = 256, delay: float = 0.0) -> None:
         self.info = EngineInfo(max_model_len=max_model_len, vocab_size=0x110000, max_num_seqs=8, max_token_chars=1)
         self.reply = reply
         self.delay = delay
         self.requests: list[tuple[list[int], SamplingOptions, str]] = []
+        self.adapters: list[str | None] = []  # each request's adapter, in the order of `requests`
+        self.adapters_loaded = False
         self.aborted: list[str] = []  # requests whose stream was left before it finished
         self.healthy = True
         self.shut_down = False
         self.fail_with: Exception | None = None
         self.fail_after_steps = 0  # with fail_with: how many steps succeed first
+        self.bos_token_id: int | None = None  # when set, prepended wherever special tokens are added
+        self.tool_call_parser: ToolCallParser | None = None
 
-    def render_chat(self, messages: Sequence[dict[str, str]], chat_template: str | None) -> list[int]:
+    def render_chat(
+        self,
+        messages: Sequence[dict[str, Any]],
+        chat_template: str | None,
+        tools: Sequence[dict[str, Any]] | None = None,
+        *,
+        add_generation_prompt: bool = True,
+        continue_final_message: bool = False,  # the fake template closes no message: nothing to leave open
+        add_special_tokens: bool = False,
+    ) -> list[int]:
         if any(m["role"] == "developer" for m in messages):
             raise EngineRequestError("The chat template refused the messages: no developer role")
-        text = "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
-        return self.encode(text)
+        text = "".join(f"<{m['role']}>{m['content']}" for m in messages)
+        text += "<assistant>" if add_generation_prompt else ""
+        return self.encode(text, add_special_tokens)
 
-    def encode(self, text: str) -> list[int]:
-        return [ord(c) for c in text]
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        bos = [self.bos_token_id] if add_special_tokens and self.bos_token_id is not None else []
+        return bos + [ord(c) for c in text]
 
     def decode(self, token_ids: Sequence[int]) -> str:
         return "".join(chr(t) for t in token_ids)
+
+    def token_strings(self, token_ids: Sequence[int]) -> list[str]:
+        return [chr(t) for t in token_ids]
 
     def check_options(self, options: SamplingOptions) -> None:
         if options.n > 1 and options.temperature == 0:  # as vLLM refuses it
             raise EngineRequestError(f"n must be 1 when using greedy sampling, got {options.n}.", "n")
 
-    async def generate(self, prompt: list[int], options: SamplingOptions, request_id: str) -> AsyncIterator[EngineStep]:
+    async def generate(
+        self, prompt: list[int], options: SamplingOptions, request_id: str, *, adapter: str | None = None
+    ) -> AsyncIterator[EngineStep]:
         self.requests.append((prompt, options, request_id))
+        self.adapters.append(adapter)
         if self.fail_with is not None and not self.fail_after_steps:
             raise self.fail_with
-        words = self.reply.split(" ")
+        words = (self.reply.upper() if adapter else self.reply).split(" ")
         finished = False
         try:
             for step in range(options.max_tokens):
@@ -79,6 +103,9 @@ class FakeEngine:
         finally:
             if not finished:
                 self.aborted.append(request_id)
+
+    async def load_adapters(self) -> None:
+        self.adapters_loaded = True
 
     async def check_health(self) -> None:
         if not self.healthy:

@@ -27,15 +27,18 @@ class RuntimeProcess:
         return _tail(self.console, lines)
 
 
-def start_runtime(workdir: Path, *args: str, env: dict[str, str] | None = None) -> RuntimeProcess:
-    """Start the server in its own process group (vLLM's engine core is a child process) and wait until it is
-    ready; if it exits or is not ready in time, the test fails with the tail of its console."""
+def start_runtime(
+    workdir: Path, *args: str, env: dict[str, str] | None = None, config: Path = REPO / "runtime/conf/model_config.json"
+) -> RuntimeProcess:
+    """Start the server (on `config`'s entry for the default model) in its own process group (vLLM's engine core
+    is a child process) and wait until it is ready; if it exits or is not ready in time, the test fails with the
+    tail of its console."""
     from helpers.processes import free_port
 
     port = free_port()
     cmd = [
         str(Path(sys.executable).parent / "vif-runtime"), "serve",
-        "--config", str(REPO / "runtime/conf/model_config.json"), "--model-name", MODEL, "--port", str(port), *args,
+        "--config", str(config), "--model-name", MODEL, "--port", str(port), *args,
     ]  # fmt: skip
     console = workdir / "console.log"
     with console.open("wb") as out:

@@ -32,17 +32,18 @@ def metrics() -> RuntimeMetrics:
 
 @pytest.fixture
 async def make_client(engine: FakeEngine, metrics: RuntimeMetrics) -> AsyncIterator[Callable[..., object]]:
-    """An async factory: `client = await make_client(settings=..., classes=..., lifecycle=...)`, app started and
-    ready."""
+    """An async factory: `client = await make_client(settings=..., classes=..., lifecycle=..., model=...)`, app
+    started and ready."""
     stack: list[tuple[object, httpx.AsyncClient]] = []
 
     async def factory(
         settings: ServerSettings | None = None,
         classes: dict[str, type[BaseServingEngine]] | None = None,
         lifecycle: Lifecycle | None = None,
+        model: ServedModel | None = None,
     ) -> httpx.AsyncClient:
         classes = classes or serving_classes("OpenAIServingChat")
-        app = create_app(ServedModel(MODEL), lambda: engine, classes, metrics, settings, lifecycle)
+        app = create_app(model or ServedModel(MODEL), lambda: engine, classes, metrics, settings, lifecycle)
         lifespan = app.router.lifespan_context(app)
         await lifespan.__aenter__()
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vif")

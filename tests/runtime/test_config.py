@@ -70,6 +70,22 @@ def test_full_entry_with_chat_template(tmp_path: Path) -> None:
             "m",
             "m.chat_template: '/etc/passwd' is outside",
         ),
+        ({"m": {"model_path": "model", "lora_adapters": {"a": "/etc"}}}, "m", "m.lora_adapters.a: '/etc' is outside"),
+        (
+            {"m": {"model_path": "model", "lora_adapters": {"a": "model"}}},
+            "m",
+            "m.lora_adapters.a: 'model' is not a LoRA adapter",
+        ),
+        (
+            {"m": {"model_path": "model", "lora_adapters": {"m": "model"}}},
+            "m",
+            "m.lora_adapters.m: an adapter cannot take the model's name",
+        ),
+        (
+            {"m": {"model_path": "model", "lora_adapters": {"a b": "model"}}},
+            "m",
+            "m.lora_adapters.a b.[key]: String should match pattern",
+        ),
     ],
 )
 def test_bad_config_is_one_line_naming_file_and_field(tmp_path: Path, content: object, name: str, message: str) -> None:
@@ -134,3 +150,21 @@ def test_default_model_without_config(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert model.name == "smollm2-135m-instruct"
     assert model.model == str(tmp_path / "SmolLM2-135M-Instruct")
     assert model.entry.engine_args == {"dtype": "float32", "enforce_eager": True}
+
+
+def test_lora_adapters_resolve_beside_the_model(tmp_path: Path) -> None:
+    (tmp_path / "adapters" / "pirate").mkdir(parents=True)
+    (tmp_path / "adapters" / "pirate" / "adapter_config.json").write_text("{}")
+    model = load_model(
+        write(tmp_path, {"m": {"model_path": "model", "lora_adapters": {"pirate": "adapters/pirate"}}}), "m"
+    )
+    assert model.adapters == {"pirate": str((tmp_path / "adapters" / "pirate").resolve())}
+    assert load_model(write(tmp_path, {"m": {"model_path": "model"}}), "m").adapters == {}
+
+
+def test_lora_adapter_from_hugging_face_is_an_id(tmp_path: Path) -> None:
+    entry = {"model_path": "model", "lora_adapters": {"poet": {"model_id": "org/poet-lora"}}}
+    assert load_model(write(tmp_path, {"m": entry}), "m").adapters == {"poet": "org/poet-lora"}
+    entry["lora_adapters"] = {"poet": {"model_id": "../etc"}}
+    with pytest.raises(ConfigError, match=r"m\.lora_adapters\.poet"):
+        load_model(write(tmp_path, {"m": entry}), "m")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -53,6 +54,19 @@ def test_a_flag_equal_to_vllms_default_still_wins(parser) -> None:
 def test_bad_engine_args_in_config(engine_args: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=rf"^conf.json: {re.escape(message)}"):
         build_engine_args(resolved(engine_args=engine_args), {})
+
+
+def test_lora_adapters_turn_lora_on(parser) -> None:
+    model = ResolvedModel(
+        "m", ModelEntry(model_path="/models/m", engine_args={"max_lora_rank": 8}), "/models/m", None, "conf.json",
+        {"pirate": "/models/pirate"},
+    )  # fmt: skip
+    engine_args = build_engine_args(model, explicit_flags(parser, ["--max-loras", "2"]))
+    assert (engine_args.enable_lora, engine_args.max_lora_rank, engine_args.max_loras) == (True, 8, 2)
+    assert build_engine_args(resolved(), {}).enable_lora is False
+    model = dataclasses.replace(model, entry=ModelEntry(model_path="/models/m", engine_args={"enable_lora": False}))
+    with pytest.raises(ConfigError, match=r"m\.engine_args\.enable_lora: lora_adapters need it on"):
+        build_engine_args(model, {})
 
 
 def test_unknown_flag_is_refused(parser) -> None:

@@ -145,9 +145,9 @@ async def test_a_large_body_is_prepared_off_the_event_loop(make_client, engine: 
     threads = []
     render = engine.render_chat
 
-    def recording_render(messages, template):
+    def recording_render(messages, template, tools=None):
         threads.append(threading.current_thread().name)
-        return render(messages, template)
+        return render(messages, template, tools)
 
     engine.render_chat = recording_render  # type: ignore[method-assign]
     engine.info = type(engine.info)(max_model_len=200_000, vocab_size=0x110000, max_num_seqs=8, max_token_chars=1)

@@ -14,7 +14,13 @@ import schemathesis
 from helpers.conformance import check_against_document, check_inference_response, document
 from helpers.fake_engine import FakeEngine
 from vif.runtime.app.factory import ServerSettings, create_app
-from vif.runtime.app.openapi import INFERENCE_ERRORS, INFERENCE_ROUTES, build_openapi
+from vif.runtime.app.openapi import (
+    INFERENCE_ERRORS,
+    INFERENCE_ROUTES,
+    TOKENIZER_ERRORS,
+    TOKENIZER_ROUTES,
+    build_openapi,
+)
 from vif.runtime.protocols.responses import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -79,7 +85,7 @@ def test_document_is_valid_openapi_3_1() -> None:
     assert spec["openapi"] == "3.1.0"
     schemathesis.openapi.from_dict(spec).validate()  # against the OpenAPI 3.1 meta-schema
     operations = [result.ok().label for result in document().get_all_operations()]
-    assert len(operations) == len(spec["paths"]) == 8
+    assert len(operations) == len(spec["paths"]) == 10
 
 
 def test_every_inference_route_documents_its_responses() -> None:
@@ -93,6 +99,20 @@ def test_every_inference_route_documents_its_responses() -> None:
         assert event["anyOf"][0]["$ref"].endswith(f"/{route.chunk.__name__}")
         for status in INFERENCE_ERRORS:
             assert responses[str(status)]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
+
+
+def test_every_tokenizer_route_documents_its_responses() -> None:
+    spec = build_openapi("test")
+    for route in TOKENIZER_ROUTES:
+        responses = spec["paths"][route.path]["post"]["responses"]
+        assert set(responses) == {"200", *map(str, TOKENIZER_ERRORS)} and "429" not in responses
+        assert responses["200"]["content"]["application/json"]["schema"]["$ref"].endswith(f"/{route.response.__name__}")
+    tokenize = schema_for(spec, "/tokenize")
+    jsonschema.validate({"prompt": "Hi", "add_special_tokens": False}, tokenize)
+    jsonschema.validate({"messages": [{"role": "user", "content": "Hi"}], "return_token_strs": True}, tokenize)
+    for bad in ({"prompt": "Hi", "messages": []}, {"prompt": "Hi", "add_generation_prompt": True}, {}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, tokenize)
 
 
 def test_seed_bodies_validate_and_bad_ones_do_not() -> None:

@@ -147,7 +147,9 @@ async def test_generate_stream(make_client) -> None:
     [
         ("/v1/chat/completions", {"messages": []}, "messages", "too_short"),
         ("/v1/chat/completions", {**CHAT, "temperature": 2.5}, "temperature", "less_than_equal"),
-        ("/v1/chat/completions", {**CHAT, "tools": []}, "tools", "extra_forbidden"),
+        ("/v1/chat/completions", {**CHAT, "functions": []}, "functions", "extra_forbidden"),
+        ("/v1/chat/completions", {**CHAT, "tool_choice": "required"}, "tool_choice", "value_error"),
+        ("/v1/chat/completions", {**CHAT, "logit_bias": {"x": 1}}, "logit_bias.x", "string_pattern_mismatch"),
         ("/v1/chat/completions", {**CHAT, "top_logprobs": 2}, "top_logprobs", "value_error"),
         ("/v1/chat/completions", {**CHAT, "stream_options": {"include_usage": True}}, "stream_options", "value_error"),
         (

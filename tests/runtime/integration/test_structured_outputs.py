@@ -1,0 +1,93 @@
+"""Structured outputs on the real engine: every answer follows its JSON schema, regex or choice list, on the three
+protocols, streamed and not; a schema the backend cannot compile is a 400 naming the field it came from."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import httpx
+import jsonschema
+import pytest
+
+NESTED = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 20},
+        "address": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 20}, "zip": {"type": "integer"}},
+            "required": ["city", "zip"],
+        },
+    },
+    "required": ["name", "address"],
+}
+ENUM = {"type": "string", "enum": ["red", "green", "blue"]}
+ARRAY = {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 99}, "minItems": 2, "maxItems": 4}
+ASK = [{"role": "user", "content": "Describe a person, a colour or some numbers as JSON."}]
+
+
+def response_format(schema: dict) -> dict:
+    return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+
+
+@pytest.mark.parametrize("schema", [NESTED, ENUM, ARRAY], ids=["nested-object", "enum", "array-min-items"])
+def test_every_chat_answer_follows_the_schema(http: httpx.Client, schema: dict) -> None:
+    body = {"messages": ASK, "response_format": response_format(schema), "n": 3, "temperature": 0.8, "seed": 7}
+    r = http.post("/v1/chat/completions", json={**body, "max_tokens": 160})
+    assert r.status_code == 200, r.text
+    for choice in r.json()["choices"]:
+        assert choice["finish_reason"] == "stop", choice
+        jsonschema.validate(json.loads(choice["message"]["content"]), schema)
+
+
+def test_a_streamed_completion_follows_the_schema(http: httpx.Client) -> None:
+    body = {"prompt": "A person as JSON:", "response_format": response_format(NESTED), "max_tokens": 160}
+    with http.stream("POST", "/v1/completions", json={**body, "stream": True, "temperature": 0}) as r:
+        assert r.status_code == 200
+        events = [line[6:] for line in r.iter_lines() if line.startswith("data: ") and line != "data: [DONE]"]
+    text = "".join(json.loads(e)["choices"][0]["text"] for e in events)
+    jsonschema.validate(json.loads(text), NESTED)
+
+
+def test_regex_and_choice_are_honoured_on_every_protocol(http: httpx.Client) -> None:
+    pattern = "[0-9]{3}-[0-9]{4}"
+    regex = {"structured_outputs": {"regex": pattern}, "max_tokens": 20, "temperature": 0.7, "seed": 3}
+    r = http.post("/generate", json={"prompt": "Give me a phone number.", **regex})
+    assert re.fullmatch(pattern, r.json()["output"]), r.text
+    r = http.post("/v1/completions", json={"prompt": "Phone:", "n": 2, **regex})
+    assert all(re.fullmatch(pattern, c["text"]) for c in r.json()["choices"]), r.text
+    choice = {"structured_outputs": {"choice": ["yes", "no", "maybe"]}, "max_tokens": 5}
+    r = http.post(
+        "/v1/chat/completions", json={"messages": [{"role": "user", "content": "Is Paris in France?"}], **choice}
+    )
+    assert r.json()["choices"][0]["message"]["content"] in {"yes", "no", "maybe"}, r.text
+
+
+def test_json_object_is_json(http: httpx.Client) -> None:
+    body = {"messages": ASK, "response_format": {"type": "json_object"}, "max_tokens": 300, "temperature": 0}
+    content = http.post("/v1/chat/completions", json=body).json()["choices"][0]["message"]["content"]
+    assert content.lstrip().startswith("{")
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        (
+            "/v1/chat/completions",
+            {"messages": ASK, "response_format": response_format({"properties": 5})},
+            "response_format",
+        ),
+        ("/v1/completions", {"prompt": "x", "response_format": response_format({"type": "nope"})}, "response_format"),
+        ("/generate", {"prompt": "x", "structured_outputs": {"regex": "[unclosed"}}, "structured_outputs"),
+        ("/generate", {"prompt": "x", "structured_outputs": {"grammar": "root ::= ???"}}, "structured_outputs"),
+        ("/v1/chat/completions", {"messages": ASK, "structured_outputs": {"json": "{not json"}}, "structured_outputs"),
+    ],
+)
+def test_a_constraint_the_backend_cannot_compile_is_a_400(
+    http: httpx.Client, path: str, body: dict, param: str
+) -> None:
+    for stream in (False, True):
+        r = http.post(path, json={**body, "stream": stream})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["param"] == param
