@@ -32,6 +32,13 @@ ROUTED_NAME_RULE = {
     " named after it",
 }
 
+# The runtime serves each adapter under its own name beside the model's (the default of servedName is the name).
+ADAPTER_NAME_RULE = {
+    "rule": "!has(self.spec.adapters) || self.spec.adapters.all(a, a.name !="
+    " (has(self.spec.servedName) ? self.spec.servedName : self.metadata.name))",
+    "message": "spec.adapters: an adapter cannot take the model's served name (spec.servedName, else metadata.name)",
+}
+
 
 def openapi_schema(model: type[Any]) -> dict[str, Any]:
     """The structural schema of a pydantic model (by its wire names)."""
@@ -105,7 +112,7 @@ def build_crd() -> dict[str, Any]:
                                 "spec": openapi_schema(InferenceModelSpec),
                                 "status": status,
                             },
-                            "x-kubernetes-validations": [NAME_RULE, ROUTED_NAME_RULE],
+                            "x-kubernetes-validations": [NAME_RULE, ROUTED_NAME_RULE, ADAPTER_NAME_RULE],
                         }
                     },
                     "subresources": {

@@ -26,6 +26,7 @@ DNSLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]
 MIN_GRACE_SECONDS = 25
 DEFAULT_GRACE_SECONDS = 60
 MAX_GRACE_SECONDS = 3600
+MAX_ADAPTERS = 32  # bounds the CEL rules' cost over spec.adapters
 
 
 def cel(rule: str, message: str, *more: tuple[str, str]) -> dict[str, Any]:
@@ -84,6 +85,37 @@ class ModelSource(APIModel):
     )
     pvc: PVCSource | None = None
     hugging_face: HuggingFaceSource | None = None
+
+
+class AdapterHuggingFace(APIModel):
+    id: str = Field(
+        pattern=r"^[A-Za-z0-9][-_.A-Za-z0-9]*/[A-Za-z0-9][-_.A-Za-z0-9]*$",
+        description="A Hugging Face repository id, org/name; downloaded at start (a gated one needs the model's"
+        " huggingFace.tokenSecret).",
+    )
+
+
+class Adapter(APIModel):
+    """A LoRA adapter served beside the model under its name: exactly one of a path, a PVC or a Hugging Face id."""
+
+    model_config = ConfigDict(json_schema_extra=cel(
+        "[has(self.path), has(self.pvc), has(self.huggingFace)].filter(x, x).size() == 1",
+        "set exactly one of path, pvc and huggingFace in each of adapters",
+    ))  # fmt: skip
+
+    name: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_][-_.:/A-Za-z0-9]*$",
+        description="The name clients send as `model` to use the adapter.",
+    )
+    path: str | None = Field(
+        None,
+        pattern=r"^/([^.]|\.[^.])*\.?$",
+        description="An absolute path in the pod (no `..`): in the image, or in the model's own PVC under /models/pvc.",
+    )
+    pvc: PVCSource | None = Field(None, description="A PVC (mounted read-only) and the adapter's folder in it.")
+    hugging_face: AdapterHuggingFace | None = None
 
 
 class EngineSettings(APIModel):
@@ -168,6 +200,13 @@ class InferenceModelSpec(APIModel):
 
     model: ModelSource
     served_name: DNSLabel | None = Field(None, description="The name clients send as `model`; default: metadata.name.")
+    adapters: list[Adapter] = Field(
+        default_factory=list,
+        max_length=MAX_ADAPTERS,
+        description="LoRA adapters served beside the model, each under its own name (vLLM's enable_lora; set"
+        " max_loras, max_lora_rank and the like through engine.extraArgs).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
     image: str | None = Field(None, description="The runtime image; default: the operator's setting.")
     engine: EngineSettings = sub(EngineSettings)
     serving: ServingSettings = sub(ServingSettings)

@@ -16,6 +16,7 @@ CONFIG_DIR = "/etc/vif"
 CONFIG_FILE = f"{CONFIG_DIR}/model_config.json"
 TEMPLATE_DIR = "/etc/vif-chat-template"  # not under CONFIG_DIR: a mount inside a read-only ConfigMap mount fails
 PVC_MOUNT = "/models/pvc"
+ADAPTER_PVC_DIR = "/models/adapters"  # PVCs of LoRA adapters, each at <dir>/<claim name>
 HF_CACHE = "/models/hf-cache"
 
 

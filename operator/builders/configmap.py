@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from vif.operator.builders.adapters import lora_adapters
 from vif.operator.builders.common import PVC_MOUNT, TEMPLATE_DIR, ModelRef, content_hash
 
 
@@ -48,6 +49,8 @@ def model_config(ref: ModelRef) -> dict[str, Any]:
         entry["max_model_len"] = ref.spec.engine.max_model_len
     if serving.chat_template is not None:
         entry["chat_template"] = f"{TEMPLATE_DIR}/{serving.chat_template.key}"
+    if ref.spec.adapters:
+        entry["lora_adapters"] = lora_adapters(ref)
     return {ref.served_name: entry}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import posixpath
 from typing import Any
 
+from vif.operator.builders.adapters import adapter_roots, adapter_volumes
 from vif.operator.builders.common import (
     CONFIG_DIR,
     CONFIG_FILE,
@@ -36,6 +37,8 @@ def runtime_args(ref: ModelRef) -> list[str]:
         args += ["--allowed-root", PVC_MOUNT]
     if ref.spec.serving.chat_template is not None:
         args += ["--allowed-root", TEMPLATE_DIR]
+    for root in adapter_roots(ref):
+        args += ["--allowed-root", root]
     return args + list(ref.spec.engine.extra_args)
 
 
@@ -67,7 +70,8 @@ def resources(ref: ModelRef) -> dict[str, Any]:
 
 
 def volumes(ref: ModelRef, config_name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Volumes and their mounts: config, the writable emptyDirs (`security.writable_volumes`), the model's storage."""
+    """Volumes and their mounts: config, the writable emptyDirs (`security.writable_volumes`), the model's storage,
+    the adapters' PVCs."""
     vols: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": config_name}},
     ]
@@ -86,7 +90,8 @@ def volumes(ref: ModelRef, config_name: str) -> tuple[list[dict[str, Any]], list
             {"name": "model", "persistentVolumeClaim": {"claimName": ref.spec.model.pvc.claim_name, "readOnly": True}}
         )
         mounts.append({"name": "model", "mountPath": PVC_MOUNT, "readOnly": True})
-    return vols, mounts
+    adapter_vols, adapter_mounts = adapter_volumes(ref)
+    return vols + adapter_vols, mounts + adapter_mounts
 
 
 def build_deployment(ref: ModelRef, settings: OperatorSettings, configmap: dict[str, Any]) -> dict[str, Any]:

@@ -73,7 +73,7 @@ def test_cel_rules_that_span_engine_and_resources() -> None:
 def test_names_must_make_valid_child_names() -> None:
     """The model's name becomes its Service's: a DNS-1035 label, checked at admission on metadata.name."""
     root = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    rule, routed = root["x-kubernetes-validations"]
+    rule, routed, _ = root["x-kubernetes-validations"]
     assert "self.metadata.name.size() <= 63" in rule["rule"]
     assert "self.metadata.name.size() <= 54" in routed["rule"] and "spec.routing" in routed["rule"]
     assert len(f"{'a' * 54}-replicas") == 63  # the router's Service of the replicas, a DNS-1035 label
@@ -84,6 +84,17 @@ def test_names_must_make_valid_child_names() -> None:
     for name in ("my.model", "1chat", "chat-", "Chat"):
         assert not re.fullmatch(found.group(1), name), name
     assert len(f"{'a' * 63}-config-{'0' * 10}") <= 253  # the content-hashed ConfigMap, a DNS subdomain
+
+
+def test_adapters_have_unique_names_and_one_source_each() -> None:
+    root = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    adapters = root["properties"]["spec"]["properties"]["adapters"]
+    assert (adapters["x-kubernetes-list-type"], adapters["x-kubernetes-list-map-keys"]) == ("map", ["name"])
+    assert adapters["maxItems"] == 32 and adapters["items"]["required"] == ["name"]
+    (one_source,) = adapters["items"]["x-kubernetes-validations"]
+    assert one_source["message"] == "set exactly one of path, pvc and huggingFace in each of adapters"
+    name_rule = root["x-kubernetes-validations"][2]
+    assert "self.spec.servedName : self.metadata.name" in name_rule["rule"]
 
 
 def test_yaml_has_no_anchors() -> None:

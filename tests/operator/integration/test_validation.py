@@ -38,6 +38,12 @@ BASE = {"model": {"path": "/models/m"}}
             {**BASE, "engine": {"gpuMemoryUtilization": 0.8}},
             "engine.gpuMemoryUtilization is set but resources.gpu is 0 (a CPU model)",
         ),
+        (
+            {**BASE, "adapters": [{"name": "a", "path": "/a", "huggingFace": {"id": "org/a"}}]},
+            "set exactly one of path, pvc and huggingFace in each of adapters",
+        ),
+        ({**BASE, "adapters": [{"name": "a", "path": "/a"}, {"name": "a", "path": "/b"}]}, "Duplicate value"),
+        ({**BASE, "adapters": [{"name": "bad", "path": "/a"}]}, "an adapter cannot take the model's served name"),
     ],
 )
 def test_refused_with_a_clear_message(cluster, namespace: str, spec: dict, message: str) -> None:
