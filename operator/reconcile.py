@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from vif.operator.apply import Cluster, NameConflict, current_children, key, prune, sync_child
 from vif.operator.builders import ModelRef, OperatorSettings, build_children, wants_service_monitor
+from vif.operator.builders.routing import router_name
 from vif.operator.kube_api import APIError
 from vif.operator.policy import policy_violations
 from vif.operator.spec import InferenceModelSpec
@@ -70,7 +71,8 @@ def reconcile(body: dict[str, Any], cluster: Cluster, settings: OperatorSettings
         if exc.transient or exc.status == 404:
             raise
         return failure_outcome(body, "ApplyFailed", exc.message)
-    status = build_status(ref, deployment, body["metadata"].get("generation"), _conditions(body))
+    router = applied.get(("Deployment", router_name(ref)))
+    status = build_status(ref, deployment, body["metadata"].get("generation"), _conditions(body), router)
     return Outcome(status, None, tuple(pruned))
 
 

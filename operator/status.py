@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from vif.operator.builders import ModelRef
+from vif.operator.builders.routing import wants_router
 
 
 def now() -> str:
@@ -89,14 +90,37 @@ def with_transition_times(new: list[dict[str, Any]], old: list[dict[str, Any]]) 
     return stamped
 
 
+def with_router(
+    conditions: list[dict[str, Any]], router: dict[str, Any] | None, generation: int | None
+) -> list[dict[str, Any]]:
+    """A model behind a router is Ready only while a router pod is: clients reach the replicas through it."""
+    ready = (router or {}).get("status", {}).get("readyReplicas", 0)
+    if ready >= 1:
+        return conditions
+    if router is None:
+        message = "the router's Deployment does not exist yet"
+    else:
+        message = f"0/{router.get('spec', {}).get('replicas', 1)} router replicas ready"
+    return [
+        condition("Ready", False, "RouterNotReady", message, generation)
+        if c["type"] == "Ready" and c["status"] == "True"
+        else c
+        for c in conditions
+    ]
+
+
 def build_status(
     ref: ModelRef,
     deployment: dict[str, Any] | None,
     generation: int | None,
     old_conditions: list[dict[str, Any]],
+    router: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """`router`: the router's Deployment when the model has one (spec.routing), else None and not consulted."""
     dstatus = (deployment or {}).get("status", {})
     conditions = rollout_conditions(deployment, generation)
+    if wants_router(ref):
+        conditions = with_router(conditions, router, generation)
     selector = ",".join(f"{k}={v}" for k, v in sorted(ref.selector().items()))
     return {
         "observedGeneration": generation,

@@ -115,6 +115,7 @@ def build_router_deployment(ref: ModelRef, settings: OperatorSettings) -> dict[s
     }
     if ref.spec.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": name} for name in ref.spec.image_pull_secrets]
+    pod_spec.update(router_placement(ref))
     spec = {
         "replicas": ref.spec.routing.replicas,
         "selector": {"matchLabels": router_selector(ref.name)},
@@ -123,14 +124,47 @@ def build_router_deployment(ref: ModelRef, settings: OperatorSettings) -> dict[s
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _metadata(ref, router_name(ref)), "spec": spec}
 
 
+def router_placement(ref: ModelRef) -> dict[str, Any]:
+    """Where the router's pods may run: the model's tolerations and priority (so it can share the model's tainted
+    node pool, and is not evicted before the replicas it fronts), not its node selector or affinity (those pick
+    accelerators a proxy does not need); replicas spread over nodes, so one node's loss leaves a router."""
+    placement: dict[str, Any] = {}
+    if ref.spec.tolerations:
+        placement["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in ref.spec.tolerations]
+    if ref.spec.priority_class_name:
+        placement["priorityClassName"] = ref.spec.priority_class_name
+    if ref.spec.routing is not None and ref.spec.routing.replicas > 1:
+        placement["topologySpreadConstraints"] = [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": router_selector(ref.name)},
+            }
+        ]
+    return placement
+
+
+def build_router_pdb(ref: ModelRef) -> dict[str, Any] | None:
+    """With more than one router replica, a drain takes them one at a time (one replica gets no PDB: it would
+    block node drains forever)."""
+    if ref.spec.routing is None or ref.spec.routing.replicas <= 1:
+        return None
+    spec = {"maxUnavailable": 1, "selector": {"matchLabels": router_selector(ref.name)}}
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": _metadata(ref, router_name(ref)),
+            "spec": spec}  # fmt: skip
+
+
 def build_router_children(ref: ModelRef, settings: OperatorSettings) -> list[dict[str, Any]]:
     """The router's children in apply order (its identity before its pods), or none without a router."""
     if not wants_router(ref):
         return []
-    return [
+    children = [
         build_router_service_account(ref),
         build_router_role(ref),
         build_router_role_binding(ref),
         build_replicas_service(ref),
         build_router_deployment(ref, settings),
     ]
+    pdb = build_router_pdb(ref)
+    return children + ([pdb] if pdb is not None else [])

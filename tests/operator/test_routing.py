@@ -15,6 +15,7 @@ from vif.operator.kube_api import KINDS
 from vif.operator.names import MODEL_LABEL, router_selector, selector
 from vif.operator.reconcile import reconcile
 from vif.operator.spec import InferenceModelSpec
+from vif.operator.status import build_status
 
 SETTINGS = OperatorSettings(runtime_image="registry.local/vif-runtime:test")
 MODEL = {"model": {"path": "/models/SmolLM2-135M-Instruct"}, "servedName": "smollm2"}
@@ -184,3 +185,39 @@ def test_a_router_name_taken_by_another_object_is_a_conflict() -> None:
     assert outcome.failure is not None and outcome.failure[0] == "NameConflict"
     assert "Deployment/chat-router" in outcome.failure[1]
     assert api.writes() == []
+
+
+def test_router_replicas_spread_and_drain_one_at_a_time() -> None:
+    spec = {**ROUTED, "tolerations": [{"key": "gpu", "operator": "Exists"}], "priorityClassName": "serving"}
+    spec |= {"nodeSelector": {"accel": "l4"}}
+    objs = children(spec)
+    pod = objs["Deployment", "chat-router"]["spec"]["template"]["spec"]
+    assert pod["tolerations"] == [{"key": "gpu", "operator": "Exists"}] and pod["priorityClassName"] == "serving"
+    assert "nodeSelector" not in pod and "affinity" not in pod  # accelerators are the replicas' concern
+    [spread] = pod["topologySpreadConstraints"]
+    assert (
+        spread["labelSelector"]["matchLabels"] == objs["Deployment", "chat-router"]["spec"]["selector"]["matchLabels"]
+    )
+    pdb = objs["PodDisruptionBudget", "chat-router"]
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": spread["labelSelector"]}
+
+
+def test_one_router_replica_has_no_pdb_and_no_spread() -> None:
+    objs = children({**MODEL, "routing": {"replicas": 1}})
+    assert ("PodDisruptionBudget", "chat-router") not in objs
+    assert "topologySpreadConstraints" not in objs["Deployment", "chat-router"]["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize(
+    ("router_ready", "reason"),
+    [(None, "RouterNotReady"), (0, "RouterNotReady"), (1, "ReplicasReady")],
+)
+def test_a_routed_model_is_ready_only_with_a_ready_router(router_ready: int | None, reason: str) -> None:
+    ref = ref_of(ROUTED)
+    replicas = {"metadata": {"generation": 1}, "spec": {"replicas": 1},
+                "status": {"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1, "observedGeneration": 1}}  # fmt: skip
+    router = None if router_ready is None else {"spec": {"replicas": 2}, "status": {"readyReplicas": router_ready}}
+    ready = build_status(ref, replicas, 1, [], router)["conditions"][0]
+    assert (ready["type"], ready["reason"], ready["status"]) == ("Ready", reason, str(reason == "ReplicasReady"))
+    unrouted = build_status(ref_of(MODEL), replicas, 1, [])["conditions"][0]
+    assert unrouted["status"] == "True"  # without a router, no router is consulted
