@@ -8,7 +8,8 @@
   second test and is reverted by a forced apply.
 - **Hand replicas over.** With autoscaling the Deployment manifest has no `replicas`; applied as is, server-side
   apply would drop the field and Kubernetes would default it to 1. First another field manager takes the
-  current count (as Kubernetes documents for moving `replicas` to an HPA), so it is kept until the HPA acts.
+  current count (as Kubernetes documents for moving `replicas` to an HPA), so it is kept until the autoscaler
+  (the operator's HPA, or KEDA's) acts; the operator never sets it again while one does.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from vif.operator.names import APPLIED_HASH, FIELD_MANAGER, controller_uid
 from vif.operator.watch_cache import ChildCache, InstalledCRDs
 
 HANDOVER_MANAGER = f"{FIELD_MANAGER}-handover"
+# A child that must be gone before the one replacing it is created (same name): KEDA's admission webhook refuses
+# a ScaledObject for a Deployment that another HPA scales.
+REPLACES = {"ScaledObject": "HorizontalPodAutoscaler"}
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,7 @@ def sync_child(cluster: Cluster, ref: ModelRef, desired: dict[str, Any], live: d
         return live
     CHILD_APPLIES.labels("applied").inc()
     if live is None:
+        _retire_replaced(cluster, ref, marked)
         result = _create(cluster.api, ref, marked)
     else:
         if marked["kind"] == "Deployment" and "replicas" not in marked["spec"]:
@@ -109,6 +114,18 @@ def _create(api: KubeAPI, ref: ModelRef, marked: dict[str, Any]) -> dict[str, An
     if live is None or controller_uid(live) != ref.uid:
         raise NameConflict(marked["kind"], marked["metadata"]["name"], controller_uid(live or {}))
     return api.apply(marked, force=True)
+
+
+def _retire_replaced(cluster: Cluster, ref: ModelRef, child: dict[str, Any]) -> None:
+    """Delete this model's child that `child` replaces (`REPLACES`), if any; asked of the API server, since at
+    start-up the watches may not have listed it yet. Costs a request only when the replacement is created."""
+    kind, name = REPLACES.get(child["kind"]), child["metadata"]["name"]
+    if kind is None:
+        return
+    old = cluster.children.get(kind, ref.namespace, ref.name, name) or cluster.api.get(kind, ref.namespace, name)
+    if old is not None and controller_uid(old) == ref.uid:
+        cluster.api.delete(kind, ref.namespace, name, old["metadata"]["uid"])
+        cluster.children.saw(kind, old, deleted=True)
 
 
 def _hand_over_replicas(api: KubeAPI, live: dict[str, Any]) -> None:
@@ -157,5 +174,7 @@ def prune(cluster: Cluster, ref: ModelRef, desired: list[dict[str, Any]], deploy
         if kind == "ConfigMap" and (not retired_configs_ok or meta["name"] in in_use):
             continue
         cluster.api.delete(kind, ref.namespace, meta["name"], meta["uid"])
+        # Forget it at once: its kind may be gone with its CRD (KEDA's ScaledObject), and then no watch says so.
+        cluster.children.saw(kind, obj, deleted=True)
         deleted.append(f"{kind}/{meta['name']}")
     return deleted

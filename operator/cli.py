@@ -23,6 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     scope.add_argument("--namespace", "-n", action="append", default=[], help="watch this namespace (repeatable)")
     scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace (the default)")
     parser.add_argument("--runtime-image", default=os.environ.get("VIF_RUNTIME_IMAGE", OperatorSettings.runtime_image))
+    parser.add_argument(
+        "--prometheus-address",
+        default=os.environ.get("VIF_PROMETHEUS_ADDRESS", ""),
+        help="the Prometheus KEDA's triggers query for the models' load, e.g. http://prometheus-operated.monitoring:9090",
+    )
     parser.add_argument("--health-port", type=int, default=8080, help="liveness endpoint: GET /healthz")
     parser.add_argument(
         "--peering", default=None, help="kopf peering name, so replicas do not fight (needs crds/kopf-peering.yaml)"
@@ -54,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     cluster = Cluster(
         api, ChildCache(), InstalledCRDs(lambda name: api.get("CustomResourceDefinition", None, name) is not None)
     )
-    settings = OperatorSettings(runtime_image=args.runtime_image, policy=policy_from_args(args))
+    settings = OperatorSettings(args.runtime_image, policy_from_args(args), args.prometheus_address)
     memo = kopf.Memo(cluster=cluster, settings=settings, workers=args.workers)  # handlers.configure adds the rest
     kopf.run(
         clusterwide=not args.namespace,

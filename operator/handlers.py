@@ -19,7 +19,7 @@ from vif.operator.kube_api import KINDS, APIError, retry_delay
 from vif.operator.metrics import RECONCILE_SECONDS, RECONCILES
 from vif.operator.model_runs import ModelKey, ModelRuns
 from vif.operator.names import MANAGED, MODEL_LABEL, label_selector
-from vif.operator.reconcile import reconcile
+from vif.operator.reconcile import CHILD_CRDS, reconcile
 from vif.operator.spec import GROUP, KIND, PLURAL, VERSION
 from vif.operator.watch_cache import ModelCache, is_newer
 
@@ -99,7 +99,14 @@ async def model_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: A
 
 @kopf.on.event("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 async def crd_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
-    memo.cluster.crds.saw(body["metadata"]["name"], deleted=type == "DELETED")
+    """Which CRDs exist. When one that shapes the models' children is installed or goes (KEDA's: a ScaledObject or
+    an HPA; the Prometheus Operator's: a ServiceMonitor), every model converges again; a CRD being deleted counts
+    as gone (no new objects of it are accepted)."""
+    meta = body["metadata"]
+    gone = type == "DELETED" or bool(meta.get("deletionTimestamp"))
+    if memo.cluster.crds.saw(meta["name"], deleted=gone) and type is not None and meta["name"] in CHILD_CRDS:
+        for key in memo.models.held():
+            memo.runs.trigger(key)
 
 
 def child_changed(kind: str, body: kopf.Body, type: str | None, memo: kopf.Memo) -> None:

@@ -6,20 +6,22 @@ way. A model whose children already match costs no API request (see `apply`), so
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import ValidationError
 
 from vif.operator.apply import Cluster, NameConflict, current_children, key, prune, sync_child
 from vif.operator.builders import ModelRef, OperatorSettings, build_children, wants_service_monitor
+from vif.operator.builders.keda import SCALED_OBJECT_CRD, autoscaling_problem
 from vif.operator.builders.routing import router_name
 from vif.operator.kube_api import APIError
 from vif.operator.policy import policy_violations
 from vif.operator.spec import InferenceModelSpec
-from vif.operator.status import build_status, failed_conditions, with_transition_times
+from vif.operator.status import build_status, condition, failed_conditions, with_transition_times
 
 SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
+CHILD_CRDS = (SERVICE_MONITOR_CRD, SCALED_OBJECT_CRD)  # the models' children depend on whether these exist
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,11 @@ def reconcile(body: dict[str, Any], cluster: Cluster, settings: OperatorSettings
     if ref.spec.monitoring.service_monitor == "on" and not crd_installed:
         return failure_outcome(body, "KindNotInstalled", f"monitoring.serviceMonitor is on but {SERVICE_MONITOR_CRD} "
                                "is not installed (the Prometheus Operator)")  # fmt: skip
-    desired = build_children(ref, settings, wants_service_monitor(ref, crd_installed))
+    keda_installed = SCALED_OBJECT_CRD in cluster.crds
+    unscaled = autoscaling_problem(ref, settings, keda_installed)
+    if unscaled is not None:  # served at spec.replicas, Degraded, rather than not at all
+        ref = replace(ref, spec=ref.spec.model_copy(update={"autoscaling": None}))
+    desired = build_children(ref, settings, wants_service_monitor(ref, crd_installed), keda_installed)
     try:
         live = current_children(cluster, ref, desired)
         applied = {key(child): sync_child(cluster, ref, child, live[key(child)]) for child in desired}
@@ -73,7 +79,9 @@ def reconcile(body: dict[str, Any], cluster: Cluster, settings: OperatorSettings
         return failure_outcome(body, "ApplyFailed", exc.message)
     router = applied.get(("Deployment", router_name(ref)))
     status = build_status(ref, deployment, body["metadata"].get("generation"), _conditions(body), router)
-    return Outcome(status, None, tuple(pruned))
+    if unscaled is not None:
+        status["conditions"] = with_degraded(status["conditions"], unscaled, status["observedGeneration"], body)
+    return Outcome(status, unscaled, tuple(pruned))
 
 
 def failure_outcome(body: dict[str, Any], reason: str, message: str) -> Outcome:
@@ -81,6 +89,16 @@ def failure_outcome(body: dict[str, Any], reason: str, message: str) -> Outcome:
     generation = body["metadata"].get("generation")
     conditions = with_transition_times(failed_conditions(reason, message, generation), _conditions(body))
     return Outcome({"observedGeneration": generation, "conditions": conditions}, (reason, message))
+
+
+def with_degraded(
+    conditions: list[dict[str, Any]], problem: tuple[str, str], generation: int | None, body: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The conditions of a model that is served, but not as asked: Degraded with the problem's reason (unless the
+    rollout's own failure already makes it Degraded: that one is the more urgent)."""
+    degraded = condition("Degraded", True, *problem, generation)
+    replaced = [degraded if c["type"] == "Degraded" and c["status"] == "False" else c for c in conditions]
+    return with_transition_times(replaced, _conditions(body))
 
 
 def _conditions(body: dict[str, Any]) -> list[dict[str, Any]]:

@@ -7,9 +7,9 @@ are CEL (`x-kubernetes-validations`) so the API server refuses bad objects befor
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "inference.vif.dev"
@@ -138,17 +138,59 @@ class Resources(APIModel):
     memory: Quantity | None = None
 
 
+AutoscalingMetric = Literal["queue", "kv-cache", "cpu"]
+# Metric names a released CRD accepted, read as their successors (`waiting-requests`: v1alpha1's first queue signal).
+DEPRECATED_METRICS = {"waiting-requests": "queue"}
+DEFAULT_TARGETS = {"queue": 5, "kv-cache": 80, "cpu": 70}  # when autoscaling.target is unset
+
+
 class Autoscaling(APIModel):
+    """Replicas between min and max on a load signal: KEDA's where installed, else an HPA (docs/autoscaling.md)."""
+
     model_config = ConfigDict(json_schema_extra=cel(
-        "self.minReplicas <= self.maxReplicas", "autoscaling.minReplicas must not exceed autoscaling.maxReplicas"
+        "self.minReplicas <= self.maxReplicas", "autoscaling.minReplicas must not exceed autoscaling.maxReplicas",
+        (
+            "self.minReplicas > 0 || self.metric != 'cpu'",
+            "autoscaling.minReplicas 0 needs metric queue or kv-cache: CPU use cannot wake a model without replicas",
+        ),
+        (
+            "!has(self.target) || self.metric != 'kv-cache' || self.target <= 100",
+            "autoscaling.target is a percentage of the KV cache with metric kv-cache: at most 100",
+        ),
     ))  # fmt: skip
 
-    min_replicas: int = Field(1, ge=1)
+    min_replicas: int = Field(1, ge=0, description="0: no replica while idle (needs KEDA; docs/autoscaling.md).")
     max_replicas: int = Field(3, ge=1)
-    metric: Literal["waiting-requests", "cpu"] = Field(
-        "waiting-requests", description="vLLM's waiting requests per pod (needs a metrics adapter), or CPU."
+    metric: AutoscalingMetric = Field(
+        "queue",
+        description="queue: vLLM's waiting + running requests per replica; kv-cache: vLLM's KV-cache usage"
+        " (percent, needs KEDA); cpu: CPU utilisation percent of the request. waiting-requests: deprecated, read"
+        " as queue.",
+        json_schema_extra={"enum": [*get_args(AutoscalingMetric), *DEPRECATED_METRICS]},
     )
-    target: int = Field(5, ge=1, description="Waiting requests per pod, or CPU utilisation percent.")
+    target: int | None = Field(
+        None,
+        ge=1,
+        description="Per replica: requests (queue), percent of the KV cache (kv-cache, at most 100) or CPU"
+        " utilisation percent (cpu); default 5, 80 and 70.",
+    )
+    scale_down_delay_seconds: int = Field(
+        300,
+        ge=0,
+        le=3600,  # the longest scale-down stabilisation window an HPA accepts
+        description="How long the load must stay low before replicas are removed (the HPA's scale-down"
+        " stabilisation window; with KEDA also the wait before the last replica goes).",
+    )
+
+    @field_validator("metric", mode="before")
+    @classmethod
+    def _renamed_metric(cls, value: Any) -> Any:
+        return DEPRECATED_METRICS.get(value, value) if isinstance(value, str) else value
+
+    @property
+    def target_value(self) -> int:
+        """`target`, or the metric's default."""
+        return self.target if self.target is not None else DEFAULT_TARGETS[self.metric]
 
 
 class Monitoring(APIModel):

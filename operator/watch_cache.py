@@ -103,6 +103,11 @@ class ModelCache:
             found = self._models.get((namespace, name))
         return json.loads(found[2]) if found else None
 
+    def held(self) -> list[tuple[str, str]]:
+        """Every model held, as (namespace, name)."""
+        with self._lock:
+            return list(self._models)
+
 
 class InstalledCRDs:
     """Which CRDs exist: from CRD watch events, or asked once when no event has told yet."""
@@ -112,9 +117,12 @@ class InstalledCRDs:
         self._lock = threading.Lock()
         self._known: dict[str, bool] = {}
 
-    def saw(self, name: str, deleted: bool) -> None:
+    def saw(self, name: str, deleted: bool) -> bool:
+        """Record an event of the CRD; True when it tells something new (installed, or gone)."""
         with self._lock:
+            changed = self._known.get(name) != (not deleted)
             self._known[name] = not deleted
+            return changed
 
     def __contains__(self, name: object) -> bool:
         assert isinstance(name, str)

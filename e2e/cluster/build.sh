@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
 # kwok) and helm from Go modules into a cache directory keyed by their versions, plus the data
-# files up.sh and the e2e tests need (kwok's Stage objects, the ServiceMonitor CRD).
+# files up.sh and the e2e tests need (kwok's Stage objects, the ServiceMonitor CRD; KEDA's CRDs: keda-crds.sh).
 #
 #   e2e/cluster/build.sh              build unless the cache already holds everything
 #   e2e/cluster/build.sh --print-dir  print the cache directory and exit
@@ -49,6 +49,9 @@ if ! command -v kubectl >/dev/null; then
 		exit 1
 	fi
 fi
+
+# KEDA's CRDs, cached apart (by KEDA's version), so pinning another one does not rebuild the binaries.
+"$HERE/keda-crds.sh"
 
 if complete "$BIN_DIR"; then
 	echo "cluster binaries are cached in $BIN_DIR"

@@ -8,6 +8,7 @@ from vif.operator.builders.common import ModelRef, OperatorSettings, content_has
 from vif.operator.builders.configmap import build_configmap
 from vif.operator.builders.deployment import build_deployment
 from vif.operator.builders.identity import build_service_account
+from vif.operator.builders.keda import build_scaled_object
 from vif.operator.builders.networking import build_service, build_service_monitor
 from vif.operator.builders.routing import build_router_children
 from vif.operator.builders.scaling import build_hpa, build_pdb
@@ -21,6 +22,7 @@ CHILD_KINDS = (
     "HorizontalPodAutoscaler",
     "PodDisruptionBudget",
     "ServiceMonitor",
+    "ScaledObject",
     "Role",
     "RoleBinding",
 )
@@ -31,14 +33,17 @@ def wants_service_monitor(ref: ModelRef, crd_installed: bool) -> bool:
     return mode == "on" or (mode == "auto" and crd_installed)
 
 
-def build_children(ref: ModelRef, settings: OperatorSettings, service_monitor_crd: bool) -> list[dict[str, Any]]:
+def build_children(
+    ref: ModelRef, settings: OperatorSettings, service_monitor_crd: bool, keda_crd: bool = False
+) -> list[dict[str, Any]]:
     """Every child the model should have now, in apply order (the ServiceAccount and the ConfigMap before the pods
-    that use them; the router's after the Service it fronts)."""
+    that use them; the router's after the Service it fronts). With KEDA's CRD a ScaledObject stands for the HPA."""
     configmap = build_configmap(ref)
     children = [c for c in (build_service_account(ref), configmap) if c is not None]
     children += [build_deployment(ref, settings, configmap), build_service(ref)]
     children += build_router_children(ref, settings)
-    children += [c for c in (build_hpa(ref), build_pdb(ref)) if c is not None]
+    autoscaler = build_scaled_object(ref, settings) if keda_crd else build_hpa(ref)
+    children += [c for c in (autoscaler, build_pdb(ref)) if c is not None]
     if wants_service_monitor(ref, service_monitor_crd):
         children.append(build_service_monitor(ref))
     return children

@@ -22,10 +22,12 @@ HF_CACHE = "/models/hf-cache"
 
 @dataclass(frozen=True)
 class OperatorSettings:
-    """What the operator brings to every model: the default runtime image, and the policy models must meet."""
+    """What the operator brings to every model: the default runtime image, the policy models must meet, and the
+    Prometheus KEDA's triggers query (empty: none known)."""
 
     runtime_image: str = "vif-runtime:0.1.0"
     policy: Policy = field(default_factory=Policy)
+    prometheus_address: str = ""
 
 
 @dataclass(frozen=True)

@@ -6,27 +6,45 @@ from typing import Any
 
 from vif.operator.builders.common import ModelRef
 
-# vLLM exports `vllm:num_requests_waiting`; a Prometheus adapter serves it to the HPA under this name.
-WAITING_METRIC = "vllm_num_requests_waiting"
+# The queue signal as a pods metric: the runtime's gauge of requests being served (waiting in vLLM or running),
+# under its own name, which a metrics adapter (such as prometheus-adapter) serves to the HPA. vLLM's own
+# `vllm:num_requests_*` gauges, which KEDA's query adds up (`keda.py`), are two series an HPA cannot add.
+QUEUE_POD_METRIC = "vif_requests_in_flight"
+# Lets KEDA's admission webhook accept the ScaledObject that replaces this HPA once KEDA is installed: it refuses one
+# for a Deployment another HPA scales, and its cache may still hold this HPA just after the operator deleted it.
+KEDA_HPA_CHECK_OFF = {"validations.keda.sh/hpa-ownership": "false"}
 
 
 def build_hpa(ref: ModelRef) -> dict[str, Any] | None:
+    """The HPA without KEDA: `queue` or `cpu` (`kv-cache` and minReplicas 0 need KEDA: `keda.autoscaling_problem`)."""
     scaling = ref.spec.autoscaling
     if scaling is None:
         return None
     if scaling.metric == "cpu":
-        target = {"type": "Utilization", "averageUtilization": scaling.target}
+        target = {"type": "Utilization", "averageUtilization": scaling.target_value}
         metric = {"type": "Resource", "resource": {"name": "cpu", "target": target}}
     else:
-        target = {"type": "AverageValue", "averageValue": str(scaling.target)}
-        metric = {"type": "Pods", "pods": {"metric": {"name": WAITING_METRIC}, "target": target}}
+        target = {"type": "AverageValue", "averageValue": str(scaling.target_value)}
+        metric = {"type": "Pods", "pods": {"metric": {"name": QUEUE_POD_METRIC}, "target": target}}
     spec = {
-        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": ref.name},
+        "scaleTargetRef": deployment_target(ref),
         "minReplicas": scaling.min_replicas,
         "maxReplicas": scaling.max_replicas,
         "metrics": [metric],
+        "behavior": scale_down_behavior(scaling.scale_down_delay_seconds),
     }
-    return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": ref.metadata(), "spec": spec}
+    metadata = {**ref.metadata(), "annotations": KEDA_HPA_CHECK_OFF}
+    return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": metadata, "spec": spec}
+
+
+def deployment_target(ref: ModelRef) -> dict[str, str]:
+    """What an autoscaler scales: the model's (runtime) Deployment."""
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "name": ref.name}
+
+
+def scale_down_behavior(delay_seconds: int) -> dict[str, Any]:
+    """An HPA's behavior: replicas go only once the load has been low for `delay_seconds`."""
+    return {"scaleDown": {"stabilizationWindowSeconds": delay_seconds}}
 
 
 def build_pdb(ref: ModelRef) -> dict[str, Any] | None:

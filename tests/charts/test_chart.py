@@ -18,6 +18,7 @@ VALUE_SETS = {
     "defaults": [],
     "namespaced-ha": ["--set", "replicaCount=2", "--set", "watchNamespaces={team-a,team-b}"],
     "monitored": ["--set", "serviceMonitor.enabled=true", "--set", "image.tag=dev", "--set", "runtimeImage=r:1"],
+    "autoscaled": ["--set", "autoscaling.prometheusAddress=http://prometheus-operated.monitoring.svc:9090"],
     "policy-loosened": [
         "--set", "policy.allowedImagePrefixes={reg:5000/ml,reg.io/team/}",
         "--set", "policy.allowedServiceAccounts={models}",
@@ -106,6 +107,15 @@ def test_service_monitor_only_when_asked() -> None:
 
 def operator_args(docs: list[dict[str, Any]]) -> list[str]:
     return next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_the_prometheus_address_reaches_the_operator_and_scaled_objects_are_allowed() -> None:
+    assert not [a for a in operator_args(render([])) if a.startswith("--prometheus-address")]
+    docs = render(VALUE_SETS["autoscaled"])
+    assert "--prometheus-address=http://prometheus-operated.monitoring.svc:9090" in operator_args(docs)
+    (models,) = [d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"].endswith("-models")]
+    assert {"apiGroups": ["keda.sh"], "resources": ["scaledobjects"],
+            "verbs": ["get", "list", "watch", "create", "patch", "delete"]} in models["rules"]  # fmt: skip
 
 
 def test_policy_values_reach_the_operator_and_the_admission_policy() -> None:

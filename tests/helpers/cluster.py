@@ -69,6 +69,15 @@ def cached_tool(name: str) -> Path:
     return found[-1]
 
 
+def cached_keda_crd(name: str) -> Path:
+    """One of KEDA's CRDs at the version e2e/cluster/keda-crds.sh pins, as `make cluster-build` fetched them."""
+    script = REPO / "e2e" / "cluster" / "keda-crds.sh"
+    found = Path(subprocess.run([script, "--print-dir"], capture_output=True, text=True, check=True).stdout.strip())
+    if not (found / name).is_file():
+        pytest.fail(f"{name} is not in {found}: run `make cluster-build`")
+    return found / name
+
+
 def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KUBECONFIG": str(KUBECONFIG)}
     result = subprocess.run([str(cached_tool("helm")), *args], capture_output=True, text=True, env=env, check=False)

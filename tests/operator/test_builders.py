@@ -139,13 +139,15 @@ def test_pvc_chat_template_api_key_and_env() -> None:
 
 
 @pytest.mark.parametrize(("metric", "expected"), [
-    ("waiting-requests", {"type": "Pods", "pods": {"metric": {"name": "vllm_num_requests_waiting"}, "target": {"type": "AverageValue", "averageValue": "5"}}}),
-    ("cpu", {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 5}}}),
+    ("queue", {"type": "Pods", "pods": {"metric": {"name": "vif_requests_in_flight"}, "target": {"type": "AverageValue", "averageValue": "5"}}}),
+    ("waiting-requests", {"type": "Pods", "pods": {"metric": {"name": "vif_requests_in_flight"}, "target": {"type": "AverageValue", "averageValue": "5"}}}),
+    ("cpu", {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}),
 ])  # fmt: skip
 def test_autoscaling(metric: str, expected: dict[str, Any]) -> None:
     objs = children({**CPU_MODEL, "autoscaling": {"minReplicas": 2, "maxReplicas": 5, "metric": metric}})
     hpa = objs["HorizontalPodAutoscaler"]["spec"]
     assert (hpa["minReplicas"], hpa["maxReplicas"], hpa["metrics"]) == (2, 5, [expected])
+    assert hpa["behavior"] == {"scaleDown": {"stabilizationWindowSeconds": 300}}
     assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "chat"}
     assert "replicas" not in objs["Deployment"]["spec"]  # the HPA owns the count
     assert objs["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1

@@ -146,3 +146,24 @@ def test_late_watch_events_never_take_the_status_back(memo: kopf.Memo) -> None:
     asyncio.run(handlers.model_event(body=stale_model, type="MODIFIED", memo=memo))  # and a late model event
     handlers.child_changed("Deployment", deployment, "MODIFIED", memo)
     assert api.objects[("InferenceModel", "team", "chat")]["status"]["readyReplicas"] == 1
+
+
+def test_installing_kedas_crd_converges_every_model_once(memo: kopf.Memo) -> None:
+    api: FakeKubeAPI = memo.cluster.api
+    body = stored_model(memo, {**SPEC, "autoscaling": {"metric": "cpu"}})
+    memo.models.saw(body, deleted=False)
+    handlers.converge(body, memo)
+    assert ("HorizontalPodAutoscaler", "team", "chat") in api.objects
+    for (kind, _, _), obj in api.objects.items():
+        memo.cluster.children.saw(kind, obj, deleted=False)
+
+    crd = {"metadata": {"name": "scaledobjects.keda.sh"}}
+    asyncio.run(handlers.crd_event(body=crd, type="ADDED", memo=memo))
+    assert ("ScaledObject", "team", "chat") in api.objects
+    assert ("HorizontalPodAutoscaler", "team", "chat") not in api.objects
+    api.calls.clear()
+    asyncio.run(handlers.crd_event(body=crd, type="MODIFIED", memo=memo))  # its status: nothing new
+    assert api.calls == []
+    terminating = {"metadata": {**crd["metadata"], "deletionTimestamp": "2025-01-01T00:00:00Z"}}
+    asyncio.run(handlers.crd_event(body=terminating, type="MODIFIED", memo=memo))
+    assert ("HorizontalPodAutoscaler", "team", "chat") in api.objects  # gone as soon as it is being deleted

@@ -53,6 +53,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [monitoring.coreos.com]
   resources: [servicemonitors]
   verbs: [get, list, watch, create, patch, delete]
+# KEDA's ScaledObject, instead of the HPA where KEDA is installed (docs/autoscaling.md).
+- apiGroups: [keda.sh]
+  resources: [scaledobjects]
+  verbs: [get, list, watch, create, patch, delete]
 # The router's identity (spec.routing): a Role and its RoleBinding per model.
 - apiGroups: [rbac.authorization.k8s.io]
   resources: [roles, rolebindings]

@@ -18,6 +18,15 @@ BASE = {"model": {"path": "/models/m"}}
             "autoscaling.minReplicas must not exceed autoscaling.maxReplicas",
         ),
         (
+            {**BASE, "autoscaling": {"minReplicas": 0, "metric": "cpu"}},
+            "autoscaling.minReplicas 0 needs metric queue or kv-cache",
+        ),
+        (
+            {**BASE, "autoscaling": {"metric": "kv-cache", "target": 101}},
+            "autoscaling.target is a percentage of the KV cache with metric kv-cache: at most 100",
+        ),
+        ({**BASE, "autoscaling": {"scaleDownDelaySeconds": 3601}}, "should be less than or equal to 3600"),
+        (
             {**BASE, "resources": {"gpu": -1}},
             "spec.resources.gpu: Invalid value: -1: spec.resources.gpu in body should be greater than or equal to 0",
         ),
@@ -67,6 +76,16 @@ def test_names_that_make_invalid_child_names_are_refused(cluster, namespace: str
 def test_gpu_model_within_its_gpus_is_accepted(cluster, namespace: str) -> None:
     spec = {**BASE, "resources": {"gpu": 2}, "engine": {"tensorParallelSize": 2, "gpuMemoryUtilization": 0.8}}
     kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(model_manifest("m" * 63, spec)))
+
+
+def test_scale_to_zero_and_the_deprecated_metric_are_accepted(cluster, namespace: str) -> None:
+    idle = {**BASE, "autoscaling": {"minReplicas": 0, "metric": "kv-cache", "target": 100}}
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(model_manifest("idle", idle)))
+    old = {**BASE, "autoscaling": {"metric": "waiting-requests"}}
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(model_manifest("old", old)))
+    spec = yaml.safe_load(kubectl("get", "im", "old", "-n", namespace, "-o", "yaml").stdout)["spec"]
+    assert spec["autoscaling"] == {"minReplicas": 1, "maxReplicas": 3, "metric": "waiting-requests",
+                                   "scaleDownDelaySeconds": 300}  # fmt: skip
 
 
 def test_defaults_are_filled_by_the_api_server(cluster, namespace: str) -> None:
