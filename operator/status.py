@@ -109,6 +109,20 @@ def with_router(
     ]
 
 
+def wakes_from_zero(ref: ModelRef) -> bool:
+    """An autoscaler may take the model to zero replicas, and a router holds its requests meanwhile: at zero it
+    still serves, a replica coming back for the first request."""
+    scaling = ref.spec.autoscaling
+    return scaling is not None and scaling.min_replicas == 0 and wants_router(ref)
+
+
+def _serving_from_zero(cond: dict[str, Any], generation: int | None) -> dict[str, Any]:
+    if cond["type"] != "Ready" or cond["reason"] != "ScaledToZero":
+        return cond
+    message = "scaled to zero while idle: the router holds the next request until a replica is ready"
+    return condition("Ready", True, "ScaledToZero", message, generation)
+
+
 def build_status(
     ref: ModelRef,
     deployment: dict[str, Any] | None,
@@ -119,6 +133,8 @@ def build_status(
     """`router`: the router's Deployment when the model has one (spec.routing), else None and not consulted."""
     dstatus = (deployment or {}).get("status", {})
     conditions = rollout_conditions(deployment, generation)
+    if wakes_from_zero(ref) and deployment is not None and deployment.get("spec", {}).get("replicas", 1) == 0:
+        conditions = [_serving_from_zero(c, generation) for c in conditions]
     if wants_router(ref):
         conditions = with_router(conditions, router, generation)
     selector = ",".join(f"{k}={v}" for k, v in sorted(ref.selector().items()))

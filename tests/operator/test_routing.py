@@ -221,3 +221,16 @@ def test_a_routed_model_is_ready_only_with_a_ready_router(router_ready: int | No
     assert (ready["type"], ready["reason"], ready["status"]) == ("Ready", reason, str(reason == "ReplicasReady"))
     unrouted = build_status(ref_of(MODEL), replicas, 1, [])["conditions"][0]
     assert unrouted["status"] == "True"  # without a router, no router is consulted
+
+
+def test_at_zero_a_model_that_wakes_on_requests_is_ready() -> None:
+    scaled = {"metadata": {"generation": 1}, "spec": {"replicas": 0}, "status": {"observedGeneration": 1}}
+    router = {"spec": {"replicas": 1}, "status": {"readyReplicas": 1}}
+    autoscaling = {"minReplicas": 0, "maxReplicas": 3}
+    woken = build_status(ref_of({**ROUTED, "autoscaling": autoscaling}), scaled, 1, [], router)["conditions"][0]
+    assert (woken["status"], woken["reason"]) == ("True", "ScaledToZero")
+    without_router = build_status(ref_of({**MODEL, "autoscaling": autoscaling}), scaled, 1, [])["conditions"][0]
+    assert (without_router["status"], without_router["reason"]) == ("False", "ScaledToZero")  # nothing would wake it
+    router_down = {"spec": {"replicas": 1}, "status": {"readyReplicas": 0}}
+    held = build_status(ref_of({**ROUTED, "autoscaling": autoscaling}), scaled, 1, [], router_down)["conditions"][0]
+    assert held["status"] == "False"
