@@ -7,7 +7,7 @@ MODEL_DIR := models/SmolLM2-135M-Instruct
 CONFIG := runtime/conf/model_config.json
 
 .PHONY: help install model run test unit integration cluster-test lint format bench lock clean crds e2e e2e-kind \
-	operator-install-check bench-operator bench-abuse bench-routing
+	operator-install-check bench-operator bench-abuse bench-routing profile
 
 help:
 	@echo "make run | test | unit | integration | cluster-test | lint | format | bench | model | install"
@@ -76,7 +76,7 @@ crds: install
 	cp crds/*.yaml charts/vif-operator/crds/
 
 bench: model
-	$(PY) tests/bench/serving_bench.py --config $(CONFIG) --model-name smollm2-135m-instruct
+	$(PY) tests/bench/serving_bench.py --config $(CONFIG) --model-name smollm2-135m-instruct $(BENCH_ARGS)
 
 # 16 concurrent ~2 MB bodies while probing /health: the probe's p99 on vif and on vLLM's own server.
 bench-abuse: model
@@ -92,6 +92,15 @@ N ?= 100
 IDLE ?= 300
 bench-operator: install cluster-up
 	$(PY) tests/bench/operator_bench.py --models $(N) --idle-seconds $(IDLE)
+
+# The runtime's front end under the front-end-bound load, sampled by py-spy (kept out of the project's venv):
+# a flame graph and the busiest functions, in bench-results/.
+PY_SPY := .cache/py-spy/bin/py-spy
+$(PY_SPY):
+	python3 -m venv .cache/py-spy && .cache/py-spy/bin/pip install --quiet py-spy==0.4.3
+
+profile: model $(PY_SPY)
+	$(PY) tests/bench/profile_frontend.py --config $(CONFIG) --model-name smollm2-135m-instruct --py-spy $(PY_SPY)
 
 # Re-pin the environment from what is installed in $(VENV) (after changing versions by hand).
 lock: install

@@ -285,7 +285,7 @@ def main_bench() -> int:
     )
     print_table(rounds)
     print(f"raw per-round numbers: {out_path}; wall time {(time.monotonic() - started) / 60:.1f} min")
-    return report_failures(rounds)
+    return report_failures({f"round {i + 1} {arm}": r for i, rnd in enumerate(rounds) for arm, r in rnd.items()})
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Serving benchmark: the vif runtime against vLLM's own OpenAI server, same model, same engine settings.
 
-Both servers are driven by vLLM's serving benchmark (random 128-token prompts, 64 output tokens with EOS
-ignored, bounded concurrency, streaming /v1/chat/completions) and compared on request throughput, output
-token throughput, median time to first token and median inter-token latency.
+Both servers are driven by vLLM's serving benchmark (random prompts, EOS ignored, bounded concurrency,
+streaming /v1/chat/completions) on three loads: the everyday one (128 tokens in, 64 out, 16 in flight), one
+where the front end is the limit (128 in, 2 out, 64 in flight: short answers to many clients) and one with long
+prompts (1,024 in, 16 out, 32 in flight). They are compared on request and output token throughput, median and
+p99 time to first token and median inter-token latency.
 
 Machines are shared and noisy, so only one server runs at a time, each run gets a fresh server, and the
 order alternates across rounds (vif first in odd rounds, vLLM first in even ones) so that slow drift in
@@ -14,6 +16,7 @@ rounds; the ratios are medians of the per-round vif/vLLM ratios.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -43,7 +46,23 @@ STOP_TIMEOUT_S = 30.0
 KEPT_KEYS = ("duration", "completed", "failed", "total_output_tokens", "request_throughput", "output_throughput")
 KEPT_KEYS += ("median_ttft_ms", "p99_ttft_ms", "median_tpot_ms", "median_itl_ms", "p99_itl_ms")
 COLUMNS = {"request_throughput": "req/s", "output_throughput": "out tok/s", "median_ttft_ms": "TTFT ms"}
-COLUMNS |= {"median_itl_ms": "ITL ms"}
+COLUMNS |= {"p99_ttft_ms": "p99 TTFT", "median_itl_ms": "ITL ms"}
+
+
+@dataclass(frozen=True)
+class Load:
+    name: str
+    input_len: int
+    output_len: int
+    concurrency: int
+    num_prompts: int
+
+
+LOADS = (
+    Load("everyday", 128, 64, 16, 64),
+    Load("front-end", 128, 2, 64, 256),
+    Load("long-prompt", 1024, 16, 32, 64),
+)
 
 
 @dataclass(frozen=True)
@@ -63,14 +82,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--config", type=Path, required=True, help="model_config.json")
     parser.add_argument("--model-name", required=True)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--num-prompts", type=int, default=64)
-    parser.add_argument("--concurrency", type=int, default=16)
+    names = [load.name for load in LOADS]
+    parser.add_argument("--loads", nargs="+", choices=names, default=names, help="which loads to run")
     parser.add_argument("--port-vif", type=int, default=8100)
     parser.add_argument("--port-vllm", type=int, default=8200)
-    parser.add_argument("--quick", action="store_true", help="smoke check: 1 round of 32 prompts")
+    parser.add_argument("--quick", action="store_true", help="smoke check: 1 round, a quarter of the prompts")
     args = parser.parse_args()
+    args.loads = [load for load in LOADS if load.name in args.loads]
     if args.quick:
-        args.rounds, args.num_prompts = 1, 32
+        args.rounds = 1
+        args.loads = [dataclasses.replace(load, num_prompts=load.num_prompts // 4) for load in args.loads]
     return args
 
 
@@ -168,14 +189,15 @@ def warm_up(server: Server, model_name: str) -> None:
         raise ServerNotReady(f"{server.name} warm-up request failed (status {status or 'none'})")
 
 
-def run_serving_benchmark(server: Server, args: argparse.Namespace, model_dir: Path, seed: int) -> dict[str, Any]:
+def run_serving_benchmark(server: Server, load: Load, model_name: str, model_dir: Path, seed: int) -> dict[str, Any]:
     """vLLM's serving benchmark against one server; the summary numbers plus distinct request errors."""
     parser = FlexibleArgumentParser()
     add_cli_args(parser)
-    argv = ["--backend", "openai-chat", "--endpoint", "/v1/chat/completions", "--model", args.model_name]
+    argv = ["--backend", "openai-chat", "--endpoint", "/v1/chat/completions", "--model", model_name]
     argv += ["--base-url", f"http://127.0.0.1:{server.port}", "--tokenizer", str(model_dir)]
-    argv += ["--dataset-name", "random", "--random-input-len", "128", "--random-output-len", "64"]
-    argv += ["--max-concurrency", str(args.concurrency), "--num-prompts", str(args.num_prompts)]
+    argv += ["--dataset-name", "random", "--random-input-len", str(load.input_len)]
+    argv += ["--random-output-len", str(load.output_len)]
+    argv += ["--max-concurrency", str(load.concurrency), "--num-prompts", str(load.num_prompts)]
     argv += ["--ignore-eos", "--seed", str(seed), "--disable-tqdm"]
     argv += ["--save-detailed"]  # keeps per-request errors in the result; without --save-result nothing is written
     bench_args = parser.parse_args(argv)
@@ -185,13 +207,19 @@ def run_serving_benchmark(server: Server, args: argparse.Namespace, model_dir: P
     return summary
 
 
-def run_one(server: Server, args: argparse.Namespace, model_dir: Path, seed: int, log_path: Path) -> dict[str, Any]:
-    """A fresh server: start it, wait for it, warm it up, benchmark it, stop it."""
+def run_one(
+    server: Server, args: argparse.Namespace, model_dir: Path, seed: int, log_path: Path
+) -> dict[str, dict[str, Any]]:
+    """A fresh server: start it, wait for it, warm it up, run every load on it, stop it. Results by load."""
     proc = start_server(server, log_path)
     try:
         startup_s = wait_until_ready(server, proc)
         warm_up(server, args.model_name)
-        return {"seed": seed, "startup_s": round(startup_s, 1), **run_serving_benchmark(server, args, model_dir, seed)}
+        results = {}
+        for load in args.loads:
+            summary = run_serving_benchmark(server, load, args.model_name, model_dir, seed)
+            results[load.name] = {"seed": seed, "startup_s": round(startup_s, 1), **summary}
+        return results
     finally:
         stop_server(proc)
 
@@ -204,24 +232,29 @@ def ratio(ours: float, theirs: float) -> float:
     return ours / theirs if theirs else float("nan")
 
 
-def print_table(rounds: list[dict[str, dict[str, Any]]]) -> None:
+def print_tables(rounds: list[dict[str, dict[str, dict[str, Any]]]], loads: list[Load]) -> None:
+    """One table per load: the medians of each server, then the medians of the per-round vif/vLLM ratios."""
     names = list(rounds[0])
-    header = f"{'':<10}" + "".join(f"{label:>12}" for label in COLUMNS.values()) + f"{'failed':>9}"
-    print("\n" + header + "\n" + "-" * len(header))
-    for name in names:
-        cells = "".join(f"{statistics.median(r[name][key] for r in rounds):>12.2f}" for key in COLUMNS)
-        print(f"{name:<10}{cells}{sum(r[name]['failed'] for r in rounds):>9}")
-    ratios = "".join(f"{statistics.median(ratio(r['vif'][k], r['vllm'][k]) for r in rounds):>12.3f}" for k in COLUMNS)
-    print(f"{'vif/vllm':<10}{ratios}")
+    for load in loads:
+        per_load = [{name: r[name][load.name] for name in names} for r in rounds]
+        print(f"\n{load.name}: {load.input_len} in / {load.output_len} out, {load.concurrency} in flight, "
+              f"{load.num_prompts} prompts")  # fmt: skip
+        header = f"{'':<10}" + "".join(f"{label:>12}" for label in COLUMNS.values()) + f"{'failed':>9}"
+        print(header + "\n" + "-" * len(header))
+        for name in names:
+            cells = "".join(f"{statistics.median(r[name][key] for r in per_load):>12.2f}" for key in COLUMNS)
+            print(f"{name:<10}{cells}{sum(r[name]['failed'] for r in per_load):>9}")
+        ratios = [statistics.median(ratio(r["vif"][k], r["vllm"][k]) for r in per_load) for k in COLUMNS]
+        print(f"{'vif/vllm':<10}" + "".join(f"{value:>12.3f}" for value in ratios))
     print(f"\nmedians over {len(rounds)} round(s); ratios are medians of per-round ratios (higher req/s, tok/s")
     print("is better; lower TTFT, ITL is better).")
 
 
-def report_failures(rounds: list[dict[str, dict[str, Any]]]) -> int:
-    """Print every arm of every round that had failed requests; the exit status (1 if any)."""
-    failures = [(i + 1, n, r) for i, rnd in enumerate(rounds) for n, r in rnd.items() if r["failed"] or r["errors"]]
-    for round_no, name, result in failures:
-        print(f"FAILED: round {round_no} {name}: {result['failed']} request(s); errors: {result['errors']}")
+def report_failures(results: dict[str, dict[str, Any]]) -> int:
+    """Print every labelled result (`round 2 vif front-end`) that had failed requests; the exit status (1 if any)."""
+    failures = [(label, r) for label, r in results.items() if r["failed"] or r["errors"]]
+    for label, result in failures:
+        print(f"FAILED: {label}: {result['failed']} request(s); errors: {result['errors']}")
     return 1 if failures else 0
 
 
@@ -231,10 +264,10 @@ def main_bench() -> int:
     servers = build_servers(args, model_dir, entry)
     RESULTS_DIR.mkdir(exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    rounds: list[dict[str, dict[str, Any]]] = []
+    rounds: list[dict[str, dict[str, dict[str, Any]]]] = []
     for index in range(args.rounds):
         seed = random.SystemRandom().randrange(2**31)
-        results: dict[str, dict[str, Any]] = {}
+        results: dict[str, dict[str, dict[str, Any]]] = {}
         for server in servers if index % 2 == 0 else servers[::-1]:
             log_path = RESULTS_DIR / f"serving-{stamp}-{server.name}-round{index + 1}.log"
             print(f"\n=== round {index + 1}/{args.rounds}: {server.name} (seed {seed}, log {log_path}) ===", flush=True)
@@ -245,11 +278,17 @@ def main_bench() -> int:
                 return 1
         rounds.append({server.name: results[server.name] for server in servers})
     out_path = RESULTS_DIR / f"serving-{stamp}.json"
-    meta = {"model_name": args.model_name, "num_prompts": args.num_prompts, "concurrency": args.concurrency}
+    meta = {"model_name": args.model_name, "loads": [vars(load) for load in args.loads]}
     out_path.write_text(json.dumps({**meta, "rounds": rounds}, indent=2) + "\n")
-    print_table(rounds)
+    print_tables(rounds, args.loads)
     print(f"raw per-round numbers: {out_path}")
-    return report_failures(rounds)
+    labelled = {
+        f"round {i + 1} {name} {load}": result
+        for i, rnd in enumerate(rounds)
+        for name, by_load in rnd.items()
+        for load, result in by_load.items()
+    }
+    return report_failures(labelled)
 
 
 if __name__ == "__main__":
