@@ -87,9 +87,12 @@ class ModelRuns:
         try:
             self._hold(key, run, lambda: self._converge_latest(key))
         except APIError as exc:
-            if not exc.transient:
+            # reconcile raises only what is worth retrying: a transient error, or a 404 while a CRD or namespace
+            # is still appearing (a CRD's API path 404s for a moment after it is Established)
+            if not (exc.transient or exc.status == 404):
                 log.warning("converging %s/%s failed: %s", *key, exc)
                 return
+            log.info("converging %s/%s: %s; retrying", *key, exc)
             delay = retry_delay(exc, run.failures)
             run.failures += 1
             self._schedule(delay, lambda: self.trigger(key))

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from vif.operator.apply import Cluster, NameConflict, current_children, key, prune, sync_child
 from vif.operator.builders import ModelRef, OperatorSettings, build_children, wants_service_monitor
+from vif.operator.builders.inference_pool import INFERENCE_POOL_CRD, wants_inference_pool
 from vif.operator.builders.keda import SCALED_OBJECT_CRD, autoscaling_problem
 from vif.operator.builders.routing import router_name
 from vif.operator.kube_api import APIError
@@ -21,7 +22,8 @@ from vif.operator.spec import InferenceModelSpec
 from vif.operator.status import build_status, condition, failed_conditions, with_transition_times
 
 SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
-CHILD_CRDS = (SERVICE_MONITOR_CRD, SCALED_OBJECT_CRD)  # the models' children depend on whether these exist
+# The models' children depend on whether these exist.
+CHILD_CRDS = (SERVICE_MONITOR_CRD, SCALED_OBJECT_CRD, INFERENCE_POOL_CRD)
 
 
 @dataclass(frozen=True)
@@ -61,11 +63,18 @@ def reconcile(body: dict[str, Any], cluster: Cluster, settings: OperatorSettings
     if ref.spec.monitoring.service_monitor == "on" and not crd_installed:
         return failure_outcome(body, "KindNotInstalled", f"monitoring.serviceMonitor is on but {SERVICE_MONITOR_CRD} "
                                "is not installed (the Prometheus Operator)")  # fmt: skip
+    pool_installed = INFERENCE_POOL_CRD in cluster.crds
+    if ref.spec.inference_pool.mode == "on" and not pool_installed:
+        return failure_outcome(body, "KindNotInstalled", f"inferencePool.mode is on but {INFERENCE_POOL_CRD} is not "
+                               "installed (the Gateway API Inference Extension)")  # fmt: skip
     keda_installed = SCALED_OBJECT_CRD in cluster.crds
     unscaled = autoscaling_problem(ref, settings, keda_installed)
     if unscaled is not None:  # served at spec.replicas, Degraded, rather than not at all
         ref = replace(ref, spec=ref.spec.model_copy(update={"autoscaling": None}))
-    desired = build_children(ref, settings, wants_service_monitor(ref, crd_installed), keda_installed)
+    desired = build_children(
+        ref, settings, wants_service_monitor(ref, crd_installed), keda_installed,
+        wants_inference_pool(ref, pool_installed),
+    )  # fmt: skip
     try:
         live = current_children(cluster, ref, desired)
         applied = {key(child): sync_child(cluster, ref, child, live[key(child)]) for child in desired}

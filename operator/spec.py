@@ -200,6 +200,19 @@ class Monitoring(APIModel):
     interval: str = Field("30s", pattern=r"^[0-9]+(ms|s|m|h)$")
 
 
+class InferencePoolSettings(APIModel):
+    """An InferencePool (Gateway API Inference Extension) selecting the model's pods, for clusters whose gateway
+    routes through one; its endpoint picker (EPP) is installed separately (docs/router.md)."""
+
+    mode: Literal["auto", "on", "off"] = Field(
+        "auto", description="auto: create the InferencePool when its CRD (inference.networking.k8s.io) is installed."
+    )
+    endpoint_picker: DNSLabel | None = Field(
+        None, description="The endpoint picker's Service; default: <metadata.name>-epp, as the EPP chart names it."
+    )
+    endpoint_picker_port: int = Field(9002, ge=1, le=65535, description="The endpoint picker's gRPC port.")
+
+
 class ServiceSettings(APIModel):
     type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
     port: int = Field(80, ge=1, le=65535)
@@ -259,6 +272,7 @@ class InferenceModelSpec(APIModel):
     replicas: int = Field(1, ge=0, description="Replicas when autoscaling is off (kubectl scale sets it).")
     autoscaling: Autoscaling | None = None
     monitoring: Monitoring = sub(Monitoring)
+    inference_pool: InferencePoolSettings = sub(InferencePoolSettings)
     api_key_secret: SecretKeyRef | None = Field(None, description="Secret whose key holds the accepted API keys.")
     env: list[EnvVar] = Field(default_factory=list)
     service: ServiceSettings = sub(ServiceSettings)

@@ -8,6 +8,7 @@ from vif.operator.builders.common import ModelRef, OperatorSettings, content_has
 from vif.operator.builders.configmap import build_configmap
 from vif.operator.builders.deployment import build_deployment
 from vif.operator.builders.identity import build_service_account
+from vif.operator.builders.inference_pool import build_inference_pool
 from vif.operator.builders.keda import build_scaled_object
 from vif.operator.builders.networking import build_service, build_service_monitor
 from vif.operator.builders.routing import build_router_children
@@ -23,6 +24,7 @@ CHILD_KINDS = (
     "PodDisruptionBudget",
     "ServiceMonitor",
     "ScaledObject",
+    "InferencePool",
     "Role",
     "RoleBinding",
 )
@@ -34,7 +36,11 @@ def wants_service_monitor(ref: ModelRef, crd_installed: bool) -> bool:
 
 
 def build_children(
-    ref: ModelRef, settings: OperatorSettings, service_monitor_crd: bool, keda_crd: bool = False
+    ref: ModelRef,
+    settings: OperatorSettings,
+    service_monitor_crd: bool,
+    keda_crd: bool = False,
+    inference_pool: bool = False,
 ) -> list[dict[str, Any]]:
     """Every child the model should have now, in apply order (the ServiceAccount and the ConfigMap before the pods
     that use them; the router's after the Service it fronts). With KEDA's CRD a ScaledObject stands for the HPA."""
@@ -46,6 +52,8 @@ def build_children(
     children += [c for c in (autoscaler, build_pdb(ref)) if c is not None]
     if wants_service_monitor(ref, service_monitor_crd):
         children.append(build_service_monitor(ref))
+    if inference_pool:
+        children.append(build_inference_pool(ref))
     return children
 
 

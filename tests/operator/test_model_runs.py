@@ -80,6 +80,23 @@ def test_a_transient_failure_is_retried_later_with_a_growing_delay() -> None:
     assert converged == [KEY] and scheduled == []
 
 
+def test_a_kind_not_served_yet_is_retried() -> None:
+    """A CRD's API path answers 404 for a moment after the CRD is Established: the model is converged again."""
+    failures = [APIError(404, "404 page not found")]
+    converged: list[tuple[str, str]] = []
+
+    def converge(key: tuple[str, str]) -> None:
+        if failures:
+            raise failures.pop(0)
+        converged.append(key)
+
+    scheduled: list[tuple[float, object]] = []
+    ModelRuns(converge, InlineExecutor(), schedule=lambda delay, fn: scheduled.append((delay, fn))).trigger(KEY)
+    assert converged == [] and len(scheduled) == 1
+    scheduled.pop()[1]()
+    assert converged == [KEY]
+
+
 def test_a_refusal_is_not_retried() -> None:
     scheduled: list[object] = []
 

@@ -57,6 +57,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [keda.sh]
   resources: [scaledobjects]
   verbs: [get, list, watch, create, patch, delete]
+# The Gateway API Inference Extension's InferencePool, where its CRD is installed (spec.inferencePool).
+- apiGroups: [inference.networking.k8s.io]
+  resources: [inferencepools]
+  verbs: [get, list, watch, create, patch, delete]
 # The router's identity (spec.routing): a Role and its RoleBinding per model.
 - apiGroups: [rbac.authorization.k8s.io]
   resources: [roles, rolebindings]
