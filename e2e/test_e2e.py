@@ -229,7 +229,10 @@ def test_install_serve_scale_delete(installed: tuple[str, str, str], tmp_path: P
     kubectl("scale", "im/smollm2", "-n", ns, "--replicas=2")
     wait_for(lambda: get("deployment", "smollm2", ns)["spec"]["replicas"] == 2, "the Deployment at 2 replicas")
     wait_for(
-        lambda: (get("inferencemodel", "smollm2", ns)["status"] or {}).get("readyReplicas") == 2, "2 ready replicas"
+        lambda: (get("inferencemodel", "smollm2", ns)["status"] or {}).get("readyReplicas") == 2,
+        "2 ready replicas",
+        # bounded, not timed: removing the first pod's 7 GB container (vfs) loads the disk etcd writes to
+        timeout=300,
     )
 
     kubectl("delete", "-n", ns, "-f", str(EXAMPLE))
