@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -61,8 +62,11 @@ def test_release_forgets_the_model() -> None:
     assert len(runs) == 1
 
 
-def test_a_transient_failure_is_retried_later_with_a_growing_delay() -> None:
-    failures = [APIError(503, "unavailable"), APIError(429, "slow down", retry_after=7)]
+def failing_runs(
+    failures: list[APIError],
+) -> tuple[list[tuple[str, str]], list[tuple[float, Callable[[], None]]]]:
+    """A model whose converge raises `failures` one by one, then succeeds; triggered once. What converged, and
+    the retries scheduled (delay, the timer's function), both filled in as the test fires the timers."""
     converged: list[tuple[str, str]] = []
 
     def converge(key: tuple[str, str]) -> None:
@@ -70,9 +74,13 @@ def test_a_transient_failure_is_retried_later_with_a_growing_delay() -> None:
             raise failures.pop(0)
         converged.append(key)
 
-    scheduled: list[tuple[float, object]] = []
-    runs = ModelRuns(converge, InlineExecutor(), schedule=lambda delay, fn: scheduled.append((delay, fn)))
-    runs.trigger(KEY)
+    scheduled: list[tuple[float, Callable[[], None]]] = []
+    ModelRuns(converge, InlineExecutor(), schedule=lambda delay, fn: scheduled.append((delay, fn))).trigger(KEY)
+    return converged, scheduled
+
+
+def test_a_transient_failure_is_retried_later_with_a_growing_delay() -> None:
+    converged, scheduled = failing_runs([APIError(503, "unavailable"), APIError(429, "slow down", retry_after=7)])
     assert converged == [] and len(scheduled) == 1 and 0.5 <= scheduled[0][0] <= 1
     scheduled.pop()[1]()  # the timer fires
     assert converged == [] and scheduled[0][0] == 7  # the server's Retry-After
@@ -82,16 +90,7 @@ def test_a_transient_failure_is_retried_later_with_a_growing_delay() -> None:
 
 def test_a_kind_not_served_yet_is_retried() -> None:
     """A CRD's API path answers 404 for a moment after the CRD is Established: the model is converged again."""
-    failures = [APIError(404, "404 page not found")]
-    converged: list[tuple[str, str]] = []
-
-    def converge(key: tuple[str, str]) -> None:
-        if failures:
-            raise failures.pop(0)
-        converged.append(key)
-
-    scheduled: list[tuple[float, object]] = []
-    ModelRuns(converge, InlineExecutor(), schedule=lambda delay, fn: scheduled.append((delay, fn))).trigger(KEY)
+    converged, scheduled = failing_runs([APIError(404, "404 page not found")])
     assert converged == [] and len(scheduled) == 1
     scheduled.pop()[1]()
     assert converged == [KEY]
