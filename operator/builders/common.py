@@ -62,5 +62,18 @@ class ModelRef:
         return f"http://{self.name}.{self.namespace}.svc.cluster.local:{self.spec.service.port}/v1"
 
 
+def shared_pod_settings(ref: ModelRef) -> dict[str, Any]:
+    """What every pod of a model takes from its spec, the runtime's and the router's alike: image pull secrets,
+    tolerations (to share the model's tainted node pool) and priority class."""
+    settings: dict[str, Any] = {}
+    if ref.spec.image_pull_secrets:
+        settings["imagePullSecrets"] = [{"name": name} for name in ref.spec.image_pull_secrets]
+    if ref.spec.tolerations:
+        settings["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in ref.spec.tolerations]
+    if ref.spec.priority_class_name:
+        settings["priorityClassName"] = ref.spec.priority_class_name
+    return settings
+
+
 def content_hash(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

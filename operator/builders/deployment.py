@@ -16,6 +16,7 @@ from vif.operator.builders.common import (
     ModelRef,
     OperatorSettings,
     content_hash,
+    shared_pod_settings,
 )
 from vif.operator.builders.identity import service_account_name
 from vif.operator.builders.lifecycle import lifecycle_args, pre_stop_hook, probes
@@ -120,14 +121,9 @@ def build_deployment(ref: ModelRef, settings: OperatorSettings, configmap: dict[
     }
     if ref.spec.node_selector:
         pod_spec["nodeSelector"] = dict(ref.spec.node_selector)
-    if ref.spec.tolerations:
-        pod_spec["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in ref.spec.tolerations]
     if ref.spec.affinity:
         pod_spec["affinity"] = ref.spec.affinity
-    if ref.spec.image_pull_secrets:
-        pod_spec["imagePullSecrets"] = [{"name": name} for name in ref.spec.image_pull_secrets]
-    if ref.spec.priority_class_name:
-        pod_spec["priorityClassName"] = ref.spec.priority_class_name
+    pod_spec.update(shared_pod_settings(ref))
     annotations = {**ref.spec.pod_annotations, CONFIG_HASH: content_hash(configmap["data"])}
     template_meta = {"labels": ref.labels(), "annotations": annotations}
     spec: dict[str, Any] = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vif.operator.builders.common import RUNTIME_PORT, ModelRef, OperatorSettings
+from vif.operator.builders.common import RUNTIME_PORT, ModelRef, OperatorSettings, shared_pod_settings
 from vif.operator.builders.lifecycle import pre_stop_hook, probe
 from vif.operator.builders.security import TMP_DIR, container_security_context, pod_security_context
 from vif.operator.names import router_labels, router_selector
@@ -113,8 +113,6 @@ def build_router_deployment(ref: ModelRef, settings: OperatorSettings) -> dict[s
         "automountServiceAccountToken": True,  # the router watches EndpointSlices with it
         "securityContext": pod_security_context(),
     }
-    if ref.spec.image_pull_secrets:
-        pod_spec["imagePullSecrets"] = [{"name": name} for name in ref.spec.image_pull_secrets]
     pod_spec.update(router_placement(ref))
     spec = {
         "replicas": ref.spec.routing.replicas,
@@ -125,14 +123,11 @@ def build_router_deployment(ref: ModelRef, settings: OperatorSettings) -> dict[s
 
 
 def router_placement(ref: ModelRef) -> dict[str, Any]:
-    """Where the router's pods may run: the model's tolerations and priority (so it can share the model's tainted
-    node pool, and is not evicted before the replicas it fronts), not its node selector or affinity (those pick
-    accelerators a proxy does not need); replicas spread over nodes, so one node's loss leaves a router."""
-    placement: dict[str, Any] = {}
-    if ref.spec.tolerations:
-        placement["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in ref.spec.tolerations]
-    if ref.spec.priority_class_name:
-        placement["priorityClassName"] = ref.spec.priority_class_name
+    """Where the router's pods may run: the model's pull secrets, tolerations and priority (so it can share the
+    model's tainted node pool, and is not evicted before the replicas it fronts), not its node selector or affinity
+    (those pick accelerators a proxy does not need); replicas spread over nodes, so one node's loss leaves a
+    router."""
+    placement = shared_pod_settings(ref)
     if ref.spec.routing is not None and ref.spec.routing.replicas > 1:
         placement["topologySpreadConstraints"] = [
             {
