@@ -17,7 +17,8 @@ CHART = str(REPO / "charts" / "vif-operator")
 VALUE_SETS = {
     "defaults": [],
     "namespaced-ha": ["--set", "replicaCount=2", "--set", "watchNamespaces={team-a,team-b}"],
-    "monitored": ["--set", "serviceMonitor.enabled=true", "--set", "image.tag=dev", "--set", "runtimeImage=r:1"],
+    "monitored": ["--set", "serviceMonitor.enabled=true", "--set", "image.tag=dev", "--set", "runtimeImage=r:1",
+                  "--set", "dashboards.enabled=true"],
     "autoscaled": ["--set", "autoscaling.prometheusAddress=http://prometheus-operated.monitoring.svc:9090"],
     "policy-loosened": [
         "--set", "policy.allowedImagePrefixes={reg:5000/ml,reg.io/team/}",
