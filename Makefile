@@ -13,6 +13,7 @@ CONFIG := runtime/conf/model_config.json
 help:
 	@echo "make run | test | unit | integration | cluster-test | lint | format | bench | model | install"
 	@echo "     crds | lock | clean | cluster-build | cluster-up | cluster-down | images | test-images"
+	@echo "     autoscaling-build | autoscaling-up | autoscaling-down"
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -72,8 +73,8 @@ test-images: install images
 	VIF_IMAGES=$(IMAGES) $(VENV)/bin/pytest -q -m images
 
 # Everything: lint, unit tests, the real engine, the images, and the operator against the local control plane (the
-# e2e suite runs both images).
-test: lint operator-install-check model cluster-up images
+# e2e suite runs both images; the autoscaling tests start KEDA and Prometheus beside it).
+test: lint operator-install-check model cluster-up images autoscaling-build
 	VIF_IMAGES=$(IMAGES) $(VENV)/bin/pytest -q
 
 # The e2e suite alone: against the local control plane (CI), or on kind where Docker runs.
@@ -135,3 +136,16 @@ cluster-up: cluster-build
 
 cluster-down:
 	e2e/cluster/down.sh
+
+# KEDA (operator and metrics API server) and Prometheus, built from Go modules and cached apart from the control
+# plane, run as local processes beside it for the tests of the real autoscaling chain. See e2e/cluster/README.md.
+.PHONY: autoscaling-build autoscaling-up autoscaling-down
+
+autoscaling-build:
+	e2e/cluster/build-autoscaling.sh
+
+autoscaling-up: cluster-up autoscaling-build
+	e2e/cluster/autoscaling.sh up
+
+autoscaling-down:
+	e2e/cluster/autoscaling.sh down

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stops the local cluster that e2e/cluster/up.sh started (by its PID files: SIGTERM, then SIGKILL
-# after a grace period) and removes its state (etcd data, certificates, kubeconfig, logs), so the
-# next start is clean. Idempotent: without a cluster it does nothing and exits 0.
+# after a grace period), with the autoscaling stack of autoscaling.sh if it runs, and removes its
+# state (etcd data, certificates, kubeconfig, logs), so the next start is clean. Idempotent:
+# without a cluster it does nothing and exits 0.
 #
 #   e2e/cluster/down.sh              stop and remove everything in .cluster/
 #   e2e/cluster/down.sh --keep-logs  stop and remove everything but .cluster/logs/ (up.sh uses
@@ -48,10 +49,12 @@ stop() {
 
 # Stop in reverse start order, each before the next: the API server's clients first (the API
 # server waits for their open watches before it exits), etcd last (the API server needs it until
-# then).
+# then). The autoscaling stack's processes are clients too; its objects go with etcd's data.
 stopped=0
-for name in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
-	pid=$(cat "$PIDS/$name.pid" 2>/dev/null) || continue
+for name in keda-adapter keda-operator prometheus kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
+	pidfile=$PIDS/$name.pid
+	[[ -f $pidfile ]] || pidfile=$CLUSTER_DIR/autoscaling/pids/$name.pid
+	pid=$(cat "$pidfile" 2>/dev/null) || continue
 	if is_component "$name" "$pid"; then
 		stop "$name" "$pid"
 		stopped=$((stopped + 1))

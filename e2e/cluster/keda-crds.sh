@@ -2,8 +2,8 @@
 # Fetches KEDA's CRDs (ScaledObject, ScaledJob, TriggerAuthentication, ...) at a pinned version from its Go
 # module, without building KEDA, into ${VIF_CACHE_DIR:-$HOME/.cache/vif}/keda-<version>/crds/. The cluster
 # tests apply keda.sh_scaledobjects.yaml from there to stand for a cluster with KEDA installed (no KEDA runs:
-# the ScaledObjects the operator makes are not acted on). build.sh runs it; a later build of KEDA itself can
-# put its binaries beside crds/.
+# the ScaledObjects the operator makes are not acted on); autoscaling.sh applies them all when it runs KEDA
+# itself (built apart, by build-autoscaling.sh). build.sh runs it.
 #
 #   e2e/cluster/keda-crds.sh              fetch unless the cache already holds them
 #   e2e/cluster/keda-crds.sh --print-dir  print the CRDs' directory and exit

@@ -189,6 +189,21 @@ openssl_quiet x509 -req -in "$PKI/apiserver.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/
 # Key pair that signs and verifies service-account tokens.
 openssl_quiet genrsa -out "$PKI/sa.key" 2048
 openssl_quiet rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub"
+# The aggregation layer, for extension API servers such as KEDA's metrics API server (autoscaling.sh): the API
+# server proxies requests to them with this client certificate, from a CA of its own, and names the user in
+# X-Remote-* headers, which they trust only from that certificate.
+openssl_quiet req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=vif-local-front-proxy-ca" \
+	-keyout "$PKI/front-proxy-ca.key" -out "$PKI/front-proxy-ca.crt"
+cat >"$PKI/front-proxy-client.ext" <<EOF
+basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=clientAuth
+EOF
+openssl_quiet req -newkey rsa:2048 -nodes -subj "/CN=front-proxy-client" \
+	-keyout "$PKI/front-proxy-client.key" -out "$PKI/front-proxy-client.csr"
+openssl_quiet x509 -req -in "$PKI/front-proxy-client.csr" -CA "$PKI/front-proxy-ca.crt" \
+	-CAkey "$PKI/front-proxy-ca.key" -CAcreateserial -days 3650 -extfile "$PKI/front-proxy-client.ext" \
+	-out "$PKI/front-proxy-client.crt"
 
 # One static admin token in group system:masters (all rights); RBAC governs everyone else.
 ADMIN_TOKEN=$(openssl rand -hex 32)
@@ -229,6 +244,8 @@ start etcd \
 	--log-level warn
 wait_for etcd 30 tcp_open "$ETCD_PORT"
 
+# The requestheader and proxy-client flags enable the aggregation layer (above); no kube-proxy routes Service
+# IPs here, so the API server reaches an extension API server at its Service's endpoint address instead.
 start kube-apiserver \
 	--etcd-servers "http://127.0.0.1:$ETCD_PORT" \
 	--bind-address 127.0.0.1 \
@@ -244,7 +261,15 @@ start kube-apiserver \
 	--service-account-key-file "$PKI/sa.pub" \
 	--service-account-signing-key-file "$PKI/sa.key" \
 	--service-cluster-ip-range "$SERVICE_CIDR" \
-	--allow-privileged=true
+	--allow-privileged=true \
+	--requestheader-client-ca-file "$PKI/front-proxy-ca.crt" \
+	--requestheader-allowed-names front-proxy-client \
+	--requestheader-username-headers X-Remote-User \
+	--requestheader-group-headers X-Remote-Group \
+	--requestheader-extra-headers-prefix X-Remote-Extra- \
+	--proxy-client-cert-file "$PKI/front-proxy-client.crt" \
+	--proxy-client-key-file "$PKI/front-proxy-client.key" \
+	--enable-aggregator-routing=true
 wait_for kube-apiserver 60 readyz "$ADMIN_KUBECONFIG"
 echo "  kube-apiserver is ready on https://127.0.0.1:$APISERVER_PORT ($((SECONDS - started_at)) s)"
 
@@ -255,7 +280,8 @@ echo "  kube-apiserver is ready on https://127.0.0.1:$APISERVER_PORT ($((SECONDS
 # a pod network / cloud provider that do not exist here. A long node-monitor grace period: while a test
 # runs the vLLM engine on both cores, kwok's heartbeats can come late, and a node flapping NotReady
 # would turn Ready pods unready in the middle of a test. Client rates well above the defaults (20 QPS):
-# one machine runs everything here, and `make bench-operator` creates a thousand Deployments at once.
+# one machine runs everything here, and `make bench-operator` creates a thousand Deployments at once. HPAs
+# sync every 5 s (instead of 15 s) so that tests of the real autoscaling chain (autoscaling.sh) see scaling soon.
 start kube-controller-manager \
 	--kubeconfig "$ADMIN_KUBECONFIG" \
 	--authentication-kubeconfig "$ADMIN_KUBECONFIG" \
@@ -273,6 +299,7 @@ start kube-controller-manager \
 	--node-monitor-grace-period 10m \
 	--kube-api-qps 300 --kube-api-burst 600 \
 	--concurrent-deployment-syncs 20 --concurrent-replicaset-syncs 20 \
+	--horizontal-pod-autoscaler-sync-period 5s \
 	--controllers '*,-nodeipam,-cloud-node-lifecycle'
 
 start kube-scheduler \
