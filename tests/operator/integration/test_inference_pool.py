@@ -67,3 +67,22 @@ def test_the_pool_appears_with_its_crd(namespace: str, pool_operator: OperatorPr
     assert pool["spec"]["selector"]["matchLabels"] == runtime_pods  # the runtime's pods, not the router's
     assert pool["spec"]["endpointPickerRef"]["name"] == "chat-epp"
     assert pool["metadata"]["ownerReferences"][0]["kind"] == "InferenceModel"
+
+
+def test_a_pool_deleted_by_hand_comes_back(namespace: str, tmp_path: Path) -> None:
+    """With the CRD there from the start the operator watches pools like its other children."""
+    uninstall()
+    kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(MINIMAL_CRD))
+    wait_established(CRD)
+    op = OperatorProcess(namespace, tmp_path)
+    op.start()
+    try:
+        apply_model(namespace, model_manifest("chat", SPEC))
+        first = wait_for(lambda: get("inferencepool", "chat", namespace), "the InferencePool")
+        kubectl("delete", "inferencepool", "chat", "-n", namespace, "--wait=true")
+        again = wait_for(lambda: get("inferencepool", "chat", namespace), "the InferencePool made again", 120)
+        assert again["metadata"]["uid"] != first["metadata"]["uid"]
+        assert again["spec"] == first["spec"]
+    finally:
+        op.kill()
+        uninstall()
