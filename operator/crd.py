@@ -26,10 +26,10 @@ NAME_RULE = {
 
 # With a router the model also has a `<name>-replicas` Service (`builders.routing`), so 9 characters fewer.
 ROUTED_NAME_RULE = {
-    "rule": "!has(self.spec.routing) || (has(self.spec.routing.strategy) && self.spec.routing.strategy == 'none')"
+    "rule": "(has(self.spec.routing) && has(self.spec.routing.strategy) && self.spec.routing.strategy == 'none')"
     " || self.metadata.name.size() <= 54",
-    "message": "metadata.name must be at most 54 characters with spec.routing: the Service `<name>-replicas` is"
-    " named after it",
+    "message": "metadata.name must be at most 54 characters with a router (spec.routing.strategy other than none,"
+    " the default): the Service `<name>-replicas` is named after it",
 }
 
 # The runtime serves each adapter under its own name beside the model's (the default of servedName is the name).

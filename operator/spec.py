@@ -276,8 +276,11 @@ class InferenceModelSpec(APIModel):
     api_key_secret: SecretKeyRef | None = Field(None, description="Secret whose key holds the accepted API keys.")
     env: list[EnvVar] = Field(default_factory=list)
     service: ServiceSettings = sub(ServiceSettings)
-    routing: Routing | None = Field(
-        None, description="A router in front of the replicas; absent: strategy none, the Service selects the pods."
+    routing: Routing = Field(
+        default_factory=Routing,
+        json_schema_extra={"default": {}},
+        description="A router in front of the replicas (default prefix-hash); strategy none: the Service selects the"
+        " pods.",
     )
     service_account_name: DNSLabel | None = None
     image_pull_secrets: list[DNSLabel] = Field(default_factory=list, description="Secrets for a private registry.")

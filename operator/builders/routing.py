@@ -23,8 +23,7 @@ ROUTER_MEMORY_LIMIT = "512Mi"
 
 
 def wants_router(ref: ModelRef) -> bool:
-    routing = ref.spec.routing
-    return routing is not None and routing.strategy != "none"
+    return ref.spec.routing.strategy != "none"
 
 
 def router_name(ref: ModelRef) -> str:
@@ -76,7 +75,6 @@ def build_router_role_binding(ref: ModelRef) -> dict[str, Any]:
 
 
 def router_args(ref: ModelRef) -> list[str]:
-    assert ref.spec.routing is not None
     service = f"{ref.namespace}/{replicas_service_name(ref)}"
     return [
         *("--service", service, "--service-port", PORT_NAME, "--strategy", ref.spec.routing.strategy),
@@ -86,7 +84,6 @@ def router_args(ref: ModelRef) -> list[str]:
 
 def build_router_deployment(ref: ModelRef, settings: OperatorSettings) -> dict[str, Any]:
     """`vif-router` from the runtime's image, with the runtime's restricted pod security."""
-    assert ref.spec.routing is not None
     container = {
         "name": "router",
         "image": ref.spec.image or settings.runtime_image,
@@ -128,7 +125,7 @@ def router_placement(ref: ModelRef) -> dict[str, Any]:
     (those pick accelerators a proxy does not need); replicas spread over nodes, so one node's loss leaves a
     router."""
     placement = shared_pod_settings(ref)
-    if ref.spec.routing is not None and ref.spec.routing.replicas > 1:
+    if ref.spec.routing.replicas > 1:
         placement["topologySpreadConstraints"] = [
             {
                 "maxSkew": 1,
@@ -143,7 +140,7 @@ def router_placement(ref: ModelRef) -> dict[str, Any]:
 def build_router_pdb(ref: ModelRef) -> dict[str, Any] | None:
     """With more than one router replica, a drain takes them one at a time (one replica gets no PDB: it would
     block node drains forever)."""
-    if ref.spec.routing is None or ref.spec.routing.replicas <= 1:
+    if ref.spec.routing.replicas <= 1:
         return None
     spec = {"maxUnavailable": 1, "selector": {"matchLabels": router_selector(ref.name)}}
     return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": _metadata(ref, router_name(ref)),

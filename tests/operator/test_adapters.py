@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from vif.operator.builders import ModelRef, OperatorSettings, build_children
+from helpers.model_children import own_children
+from vif.operator.builders import OperatorSettings
 from vif.operator.spec import InferenceModelSpec
 
 SETTINGS = OperatorSettings(runtime_image="registry.local/vif-runtime:test")
@@ -22,8 +23,7 @@ ADAPTERS = [
 
 
 def children(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    ref = ModelRef("chat", "team-a", "uid-1", InferenceModelSpec.model_validate(spec))
-    return {c["kind"]: c for c in build_children(ref, SETTINGS, False)}
+    return own_children(spec, SETTINGS)
 
 
 def test_each_source_becomes_a_folder_in_the_pod_or_an_id() -> None:

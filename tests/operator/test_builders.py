@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from vif.operator.builders import ModelRef, OperatorSettings, build_children
+from helpers.model_children import own_children
+from vif.operator.builders import ModelRef, OperatorSettings
 from vif.operator.builders.security import cache_env
 from vif.operator.names import CONFIG_HASH
 from vif.operator.spec import InferenceModelSpec
@@ -17,8 +18,7 @@ CPU_MODEL = {"model": {"path": "/models/SmolLM2-135M-Instruct"}, "servedName": "
 
 
 def children(spec: dict[str, Any], service_monitor_crd: bool = False) -> dict[str, dict[str, Any]]:
-    ref = ModelRef("chat", "team-a", "uid-1", InferenceModelSpec.model_validate(spec))
-    return {c["kind"]: c for c in build_children(ref, SETTINGS, service_monitor_crd)}
+    return own_children(spec, SETTINGS, service_monitor_crd)
 
 
 def container(objs: dict[str, dict[str, Any]]) -> dict[str, Any]:

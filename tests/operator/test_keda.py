@@ -17,7 +17,7 @@ from vif.operator.spec import Autoscaling, InferenceModelSpec
 
 PROMETHEUS = "http://prometheus.monitoring:9090"
 SETTINGS = OperatorSettings(runtime_image="vif-runtime:test", prometheus_address=PROMETHEUS)
-SPEC = {"model": {"path": "/models/SmolLM2-135M-Instruct"}}
+SPEC = {"model": {"path": "/models/SmolLM2-135M-Instruct"}, "routing": {"strategy": "none"}}
 ROUTED = {**SPEC, "routing": {"strategy": "least-load"}}
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from vif.operator.builders import ModelRef, OperatorSettings, build_children
+from helpers.model_children import own_children
 from vif.operator.builders.lifecycle import (
     DRAIN_SECONDS,
     EXIT_MARGIN_SECONDS,
@@ -23,8 +23,7 @@ RUNTIME_DEFAULT_SHUTDOWN_TIMEOUT = 30  # `vif-runtime serve --shutdown-timeout`'
 
 
 def pod_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    ref = ModelRef("chat", "team-a", "uid-1", InferenceModelSpec.model_validate(spec))
-    (deployment,) = [c for c in build_children(ref, OperatorSettings(), False) if c["kind"] == "Deployment"]
+    deployment = own_children(spec)["Deployment"]
     return deployment["spec"]["template"]["spec"]
 
 

@@ -43,7 +43,9 @@ def test_first_reconcile_creates_each_child_without_force_and_marks_it() -> None
     outcome = reconcile(model_body("chat", SPEC), cluster, SETTINGS)
     assert outcome.failure is None
     kinds = [kind for verb, kind, _ in api.calls if verb == "CREATE"]
-    assert kinds == ["ServiceAccount", "ConfigMap", "Deployment", "Service"]
+    # The router's (a model has one by default) after the Service it fronts.
+    assert kinds == ["ServiceAccount", "ConfigMap", "Deployment", "Service",
+                     "ServiceAccount", "Role", "RoleBinding", "Service", "Deployment"]  # fmt: skip
     assert not [c for c in api.calls if c[0] == "APPLY"]  # nothing forced onto objects it did not make
     assert all(APPLIED_HASH in obj["metadata"]["annotations"] for obj in api.objects.values())
     assert outcome.status["conditions"][0]["type"] == "Ready"

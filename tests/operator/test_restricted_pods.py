@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from vif.operator.builders import ModelRef, OperatorSettings, build_children
+from helpers.model_children import own_children
 from vif.operator.builders.security import RUNTIME_UID, cache_env
-from vif.operator.spec import InferenceModelSpec
 
 CPU_MODEL = {"model": {"path": "/models/SmolLM2-135M-Instruct"}}
 HF_MODEL = {"model": {"huggingFace": {"id": "org/model"}}, "resources": {"gpu": 1, "memory": "32Gi"}}
 
 
 def children(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    ref = ModelRef("chat", "team-a", "uid-1", InferenceModelSpec.model_validate(spec))
-    return {c["kind"]: c for c in build_children(ref, OperatorSettings(), False)}
+    return own_children(spec)
 
 
 def pod_spec(spec: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from vif.operator.status import build_status
 SETTINGS = OperatorSettings(runtime_image="registry.local/vif-runtime:test")
 MODEL = {"model": {"path": "/models/SmolLM2-135M-Instruct"}, "servedName": "smollm2"}
 ROUTED = {**MODEL, "routing": {"strategy": "least-load", "replicas": 2}}
+PLAIN = {**MODEL, "routing": {"strategy": "none"}}
 ROUTER_CHILDREN = {
     ("ServiceAccount", "chat-router"),
     ("Role", "chat-router"),
@@ -38,18 +39,20 @@ def children(spec: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def test_routing_defaults_to_prefix_hash_with_one_router() -> None:
-    spec = InferenceModelSpec.model_validate({**MODEL, "routing": {}})
-    assert spec.routing is not None and (spec.routing.strategy, spec.routing.replicas) == ("prefix-hash", 1)
-    assert InferenceModelSpec.model_validate(MODEL).routing is None
+    for spec in (MODEL, {**MODEL, "routing": {}}):
+        routing = InferenceModelSpec.model_validate(spec).routing
+        assert (routing.strategy, routing.replicas) == ("prefix-hash", 1)
+    assert set(children(MODEL)) >= ROUTER_CHILDREN
+    args = children(MODEL)["Deployment", "chat-router"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--strategy") + 1] == "prefix-hash"
     for bad in ({"replicas": 0}, {"strategy": "random"}):
         with pytest.raises(ValidationError):
             InferenceModelSpec.model_validate({**MODEL, "routing": bad})
 
 
-@pytest.mark.parametrize("routing", [None, {"strategy": "none", "replicas": 3}])
-def test_without_a_router_the_children_are_as_before(routing: dict[str, Any] | None) -> None:
-    spec = MODEL if routing is None else {**MODEL, "routing": routing}
-    objs = children(spec)
+@pytest.mark.parametrize("routing", [{"strategy": "none"}, {"strategy": "none", "replicas": 3}])
+def test_strategy_none_is_a_plain_service(routing: dict[str, Any]) -> None:
+    objs = children({**MODEL, "routing": routing})
     assert set(objs) == {("ServiceAccount", "chat"), ("ConfigMap", next(n for k, n in objs if k == "ConfigMap")),
                          ("Deployment", "chat"), ("Service", "chat")}  # fmt: skip
     assert objs["Service", "chat"]["spec"]["selector"] == selector("chat")
@@ -219,7 +222,7 @@ def test_a_routed_model_is_ready_only_with_a_ready_router(router_ready: int | No
     router = None if router_ready is None else {"spec": {"replicas": 2}, "status": {"readyReplicas": router_ready}}
     ready = build_status(ref, replicas, 1, [], router)["conditions"][0]
     assert (ready["type"], ready["reason"], ready["status"]) == ("Ready", reason, str(reason == "ReplicasReady"))
-    unrouted = build_status(ref_of(MODEL), replicas, 1, [])["conditions"][0]
+    unrouted = build_status(ref_of(PLAIN), replicas, 1, [])["conditions"][0]
     assert unrouted["status"] == "True"  # without a router, no router is consulted
 
 
@@ -229,7 +232,7 @@ def test_at_zero_a_model_that_wakes_on_requests_is_ready() -> None:
     autoscaling = {"minReplicas": 0, "maxReplicas": 3}
     woken = build_status(ref_of({**ROUTED, "autoscaling": autoscaling}), scaled, 1, [], router)["conditions"][0]
     assert (woken["status"], woken["reason"]) == ("True", "ScaledToZero")
-    without_router = build_status(ref_of({**MODEL, "autoscaling": autoscaling}), scaled, 1, [])["conditions"][0]
+    without_router = build_status(ref_of({**PLAIN, "autoscaling": autoscaling}), scaled, 1, [])["conditions"][0]
     assert (without_router["status"], without_router["reason"]) == ("False", "ScaledToZero")  # nothing would wake it
     router_down = {"spec": {"replicas": 1}, "status": {"readyReplicas": 0}}
     held = build_status(ref_of({**ROUTED, "autoscaling": autoscaling}), scaled, 1, [], router_down)["conditions"][0]

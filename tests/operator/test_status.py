@@ -9,7 +9,9 @@ from vif.operator.reconcile import failure_outcome
 from vif.operator.spec import InferenceModelSpec
 from vif.operator.status import build_status
 
-REF = ModelRef("chat", "ns", "u", InferenceModelSpec.model_validate({"model": {"path": "/models/m"}}))
+# Without a router: its readiness counts too (test_routing.py).
+PLAIN = {"model": {"path": "/models/m"}, "routing": {"strategy": "none"}}
+REF = ModelRef("chat", "ns", "u", InferenceModelSpec.model_validate(PLAIN))
 
 
 def deployment(desired: int, ready: int, updated: int, stalled: bool = False, generation: int = 2) -> dict[str, Any]:

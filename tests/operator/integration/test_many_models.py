@@ -26,7 +26,9 @@ def test_a_hundred_models_at_once(namespace: str, tmp_path: Path) -> None:
         wait_all_ready(namespace, COUNT, time.monotonic(), timeout=300)
         log = operator.log_path().read_text(errors="replace")
         assert not FAILURE.findall(log), [line for line in log.splitlines() if FAILURE.search(line)][:5]
-        deployments = kubectl("get", "deployments", "-n", namespace, "-o", "name").stdout.split()
-        assert len(deployments) == COUNT
+        for name in ("vif-runtime", "vif-router"):  # each model has its router by default
+            selected = ("-l", f"app.kubernetes.io/name={name}")
+            deployments = kubectl("get", "deployments", "-n", namespace, *selected, "-o", "name").stdout.split()
+            assert len(deployments) == COUNT, name
     finally:
         operator.kill()

@@ -26,7 +26,7 @@ def test_lower_priority_replica_pauses(namespace: str, tmp_path: Path) -> None:
         wait_for(lambda: priorities() == [50, 100], "both replicas in the peering object")
         apply_model(namespace, model_manifest("peered", {"model": {"path": "/models/m"}}))
         apps = client.AppsV1Api(config.new_client_from_config(str(KUBECONFIG)))
-        selector = "inference.vif.dev/model=peered"
+        selector = "inference.vif.dev/model=peered,app.kubernetes.io/name=vif-runtime"  # not its router's
         wait_for(lambda: apps.list_namespaced_deployment(namespace, label_selector=selector).items, "the Deployment")
         assert len(apps.list_namespaced_deployment(namespace, label_selector=selector).items) == 1
         # kopf starts paused until it has read the peering: only the leader ever resumes and handles models

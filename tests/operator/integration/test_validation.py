@@ -73,9 +73,20 @@ def test_names_that_make_invalid_child_names_are_refused(cluster, namespace: str
     assert kubectl("get", "im", name, "-n", namespace, check=False).returncode != 0
 
 
+def test_a_routed_name_leaves_room_for_the_replicas_service(cluster, namespace: str) -> None:
+    """By default a router fronts the model, and `<name>-replicas` must be a DNS-1035 label too."""
+    name = "m" * 55
+    result = kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(model_manifest(name, BASE)), check=False)
+    assert result.returncode != 0
+    assert "metadata.name must be at most 54 characters with a router" in result.stderr, result.stderr
+    plain = {**BASE, "routing": {"strategy": "none"}}
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(model_manifest(name, plain)))
+
+
 def test_gpu_model_within_its_gpus_is_accepted(cluster, namespace: str) -> None:
     spec = {**BASE, "resources": {"gpu": 2}, "engine": {"tensorParallelSize": 2, "gpuMemoryUtilization": 0.8}}
-    kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(model_manifest("m" * 63, spec)))
+    plain = {**spec, "routing": {"strategy": "none"}}  # the longest name: no `<name>-replicas` Service
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(model_manifest("m" * 63, plain)))
 
 
 def test_scale_to_zero_and_the_deprecated_metric_are_accepted(cluster, namespace: str) -> None:

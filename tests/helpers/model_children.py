@@ -1,0 +1,20 @@
+"""A model's children from the pure builders, by kind, for tests about the model's own objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vif.operator.builders import ModelRef, OperatorSettings, build_children
+from vif.operator.builders.routing import replicas_service_name, router_name
+from vif.operator.spec import InferenceModelSpec
+
+
+def own_children(
+    spec: dict[str, Any], settings: OperatorSettings | None = None, service_monitor_crd: bool = False
+) -> dict[str, dict[str, Any]]:
+    """The children of model `chat` in namespace `team-a`, by kind, without the router's (its Deployment, Role,
+    ... and the `-replicas` Service): a model has a router by default, and its kinds would shadow the model's."""
+    ref = ModelRef("chat", "team-a", "uid-1", InferenceModelSpec.model_validate(spec))
+    routers = {router_name(ref), replicas_service_name(ref)}
+    built = build_children(ref, settings or OperatorSettings(), service_monitor_crd)
+    return {c["kind"]: c for c in built if c["metadata"]["name"] not in routers}
