@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from helpers.autoscaling_stack import Stack, running_stack
 from helpers.cluster import KUBECONFIG, get, kubectl, require_cluster, wait_established, wait_for
 from helpers.operator_process import OperatorProcess
 
@@ -76,3 +77,10 @@ def operator_process(namespace: str, tmp_path: Path) -> Iterator[OperatorProcess
     op.start()
     yield op
     op.kill()
+
+
+@pytest.fixture(scope="module")
+def stack(cluster: Path) -> Iterator[Stack]:
+    """KEDA and Prometheus beside the plane for the module's tests (built first if not cached: minutes)."""
+    with running_stack() as running:
+        yield running

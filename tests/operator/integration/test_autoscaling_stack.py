@@ -10,22 +10,17 @@ tests expect a cluster without KEDA.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
-from helpers.cluster import KUBECONFIG, REPO, get, kubectl, wait_for
+from helpers.autoscaling_stack import Stack
+from helpers.cluster import get, kubectl, wait_for
 
-SCRIPT = REPO / "e2e" / "cluster" / "autoscaling.sh"
 METRIC = "vif_test_queue_depth"
 THRESHOLD = 5
 # Prometheus scrapes every 2 s, KEDA polls every 2 s and the HPA controller syncs every 5 s: scaling takes seconds;
@@ -33,37 +28,10 @@ THRESHOLD = 5
 SCALING = 180
 
 
-@dataclass
-class Stack:
-    """The running stack: where Prometheus answers, and the folder whose file_sd files it scrapes."""
-
-    prometheus: str
-    targets: Path
-
-
-def run_script(*args: str) -> subprocess.CompletedProcess[str]:
-    # The stack lives beside the plane the tests use (VIF_KUBECONFIG may name another cluster directory).
-    env = {**os.environ, "VIF_CLUSTER_DIR": str(KUBECONFIG.parent)}
-    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, env=env, check=False)
-
-
-@pytest.fixture(scope="module")
-def stack(cluster: Path) -> Iterator[Stack]:
-    """Prometheus and KEDA (operator, metrics API server) for this module; built first if not cached (minutes)."""
-    up = run_script("up")
-    if up.returncode != 0:
-        pytest.fail(f"autoscaling.sh up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}")
-    state = KUBECONFIG.parent / "autoscaling"
-    yield Stack((state / "prometheus-address").read_text().strip(), state / "prometheus-targets")
-    down = run_script("down")
-    assert down.returncode == 0, f"autoscaling.sh down failed:\n{down.stdout[-3000:]}\n{down.stderr[-3000:]}"
-
-
 class Gauge:
-    """A /metrics endpoint on 127.0.0.1 with one gauge whose value the test sets, listed as a Prometheus target
-    with the labels a Kubernetes scrape of the Service's pod would give."""
+    """A /metrics endpoint on 127.0.0.1 with one gauge whose value the test sets."""
 
-    def __init__(self, stack: Stack, namespace: str, service: str) -> None:
+    def __init__(self) -> None:
         self.value = 0.0
         gauge = self
 
@@ -81,32 +49,20 @@ class Gauge:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        labels = {"namespace": namespace, "service": service, "pod": f"{service}-0"}
-        target = [{"targets": [f"127.0.0.1:{self.server.server_address[1]}"], "labels": labels}]
-        self.target_file = stack.targets / f"{namespace}-{service}.json"
-        staged = self.target_file.with_suffix(".tmp")  # file_sd reads *.json: write aside, then rename
-        staged.write_text(json.dumps(target))
-        staged.rename(self.target_file)
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
 
     def close(self) -> None:
-        self.target_file.unlink(missing_ok=True)
         self.server.shutdown()
         self.server.server_close()
 
 
 @pytest.fixture
 def gauge(stack: Stack, namespace: str) -> Iterator[Gauge]:
-    served = Gauge(stack, namespace, "web")
-    yield served
+    """The gauge, scraped as the pod `web-0` of the Service `web`."""
+    served = Gauge()
+    with stack.target(served.address, namespace, "web", "web-0"):
+        yield served
     served.close()
-
-
-def query_value(stack: Stack, query: str) -> float | None:
-    """The value of an instant query that returns at most one series, or None when it returns none."""
-    response = httpx.get(f"{stack.prometheus}/api/v1/query", params={"query": query}, timeout=5)
-    response.raise_for_status()
-    result = response.json()["data"]["result"]
-    return float(result[0]["value"][1]) if result else None
 
 
 def apply(namespace: str, manifest: dict[str, Any]) -> None:
@@ -178,7 +134,7 @@ def external_metric(namespace: str, hpa: dict[str, Any]) -> float | None:
 
 def test_keda_scales_a_deployment_by_a_prometheus_metric(stack: Stack, namespace: str, gauge: Gauge) -> None:
     query = f'sum({METRIC}{{namespace="{namespace}",service="web"}})'
-    wait_for(lambda: query_value(stack, query) == 0, "Prometheus scraping the gauge")
+    wait_for(lambda: stack.query(query) == 0, "Prometheus scraping the gauge")
     apply(namespace, deployment("web"))
     apply(namespace, scaled_object("web", stack.prometheus, query, min_replicas=1))
     wait_for(lambda: ready(get("scaledobject", "web", namespace)), "the ScaledObject Ready", timeout=60)
@@ -196,7 +152,7 @@ def test_keda_scales_a_deployment_by_a_prometheus_metric(stack: Stack, namespace
 
 def test_keda_scales_to_zero_and_back(stack: Stack, namespace: str, gauge: Gauge) -> None:
     query = f'sum({METRIC}{{namespace="{namespace}",service="web"}})'
-    wait_for(lambda: query_value(stack, query) == 0, "Prometheus scraping the gauge")
+    wait_for(lambda: stack.query(query) == 0, "Prometheus scraping the gauge")
     apply(namespace, deployment("web"))
     apply(namespace, scaled_object("web", stack.prometheus, query, min_replicas=0))
     wait_for(lambda: replicas("web", namespace) == 0, "scaled to zero while the gauge is 0", timeout=SCALING)

@@ -1,0 +1,104 @@
+"""A model's autoscaling for real: the operator's ScaledObject, KEDA and Prometheus (e2e/cluster/autoscaling.sh),
+the controller manager's HPA controller, and the model's first pod run here on the real engine (tests/helpers/pods.py)
+and scraped with the labels a ServiceMonitor would give. Load on that pod raises the model above its minimum; once
+the load stops, it comes back down. The other replica is kwok's: nothing runs in it, so only the real pod's queue
+counts, as one busy replica's would.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from helpers.autoscaling_stack import Stack
+from helpers.cluster import get, kubectl, wait_for
+from helpers.operator_process import OperatorProcess
+from helpers.pods import PodAsProcess, mounted_configmap, running
+from vif.operator.builders import ModelRef
+from vif.operator.builders.keda import load_query, scraped_service
+from vif.operator.spec import InferenceModelSpec
+
+from .conftest import apply_model, model_manifest
+
+MODEL = "smollm2-135m-instruct"
+# Two requests per replica: eight in flight on the one real replica ask for four, capped at two.
+SPEC = {
+    "model": {"path": "/models/SmolLM2-135M-Instruct"},
+    "servedName": MODEL,
+    "engine": {"maxModelLen": 2048},
+    "autoscaling": {"minReplicas": 1, "maxReplicas": 2, "metric": "queue", "target": 2, "scaleDownDelaySeconds": 30},
+}
+IN_FLIGHT = 8
+# KEDA polls every 30 s (its default, which the operator keeps), the HPA controller syncs every 5 s here.
+SCALING = 300
+
+
+def replicas(namespace: str) -> int:
+    return get("deployment", "chat", namespace)["spec"]["replicas"]
+
+
+@contextmanager
+def load(base: str) -> Iterator[list[int]]:
+    """IN_FLIGHT clients sending long completions back to back while inside; yields the statuses they got, complete
+    once the last request in flight has finished."""
+    stopped = threading.Event()
+    statuses: list[int] = []
+    body = {"model": MODEL, "prompt": "Tell me a long story.", "max_tokens": 256, "min_tokens": 256}
+
+    def client() -> None:
+        with httpx.Client(base_url=base, timeout=600) as http:
+            while not stopped.is_set():
+                statuses.append(http.post("/v1/completions", json=body).status_code)
+
+    with ThreadPoolExecutor(IN_FLIGHT) as pool:
+        futures = [pool.submit(client) for _ in range(IN_FLIGHT)]
+        try:
+            yield statuses
+        finally:
+            stopped.set()
+        for future in futures:
+            future.result()  # a client's transport error fails the test
+
+
+@pytest.fixture
+def scaled_model(stack: Stack, namespace: str, tmp_path: Path) -> Iterator[tuple[str, ModelRef]]:
+    """The model under KEDA, its first pod running here and scraped; yields that pod's base URL."""
+    operator = OperatorProcess(namespace, tmp_path, ("--prometheus-address", stack.prometheus))
+    operator.start()
+    try:
+        apply_model(namespace, model_manifest("chat", SPEC))
+        deployment = wait_for(lambda: get("deployment", "chat", namespace), "the model's Deployment")
+        configmap = get("configmap", mounted_configmap(deployment), namespace)
+        pods = kubectl("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/name=vif-runtime", "-o", "name")
+        pod = pods.stdout.split()[0].removeprefix("pod/")
+        ref = ModelRef("chat", namespace, "uid", InferenceModelSpec.model_validate(SPEC))
+        runner = PodAsProcess(deployment, configmap, tmp_path / "pod")
+        with running(runner) as base, stack.target(f"127.0.0.1:{runner.port}", namespace, scraped_service(ref), pod):
+            yield base, ref
+    finally:
+        operator.kill()
+
+
+def test_load_raises_the_replicas_and_idle_brings_them_back(
+    stack: Stack, namespace: str, scaled_model: tuple[str, ModelRef]
+) -> None:
+    base, ref = scaled_model
+    query = load_query(ref)  # the operator's own query, on the real runtime's metrics
+    wait_for(lambda: stack.query(query) == 0, "Prometheus scraping the idle runtime", timeout=120)
+    hpa = wait_for(lambda: get("hpa", "keda-hpa-chat", namespace), "KEDA's HPA of the model", timeout=120)
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 2)
+    assert replicas(namespace) == 1
+
+    with load(base) as statuses:
+        wait_for(lambda: (stack.query(query) or 0) >= IN_FLIGHT / 2, "the queue seen by Prometheus", timeout=120)
+        wait_for(lambda: replicas(namespace) == 2, "the model scaled up under load", timeout=SCALING)
+    assert statuses and set(statuses) == {200}, sorted(set(statuses))
+
+    wait_for(lambda: stack.query(query) == 0, "the queue empty again", timeout=120)
+    wait_for(lambda: replicas(namespace) == 1, "the model back at its minimum once idle", timeout=SCALING)
