@@ -225,6 +225,13 @@ class Routing(APIModel):
         "prefix-hash", description="How the router picks a replica; none: no router, a plain Service."
     )
     replicas: int = Field(1, ge=1, description="Router replicas.")
+    max_wait_seconds: int = Field(
+        120,
+        ge=1,
+        le=3600,
+        description="How long the router holds a request while no replica is ready (scaling from zero, all"
+        " replicas starting), then 503 with Retry-After: longer than a replica's cold start.",
+    )
 
 
 class EnvVar(APIModel):

@@ -79,6 +79,7 @@ def router_args(ref: ModelRef) -> list[str]:
     return [
         *("--service", service, "--service-port", PORT_NAME, "--strategy", ref.spec.routing.strategy),
         *("--port", str(RUNTIME_PORT), "--model-name", ref.served_name, "--host", "0.0.0.0"),
+        *("--max-wait", str(ref.spec.routing.max_wait_seconds)),
     ]
 
 

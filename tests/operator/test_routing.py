@@ -45,7 +45,7 @@ def test_routing_defaults_to_prefix_hash_with_one_router() -> None:
     assert set(children(MODEL)) >= ROUTER_CHILDREN
     args = children(MODEL)["Deployment", "chat-router"]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--strategy") + 1] == "prefix-hash"
-    for bad in ({"replicas": 0}, {"strategy": "random"}):
+    for bad in ({"replicas": 0}, {"strategy": "random"}, {"maxWaitSeconds": 0}, {"maxWaitSeconds": 3601}):
         with pytest.raises(ValidationError):
             InferenceModelSpec.model_validate({**MODEL, "routing": bad})
 
@@ -88,12 +88,22 @@ def test_router_deployment() -> None:
     (c,) = pod["containers"]
     assert c["image"] == SETTINGS.runtime_image and c["command"] == ["vif-router"]
     assert c["args"] == ["--service", "team-a/chat-replicas", "--service-port", "http", "--strategy", "least-load",
-                         "--port", "8000", "--model-name", "smollm2", "--host", "0.0.0.0"]  # fmt: skip
+                         "--port", "8000", "--model-name", "smollm2", "--host", "0.0.0.0",
+                         "--max-wait", "120"]  # fmt: skip
     assert c["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
     assert c["securityContext"] == container_security_context()
     assert c["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}  # held requests need it in
     assert c["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
     assert c["resources"]["limits"]["memory"] and "nvidia.com/gpu" not in c["resources"]["limits"]
+
+
+def test_the_hold_outlasts_a_cold_start_and_is_the_models_to_set() -> None:
+    def max_wait(spec: dict[str, Any]) -> str:
+        args = children(spec)["Deployment", "chat-router"]["spec"]["template"]["spec"]["containers"][0]["args"]
+        return args[args.index("--max-wait") + 1]
+
+    assert max_wait(MODEL) == "120"  # the router's own default, 30 s, is shorter than a CPU replica's cold start
+    assert max_wait({**MODEL, "routing": {"maxWaitSeconds": 600}}) == "600"
 
 
 def test_router_image_and_pull_secrets_follow_the_model() -> None:
