@@ -8,7 +8,7 @@ CONFIG := runtime/conf/model_config.json
 
 .PHONY: help install model run test unit integration cluster-test lint format bench lock clean crds e2e e2e-kind \
 	images test-images \
-	operator-install-check bench-operator bench-abuse bench-routing profile
+	operator-install-check bench-operator bench-abuse bench-routing bench-cold-start profile
 
 help:
 	@echo "make run | test | unit | integration | cluster-test | lint | format | bench | model | install"
@@ -95,6 +95,11 @@ bench: model
 # 16 concurrent ~2 MB bodies while probing /health: the probe's p99 on vif and on vLLM's own server.
 bench-abuse: model
 	$(PY) tests/bench/abuse_bench.py --config $(CONFIG) --model-name smollm2-135m-instruct
+
+# What a replica costs from nothing to its first answer (the part of a scale from zero after KEDA and the pod's
+# scheduling): vif and vLLM's own server, fresh each round.
+bench-cold-start: model
+	$(PY) tests/bench/cold_start_bench.py --config $(CONFIG) --model-name smollm2-135m-instruct $(BENCH_ARGS)
 
 # vif-router's strategies on two one-core replicas with small KV caches (prefix_repetition prompts), and the
 # router's own cost on one replica. BENCH_ARGS=--quick: one short round.
