@@ -5,7 +5,9 @@ Shared by the 100-model cluster test and `make bench-operator`.
 
 from __future__ import annotations
 
+import json
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -14,7 +16,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes import watch
 
-from helpers.cluster import KUBECONFIG
+from helpers.cluster import KUBECONFIG, kubectl
 from vif.operator.spec import GROUP, PLURAL, VERSION
 
 APPLIERS = 8
@@ -71,7 +73,27 @@ def wait_all_ready(namespace: str, count: int, started: float, timeout: float, p
         if len(ready) >= count:
             stream.stop()
             return elapsed
-    raise AssertionError(f"only {len(ready)}/{count} models Ready after {timeout:.0f} s")
+    raise AssertionError(f"only {len(ready)}/{count} models Ready after {timeout:.0f} s\n{fleet_report(namespace)}")
+
+
+def fleet_report(namespace: str) -> str:
+    """Where a fleet that is late stands: why its models are not Ready, its Deployments' and Pods' states."""
+
+    def items(kind: str) -> list[dict[str, Any]]:
+        return json.loads(kubectl("get", kind, "-n", namespace, "-o", "json").stdout)["items"]
+
+    reasons = Counter(
+        f"{c['reason']}: {c.get('message', '')[:120]}"
+        for model in items("inferencemodels")
+        for c in (model.get("status") or {}).get("conditions", [])
+        if c["type"] == "Ready" and c["status"] != "True"
+    )
+    deployments = Counter(
+        (d["metadata"]["labels"].get("app.kubernetes.io/name"), (d.get("status") or {}).get("readyReplicas", 0) > 0)
+        for d in items("deployments")
+    )
+    pods = Counter((p.get("status") or {}).get("phase") for p in items("pods"))
+    return f"not Ready, by reason: {dict(reasons)}\ndeployments (app, ready): {dict(deployments)}\npods: {dict(pods)}"
 
 
 def operator_metrics(port: int) -> dict[str, float]:
