@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.retries < 0 or args.max_pending < 0 or args.max_wait < 0 or args.prefix_chars < 1:
         p.error("--retries, --max-pending and --max-wait cannot be negative; --prefix-chars is at least 1")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_level != "debug":  # httpx logs every proxied request at INFO: noise, and work on the hot path
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
     import uvicorn
 

@@ -1,10 +1,23 @@
-"""Router tests against real `vif-runtime` replicas (vLLM on the default model): marked `integration`."""
+"""Router tests against real `vif-runtime` replicas (vLLM on the default model): marked `integration`.
+
+Each module gets its own two replicas (a test may stop one), and each test its own router in front of them.
+"""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
+from helpers.processes import free_port, stop_group
+from helpers.runtime_process import RuntimeProcess, start_runtime, wait_ready
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -12,3 +25,39 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(item.path).parents:
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RuntimeProcess]]:
+    """Both started at once, one core each, so the pair is ready in the time of one."""
+
+    def start(core: int) -> RuntimeProcess:
+        env = {**os.environ, "VLLM_CPU_OMP_THREADS_BIND": str(core % (os.cpu_count() or 1))}
+        return start_runtime(tmp_path_factory.mktemp(f"replica{core}"), "--max-num-seqs", "8", env=env)
+
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(start, core) for core in (0, 1)]
+        started = [f.result() for f in futures]
+    yield started
+    for replica in started:
+        if replica.proc.poll() is None:
+            stop_group(replica.proc, grace=30)
+
+
+@pytest.fixture
+def router(replicas: list[RuntimeProcess], tmp_path: Path) -> Iterator[str]:
+    """`vif-router` over the replicas' static list, round robin, probing an ejected replica back every 0.5 s."""
+    port = free_port()
+    cmd = [
+        str(Path(sys.executable).parent / "vif-router"), "--port", str(port), "--strategy", "round-robin",
+        "--cooldown", "1", "--probe-interval", "0.5", *(a for r in replicas for a in ("--endpoint", r.base_url)),
+    ]  # fmt: skip
+    log = (tmp_path / "router.log").open("wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(proc, f"{url}/ready", 20, tmp_path / "router.log", "vif-router", every=0.2)
+        yield url
+    finally:
+        stop_group(proc, grace=10)
+        log.close()
