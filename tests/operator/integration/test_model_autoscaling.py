@@ -1,8 +1,9 @@
 """A model's autoscaling for real: the operator's ScaledObject, KEDA and Prometheus (e2e/cluster/autoscaling.sh),
-the controller manager's HPA controller, and the model's first pod run here on the real engine (tests/helpers/pods.py)
+the controller manager's HPA controller, and the model's pod run here on the real engine (tests/helpers/pods.py)
 and scraped with the labels a ServiceMonitor would give. Load on that pod raises the model above its minimum; once
 the load stops, it comes back down. The other replica is kwok's: nothing runs in it, so only the real pod's queue
-counts, as one busy replica's would.
+counts, as one busy replica's would. A model with minimum 0 goes to zero while idle; a request the real router
+holds then wakes it through the router's pending-requests metric, and is answered once the new pod is ready.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from helpers.autoscaling_stack import Stack
 from helpers.cluster import get, kubectl, wait_for
 from helpers.operator_process import OperatorProcess
 from helpers.pods import PodAsProcess, mounted_configmap, running
+from helpers.router_process import running_router
 from vif.operator.builders import ModelRef
-from vif.operator.builders.keda import load_query, scraped_service
+from vif.operator.builders.keda import load_query, pending_query, scraped_service
 from vif.operator.spec import InferenceModelSpec
 
 from .conftest import apply_model, model_manifest
@@ -39,8 +41,13 @@ IN_FLIGHT = 8
 SCALING = 300
 
 
-def replicas(namespace: str) -> int:
-    return get("deployment", "chat", namespace)["spec"]["replicas"]
+def replicas(namespace: str, name: str = "chat") -> int:
+    return get("deployment", name, namespace)["spec"]["replicas"]
+
+
+def ready_condition(namespace: str, name: str) -> dict[str, str] | None:
+    conditions = (get("inferencemodel", name, namespace).get("status") or {}).get("conditions", [])
+    return next((c for c in conditions if c["type"] == "Ready"), None)
 
 
 @contextmanager
@@ -102,3 +109,47 @@ def test_load_raises_the_replicas_and_idle_brings_them_back(
 
     wait_for(lambda: stack.query(query) == 0, "the queue empty again", timeout=120)
     wait_for(lambda: replicas(namespace) == 1, "the model back at its minimum once idle", timeout=SCALING)
+
+
+ZERO_SPEC = {**SPEC, "autoscaling": {**SPEC["autoscaling"], "minReplicas": 0, "maxReplicas": 1}}
+
+
+def test_scaled_to_zero_a_held_request_wakes_the_model(stack: Stack, namespace: str, tmp_path: Path) -> None:
+    operator = OperatorProcess(namespace, tmp_path, ("--prometheus-address", stack.prometheus))
+    operator.start()
+    try:
+        apply_model(namespace, model_manifest("idle", ZERO_SPEC))
+        deployment = wait_for(lambda: get("deployment", "idle", namespace), "the model's Deployment")
+        configmap = get("configmap", mounted_configmap(deployment), namespace)
+        runner = PodAsProcess(deployment, configmap, tmp_path / "pod")  # not started: the model has no pod yet
+        ref = ModelRef("idle", namespace, "uid", InferenceModelSpec.model_validate(ZERO_SPEC))
+        # The router as its pod would run, but with the future pod's address as its one endpoint: kwok's pods have
+        # no reachable IP. Until that pod's process answers /ready the router holds requests.
+        endpoint = ("--endpoint", f"http://127.0.0.1:{runner.port}", "--max-wait", "600", "--probe-interval", "0.5")
+        with (
+            running_router(tmp_path, *endpoint, wait_on="/health") as router,
+            stack.target(router.removeprefix("http://"), namespace, ref.name, "idle-router-0"),
+        ):
+            wait_for(lambda: replicas(namespace, "idle") == 0, "KEDA taking the idle model to zero", timeout=SCALING)
+            ready = wait_for(
+                lambda: (
+                    (ready_condition(namespace, "idle") or {}).get("reason") == "ScaledToZero"
+                    and ready_condition(namespace, "idle")
+                ),
+                "the model's status to say ScaledToZero",
+            )
+            assert ready["status"] == "True", ready  # Ready: a request will be served, after a cold start
+
+            body = {"model": MODEL, "prompt": "The capital of France is", "max_tokens": 4, "temperature": 0}
+            with ThreadPoolExecutor(1) as pool:
+                answer = pool.submit(httpx.post, f"{router}/v1/completions", json=body, timeout=900)
+                held = pending_query(ref)  # the operator's own query, on the real router's metrics
+                wait_for(lambda: (stack.query(held) or 0) >= 1, "the held request seen by Prometheus", timeout=120)
+                wait_for(lambda: replicas(namespace, "idle") == 1, "KEDA waking the model", timeout=SCALING)
+                assert not answer.done(), answer.result().text  # held all along, not refused
+                with running(runner):  # the stand-in kubelet runs the new pod
+                    response = answer.result(timeout=600)
+        assert response.status_code == 200, response.text
+        assert "Paris" in response.json()["choices"][0]["text"]
+    finally:
+        operator.kill()

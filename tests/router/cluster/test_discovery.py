@@ -4,8 +4,6 @@ Deployment behind it changes the router's endpoint set; no ready replica means /
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +13,7 @@ import pytest
 import yaml
 
 from helpers.cluster import KUBECONFIG, kubectl, require_cluster, wait_for
-from helpers.processes import free_port, stop_group
-from helpers.runtime_process import REPO, wait_ready
+from helpers.router_process import running_router
 
 LABELS = {"app": "replicas"}
 
@@ -63,18 +60,9 @@ def namespace() -> Iterator[str]:
 
 @pytest.fixture
 def router(namespace: str, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    cmd = [str(Path(sys.executable).parent / "vif-router"), "--port", str(port), "--service", f"{namespace}/model",
-           "--service-port", "http", "--kubeconfig", str(KUBECONFIG), "--max-wait", "1"]  # fmt: skip
-    log = tmp_path / "router.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(proc, f"{url}/health", 30, log, "vif-router", every=0.2)
+    service = ("--service", f"{namespace}/model", "--service-port", "http", "--kubeconfig", str(KUBECONFIG))
+    with running_router(tmp_path, *service, "--max-wait", "1", wait_on="/health") as url:
         yield url
-    finally:
-        stop_group(proc, grace=10)
 
 
 def ready_endpoints(url: str) -> set[str]:

@@ -6,18 +6,15 @@ Each module gets its own two replicas (a test may stop one), and each test its o
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from helpers.processes import free_port, stop_group
-from helpers.runtime_process import RuntimeProcess, start_runtime, wait_ready
-
-REPO = Path(__file__).resolve().parents[3]
+from helpers.processes import stop_group
+from helpers.router_process import running_router
+from helpers.runtime_process import RuntimeProcess, start_runtime
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -47,17 +44,8 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RuntimeP
 @pytest.fixture
 def router(replicas: list[RuntimeProcess], tmp_path: Path) -> Iterator[str]:
     """`vif-router` over the replicas' static list, round robin, probing an ejected replica back every 0.5 s."""
-    port = free_port()
-    cmd = [
-        str(Path(sys.executable).parent / "vif-router"), "--port", str(port), "--strategy", "round-robin",
-        "--cooldown", "1", "--probe-interval", "0.5", *(a for r in replicas for a in ("--endpoint", r.base_url)),
-    ]  # fmt: skip
-    log = (tmp_path / "router.log").open("wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(proc, f"{url}/ready", 20, tmp_path / "router.log", "vif-router", every=0.2)
+    endpoints = (a for r in replicas for a in ("--endpoint", r.base_url))
+    with running_router(
+        tmp_path, "--strategy", "round-robin", "--cooldown", "1", "--probe-interval", "0.5", *endpoints
+    ) as url:
         yield url
-    finally:
-        stop_group(proc, grace=10)
-        log.close()
