@@ -50,6 +50,10 @@ def wait_established(crd: str) -> None:
     API server has written its first status conditions; so it is retried within the bounded wait."""
     args = ("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=10s")
     wait_for(lambda: kubectl(*args, check=False).returncode == 0, f"{crd} established")
+    # Established is not yet served: the kind's list path can 404 a moment longer (a watch started then failed
+    # its first list in CI), so wait until a list answers.
+    plural = crd.split(".", 1)[0]
+    wait_for(lambda: kubectl("get", crd, "-A", "-o", "name", check=False).returncode == 0, f"{plural} listed")
 
 
 def require_cluster() -> None:
