@@ -73,23 +73,32 @@ def load(base: str) -> Iterator[list[int]]:
             future.result()  # a client's transport error fails the test
 
 
-@pytest.fixture
-def scaled_model(stack: Stack, namespace: str, tmp_path: Path) -> Iterator[tuple[str, ModelRef]]:
-    """The model under KEDA, its first pod running here and scraped; yields that pod's base URL."""
+@contextmanager
+def model_under_keda(
+    stack: Stack, namespace: str, tmp_path: Path, name: str, spec: dict
+) -> Iterator[tuple[PodAsProcess, ModelRef]]:
+    """The operator (with Prometheus' address) and the model applied; yields a runner for the model's pod, not
+    started."""
     operator = OperatorProcess(namespace, tmp_path, ("--prometheus-address", stack.prometheus))
     operator.start()
     try:
-        apply_model(namespace, model_manifest("chat", SPEC))
-        deployment = wait_for(lambda: get("deployment", "chat", namespace), "the model's Deployment")
+        apply_model(namespace, model_manifest(name, spec))
+        deployment = wait_for(lambda: get("deployment", name, namespace), "the model's Deployment")
         configmap = get("configmap", mounted_configmap(deployment), namespace)
-        pods = kubectl("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/name=vif-runtime", "-o", "name")
-        pod = pods.stdout.split()[0].removeprefix("pod/")
-        ref = ModelRef("chat", namespace, "uid", InferenceModelSpec.model_validate(SPEC))
-        runner = PodAsProcess(deployment, configmap, tmp_path / "pod")
-        with running(runner) as base, stack.target(f"127.0.0.1:{runner.port}", namespace, scraped_service(ref), pod):
-            yield base, ref
+        ref = ModelRef(name, namespace, "uid", InferenceModelSpec.model_validate(spec))
+        yield PodAsProcess(deployment, configmap, tmp_path / "pod"), ref
     finally:
         operator.kill()
+
+
+@pytest.fixture
+def scaled_model(stack: Stack, namespace: str, tmp_path: Path) -> Iterator[tuple[str, ModelRef]]:
+    """The model under KEDA, its first pod running here and scraped; yields that pod's base URL."""
+    with model_under_keda(stack, namespace, tmp_path, "chat", SPEC) as (runner, ref):
+        pods = kubectl("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/name=vif-runtime", "-o", "name")
+        pod = pods.stdout.split()[0].removeprefix("pod/")
+        with running(runner) as base, stack.target(f"127.0.0.1:{runner.port}", namespace, scraped_service(ref), pod):
+            yield base, ref
 
 
 def test_load_raises_the_replicas_and_idle_brings_them_back(
@@ -115,14 +124,7 @@ ZERO_SPEC = {**SPEC, "autoscaling": {**SPEC["autoscaling"], "minReplicas": 0, "m
 
 
 def test_scaled_to_zero_a_held_request_wakes_the_model(stack: Stack, namespace: str, tmp_path: Path) -> None:
-    operator = OperatorProcess(namespace, tmp_path, ("--prometheus-address", stack.prometheus))
-    operator.start()
-    try:
-        apply_model(namespace, model_manifest("idle", ZERO_SPEC))
-        deployment = wait_for(lambda: get("deployment", "idle", namespace), "the model's Deployment")
-        configmap = get("configmap", mounted_configmap(deployment), namespace)
-        runner = PodAsProcess(deployment, configmap, tmp_path / "pod")  # not started: the model has no pod yet
-        ref = ModelRef("idle", namespace, "uid", InferenceModelSpec.model_validate(ZERO_SPEC))
+    with model_under_keda(stack, namespace, tmp_path, "idle", ZERO_SPEC) as (runner, ref):  # no pod runs yet
         # The router as its pod would run, but with the future pod's address as its one endpoint: kwok's pods have
         # no reachable IP. Until that pod's process answers /ready the router holds requests.
         endpoint = ("--endpoint", f"http://127.0.0.1:{runner.port}", "--max-wait", "600", "--probe-interval", "0.5")
@@ -147,9 +149,7 @@ def test_scaled_to_zero_a_held_request_wakes_the_model(stack: Stack, namespace: 
                 wait_for(lambda: (stack.query(held) or 0) >= 1, "the held request seen by Prometheus", timeout=120)
                 wait_for(lambda: replicas(namespace, "idle") == 1, "KEDA waking the model", timeout=SCALING)
                 assert not answer.done(), answer.result().text  # held all along, not refused
-                with running(runner):  # the stand-in kubelet runs the new pod
+                with running(runner):  # the test, as the kubelet, runs the new pod
                     response = answer.result(timeout=600)
         assert response.status_code == 200, response.text
         assert "Paris" in response.json()["choices"][0]["text"]
-    finally:
-        operator.kill()
