@@ -1,11 +1,12 @@
 """How a request picks a replica: pure functions of the routing key and the candidates' loads.
 
-- `prefix-hash`: consistent hashing with bounded load (Mirrokni, Thorup, Zadimoghaddam, "Consistent Hashing with
-  Bounded Loads", 2016). The key's replica is its first point clockwise on a ring of virtual nodes, so requests
-  sharing a prefix meet the KV cache that prefix left behind; a replica is passed over while taking the request
-  would put it above `ceil(c * (in flight + 1) / candidates)`, and the next distinct replica on the ring is tried.
-  With c >= 1 some candidate is always within the bound. Adding or removing a replica moves only the keys that
-  land on (or came from) it.
+- `prefix-hash`: consistent hashing with bounded loads (Mirrokni, Thorup, Zadimoghaddam, "Consistent Hashing with
+  Bounded Loads", 2016), bounded twice. Keys: a key lives on the first replica of its ring walk (a ring of
+  virtual nodes) that holds fewer than its share of the recently active keys, and stays there (`key_table.py`),
+  so requests sharing a prefix meet the KV cache that prefix left behind and a few prefixes still split evenly.
+  Requests: the key's replica is passed over while taking the request would put it above
+  `ceil(c * (in flight + 1) / candidates)`, and the next distinct replica on the ring is tried. With c >= 1 some
+  candidate is always within the bound. Adding or removing a replica moves about the keys it takes or had.
 - `least-load`: the fewest requests in flight (this router's own counts); ties rotate.
 - `round-robin`: the baseline a plain Service gives.
 """
@@ -21,6 +22,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import ClassVar, Protocol
+
+from vif.runtime.router.key_table import KeyTable
 
 VIRTUAL_NODES = 160  # points per replica: with a handful of replicas each owns a share within a few percent
 
@@ -122,20 +125,25 @@ class RoundRobin(Strategy):
 class PrefixHash(Strategy):
     name = "prefix-hash"
 
-    def __init__(self, load_factor: float = 1.25) -> None:
+    def __init__(self, load_factor: float = 1.25, keys: KeyTable | None = None) -> None:
         if load_factor < 1:
             raise ValueError(f"the load bound factor must be at least 1, got {load_factor}")
         self.load_factor = load_factor
+        self.keys = KeyTable() if keys is None else keys
         self._no_key = LeastLoad()
 
     def choose(self, candidates: Sequence[Load], key: str | None) -> Choice:
         if key is None:
             return Choice(self._no_key.least_loaded(candidates).url, "no-key")
         by_url = {c.url: c for c in candidates}
+        ring = ring_of(tuple(sorted(by_url)))
+        home = self.keys.home(hash64(key), set(by_url), lambda: ring.walk(key))
         bound = load_bound(candidates, self.load_factor)
-        for rank, url in enumerate(ring_of(tuple(sorted(by_url))).walk(key)):
+        if by_url[home].in_flight + 1 <= bound:
+            return Choice(home, "first")
+        for url in ring.walk(key):
             if by_url[url].in_flight + 1 <= bound:
-                return Choice(url, "first" if rank == 0 else "overflow")
+                return Choice(url, "overflow")
         return Choice(self._no_key.least_loaded(candidates).url, "overflow")  # not reached: factor >= 1
 
 

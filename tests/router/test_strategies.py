@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from vif.runtime.router.key_table import KeyTable
 from vif.runtime.router.strategies import HashRing, LeastLoad, PrefixHash, RoundRobin, build_strategy, load_bound
 
 KEYS = [f"system:you are agent {i}\x1euser:question {i * 7919}" for i in range(4000)]
@@ -24,8 +25,9 @@ def replicas(n: int) -> list[Replica]:
     return [Replica(f"http://10.0.0.{i}:8000") for i in range(1, n + 1)]
 
 
-def owners(candidates: list[Replica], keys: list[str] = KEYS) -> dict[str, str]:
-    strategy = PrefixHash()
+def owners(candidates: list[Replica], keys: list[str] = KEYS, strategy: PrefixHash | None = None) -> dict[str, str]:
+    """Where each key goes, asked in turn of `strategy` (a fresh one unless given: one router across a change)."""
+    strategy = strategy or PrefixHash()
     return {key: strategy.choose(candidates, key).url for key in keys}
 
 
@@ -37,43 +39,85 @@ def test_same_key_same_replica() -> None:
         assert strategy.choose(fleet, key).outcome == "first"
 
 
-def test_keys_spread_over_replicas() -> None:
+def test_keys_spread_evenly_over_replicas() -> None:
     shares = Counter(owners(replicas(4)).values())
-    assert len(shares) == 4
-    assert all(0.15 < count / len(KEYS) < 0.35 for count in shares.values()), shares
+    assert sorted(shares.values()) == [1000] * 4
+
+
+def test_a_few_keys_split_evenly_whatever_the_ring() -> None:
+    """Eight prefixes on two replicas: a ring alone splits them 5:3 or worse three times in four."""
+    rng = random.Random(3)
+    for _ in range(100):
+        fleet = [Replica(f"http://127.0.0.1:{rng.randrange(1024, 65536)}") for _ in range(2)]
+        keys = [f"prefix {rng.random()}" for _ in range(8)]
+        assert sorted(Counter(owners(fleet, keys).values()).values()) == [4, 4]
+    ring_splits = Counter(
+        max(Counter(next(HashRing([f"r{t}a", f"r{t}b"]).walk(f"{t}/{k}")) for k in range(8)).values())
+        for t in range(200)
+    )
+    assert ring_splits[4] < 100  # what the table is for
+
+
+def test_a_key_stays_where_it_was_placed_not_where_the_ring_says() -> None:
+    """Four keys the ring gives to one replica: two are placed on the other, and stay there."""
+    fleet = replicas(2)
+    ring = HashRing([r.url for r in fleet])
+    keys = [key for key in KEYS if next(ring.walk(key)) == fleet[0].url][:4]
+    strategy = PrefixHash()
+    placed = owners(fleet, keys, strategy)
+    assert Counter(placed.values()) == {fleet[0].url: 2, fleet[1].url: 2}
+    assert owners(fleet, keys * 3, strategy) == placed
 
 
 def test_adding_a_replica_moves_only_keys_to_it() -> None:
-    before = owners(replicas(5))
-    after = owners(replicas(6))
+    strategy = PrefixHash()
+    before = owners(replicas(5), strategy=strategy)
+    after = owners(replicas(6), strategy=strategy)
     moved = [key for key in KEYS if before[key] != after[key]]
-    assert all(after[key] == "http://10.0.0.6:8000" for key in moved)
-    assert 0.10 < len(moved) / len(KEYS) < 0.25  # about 1/6
+    assert {after[key] for key in moved} == {"http://10.0.0.6:8000"}
+    assert 0.15 < len(moved) / len(KEYS) < 0.18  # its share, 1/6
+    assert owners(replicas(6), strategy=strategy) == after  # and they stay
 
 
 def test_removing_a_replica_moves_only_its_keys() -> None:
     fleet = replicas(5)
-    before = owners(fleet)
+    strategy = PrefixHash()
+    before = owners(fleet, strategy=strategy)
     gone = fleet.pop(2).url
-    after = owners(fleet)
+    after = owners(fleet, strategy=strategy)
     moved = [key for key in KEYS if before[key] != after[key]]
     assert {before[key] for key in moved} == {gone}
-    assert all(after[key] != gone for key in KEYS)
-    assert 0.12 < len(moved) / len(KEYS) < 0.30  # about 1/5
+    assert len(moved) == Counter(before.values())[gone]
+    assert sorted(Counter(after.values()).values()) == [1000] * 4
 
 
-def test_ejected_replica_is_skipped_and_its_keys_fall_to_the_next_on_the_ring() -> None:
-    """Candidates are the ready replicas: leaving one out sends its keys to the next replica on its ring walk."""
+def test_an_ejected_replicas_keys_go_elsewhere_and_it_takes_its_share_back() -> None:
+    """Candidates are the ready replicas: while one is left out only its keys move; when it is back it takes its
+    share of keys again, and only keys that go to it move."""
     fleet = replicas(4)
-    before = owners(fleet)
+    strategy = PrefixHash()
+    before = owners(fleet, strategy=strategy)
     ejected = fleet[1].url
-    after = owners([r for r in fleet if r.url != ejected])
-    ring = HashRing([r.url for r in fleet])
-    for key in KEYS:
-        walk = list(ring.walk(key))
-        assert after[key] == next(url for url in walk if url != ejected)
-        if before[key] != ejected:
-            assert after[key] == before[key]
+    during = owners([r for r in fleet if r.url != ejected], strategy=strategy)
+    assert {before[key] for key in KEYS if during[key] != before[key]} == {ejected}
+    assert ejected not in during.values()
+    after = owners(fleet, strategy=strategy)
+    assert {after[key] for key in KEYS if after[key] != during[key]} == {ejected}
+    assert Counter(after.values())[ejected] == 1000
+
+
+def test_idle_keys_leave_the_table() -> None:
+    now = [0.0]
+    table = KeyTable(idle_seconds=60, max_keys=3, clock=lambda: now[0])
+    strategy = PrefixHash(keys=table)
+    fleet = replicas(2)
+    owners(fleet, KEYS[:2], strategy)
+    assert len(table) == 2
+    now[0] = 61.0
+    strategy.choose(fleet, KEYS[2])
+    assert len(table) == 1 and sum(table.count(r.url) for r in fleet) == 1
+    owners(fleet, KEYS[3:8], strategy)
+    assert len(table) == 3  # the oldest leave past max_keys
 
 
 @pytest.mark.parametrize("factor", [1.0, 1.25, 2.0])
