@@ -95,10 +95,17 @@ def model_under_keda(
 def scaled_model(stack: Stack, namespace: str, tmp_path: Path) -> Iterator[tuple[str, ModelRef]]:
     """The model under KEDA, its first pod running here and scraped; yields that pod's base URL."""
     with model_under_keda(stack, namespace, tmp_path, "chat", SPEC) as (runner, ref):
-        pods = kubectl("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/name=vif-runtime", "-o", "name")
-        pod = pods.stdout.split()[0].removeprefix("pod/")
+        # The Deployment is there before its ReplicaSet has made the pod (seconds later on a loaded machine).
+        pods = wait_for(lambda: runtime_pods(namespace), "the model's first pod", timeout=120)
+        pod = pods[0].removeprefix("pod/")
         with running(runner) as base, stack.target(f"127.0.0.1:{runner.port}", namespace, scraped_service(ref), pod):
             yield base, ref
+
+
+def runtime_pods(namespace: str) -> list[str]:
+    return kubectl(
+        "get", "pods", "-n", namespace, "-l", "app.kubernetes.io/name=vif-runtime", "-o", "name"
+    ).stdout.split()
 
 
 def test_load_raises_the_replicas_and_idle_brings_them_back(
