@@ -32,6 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from process_cpu import cpu_seconds
 from vllm.benchmarks.serve import add_cli_args, main
 from vllm.utils.argparse_utils import FlexibleArgumentParser
 
@@ -47,6 +48,7 @@ KEPT_KEYS = ("duration", "completed", "failed", "total_output_tokens", "request_
 KEPT_KEYS += ("median_ttft_ms", "p99_ttft_ms", "median_tpot_ms", "median_itl_ms", "p99_itl_ms")
 COLUMNS = {"request_throughput": "req/s", "output_throughput": "out tok/s", "median_ttft_ms": "TTFT ms"}
 COLUMNS |= {"p99_ttft_ms": "p99 TTFT", "median_itl_ms": "ITL ms"}
+COLUMNS |= {"api_cpu_ms": "API CPU/req", "engine_cpu_ms": "core CPU/req"}  # CPU ms per completed request
 
 
 @dataclass(frozen=True)
@@ -217,7 +219,10 @@ def run_one(
         warm_up(server, args.model_name)
         results = {}
         for load in args.loads:
+            before = cpu_seconds(proc.pid)
             summary = run_serving_benchmark(server, load, args.model_name, model_dir, seed)
+            used, done = cpu_seconds(proc.pid) - before, max(summary["completed"] or 0, 1)
+            summary |= {"api_cpu_ms": used.api * 1000 / done, "engine_cpu_ms": used.children * 1000 / done}
             results[load.name] = {"seed": seed, "startup_s": round(startup_s, 1), **summary}
         return results
     finally:
