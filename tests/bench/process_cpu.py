@@ -1,9 +1,8 @@
-"""CPU time a server spends, split between its API process and the processes it started (the engine core).
+"""CPU time a server spends, split between its API process and the processes it started (engine core, worker).
 
-On 2 shared cores every CPU-second the front end takes is taken from the engine's step (and an engine thread
-preempted mid-step stalls the whole step), so CPU per request of each process is the figure that explains a
-throughput gap between two servers running the same engine.
-"""
+The API process's CPU per request says whether a throughput gap between two servers on the same engine is the
+front end's work. The started processes' figure is not a measure of work: vLLM's CPU engine polls and keeps its
+cores busy whatever the load, so per request it is about the inverse of throughput."""
 
 from __future__ import annotations
 
