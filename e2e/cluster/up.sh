@@ -278,10 +278,11 @@ echo "  kube-apiserver is ready on https://127.0.0.1:$APISERVER_PORT ($((SECONDS
 # The node-lifecycle controller stays on: it lifts the node.kubernetes.io/not-ready taint once kwok
 # reports the node Ready (without it Pods stay Pending). nodeipam and cloud-node-lifecycle need
 # a pod network / cloud provider that do not exist here. A long node-monitor grace period: while a test
-# runs the vLLM engine on both cores, kwok's heartbeats can come late, and a node flapping NotReady
-# would turn Ready pods unready in the middle of a test. Client rates well above the defaults (20 QPS):
-# one machine runs everything here, and `make bench-operator` creates a thousand Deployments at once. HPAs
-# sync every 5 s (instead of 15 s) so that tests of the real autoscaling chain (autoscaling.sh) see scaling soon.
+# runs the vLLM engine on both cores, kwok's lease renewals can come late, and a node flapping NotReady
+# turns every pod on it unready for good (kwok re-readies only Pending pods). Client rates well above
+# the defaults (20 QPS): one machine runs everything here, and `make bench-operator` creates a thousand
+# Deployments at once. HPAs sync every 5 s (instead of 15 s) so that tests of the real autoscaling
+# chain (autoscaling.sh) see scaling soon.
 start kube-controller-manager \
 	--kubeconfig "$ADMIN_KUBECONFIG" \
 	--authentication-kubeconfig "$ADMIN_KUBECONFIG" \
@@ -314,6 +315,9 @@ start kube-scheduler \
 
 # kwok manages only Nodes annotated kwok.x-k8s.io/node=fake, with the Stage objects build.sh
 # collected. HOME is pointed into $CLUSTER_DIR because kwok would also load ~/.kwok/kwok.yaml.
+# The node's heartbeat is its Lease, renewed every 10 s as a kubelet's: without the flag kwok keeps no
+# Lease, and its status heartbeat (every 600-610 s) comes just after the 600 s grace period ends, so
+# the node went NotReady for a moment every ten minutes.
 mkdir -p "$CLUSTER_DIR/kwok-home"
 HOME=$CLUSTER_DIR/kwok-home start kwok \
 	--kubeconfig "$ADMIN_KUBECONFIG" \
@@ -321,7 +325,8 @@ HOME=$CLUSTER_DIR/kwok-home start kwok \
 	--manage-all-nodes=false \
 	--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
 	--cidr=10.0.0.1/16 \
-	--node-ip=10.0.0.1
+	--node-ip=10.0.0.1 \
+	--node-lease-duration-seconds=40
 
 # --- the simulated node ----------------------------------------------------------------------
 
