@@ -32,9 +32,13 @@ def mounted_configmap(deployment: dict) -> str:
 class PodAsProcess:
     """Runs a pod template's container here: same command, args and env, with paths and the port mapped."""
 
-    def __init__(self, deployment: dict, configmap: dict, root: Path) -> None:
+    def __init__(
+        self, deployment: dict, configmap: dict, root: Path, host: str = "127.0.0.1", port: int | None = None
+    ) -> None:
+        """Listens on `host`:`port` (a free local port unless given)."""
         self.pod = deployment["spec"]["template"]["spec"]
         self.container = self.pod["containers"][0]
+        self.host = host
         self.paths = {"/etc/vif": str(root / "etc-vif"), "/models": str(REPO / "models")}
         for name, mount in self.empty_dirs().items():
             if mount not in SHARED_HERE:
@@ -44,7 +48,7 @@ class PodAsProcess:
         config_dir.mkdir(parents=True)
         for key, text in configmap["data"].items():
             (config_dir / key).write_text(self.localize(text))
-        self.port = free_port()
+        self.port = port or free_port()
         self.log = root / "pod.log"
 
     def empty_dirs(self) -> dict[str, str]:
@@ -60,7 +64,7 @@ class PodAsProcess:
     def command(self) -> list[str]:
         binary = str(Path(sys.executable).parent / self.container["command"][0])
         args = [self.localize(a) for a in self.container["args"]]
-        args[args.index("--host") + 1] = "127.0.0.1"
+        args[args.index("--host") + 1] = self.host
         args[args.index("--port") + 1] = str(self.port)
         return [binary, *self.container["command"][1:], *args]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -42,14 +43,15 @@ async def one_request(client: httpx.AsyncClient, stream: bool, i: int, max_token
         return Outcome(stream, started, False, repr(exc), time.monotonic())
 
 
-async def load(url: str, until: float, workers: int, max_tokens: int = 24) -> list[Outcome]:
-    """Requests from `workers` concurrent clients until the monotonic time `until`."""
+async def load(url: str, until: float | Callable[[], bool], workers: int, max_tokens: int = 24) -> list[Outcome]:
+    """Requests from `workers` concurrent clients until the monotonic time `until`, or until `until()` is true."""
+    stop = until if callable(until) else lambda: time.monotonic() >= until
     outcomes: list[Outcome] = []
 
     async def worker(w: int) -> None:
         i = 0
         async with httpx.AsyncClient(base_url=url, timeout=120) as client:
-            while time.monotonic() < until:
+            while not stop():
                 outcomes.append(await one_request(client, stream=(w + i) % 2 == 0, i=i, max_tokens=max_tokens))
                 i += 1
 

@@ -1,0 +1,121 @@
+"""A stand-in kubelet for the local plane, whose kwok nodes run no containers: every pod of a label selector that has
+an IP gets its container run here (`PodAsProcess`) listening on that IP and the container's port, and a pod that is
+being deleted, or is gone, gets SIGTERM on its main process and then its grace period, as a kubelet does.
+
+kwok gives pods addresses from 10.0.0.0/16; `routed_pod_ips` makes that whole range local to this machine (a local
+route on loopback, root only), so a process can bind a pod's IP and a router reach it at its EndpointSlice address.
+kwok still marks a pod Ready at once, before its engine has loaded: the router's probes and holding cover that gap,
+where a real kubelet's readiness probe would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+
+from helpers.cluster import KUBECONFIG
+from helpers.pods import PodAsProcess, mounted_configmap
+from helpers.processes import stop_group
+
+POD_CIDR = "10.0.0.0/16"  # e2e/cluster/up.sh: kwok --cidr
+
+
+@contextmanager
+def routed_pod_ips() -> Iterator[None]:
+    """While inside, every address of the pod range is this machine's own."""
+    route = ["local", POD_CIDR, "dev", "lo", "table", "local"]
+    subprocess.run(["ip", "route", "replace", *route], check=True, capture_output=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["ip", "route", "del", *route], check=False, capture_output=True)
+
+
+@dataclass
+class Container:
+    name: str
+    ip: str
+    proc: subprocess.Popen[bytes]
+    runner: PodAsProcess
+    grace: float
+    stopping: bool = False
+
+
+class StandInKubelet:
+    """Runs the pods of `selector` in `namespace` while inside a `with`; `containers` are those started so far."""
+
+    def __init__(self, namespace: str, selector: str, root: Path, every: float = 0.5) -> None:
+        config = k8s_client.Configuration()
+        k8s_config.load_kube_config(str(KUBECONFIG), client_configuration=config)
+        self.core = k8s_client.CoreV1Api(k8s_client.ApiClient(config))
+        self.namespace, self.selector, self.root, self.every = namespace, selector, root, every
+        self.containers: dict[str, Container] = {}  # by pod UID
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self.error: BaseException | None = None
+
+    def __enter__(self) -> StandInKubelet:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        for container in self.containers.values():
+            if container.proc.poll() is None:
+                stop_group(container.proc, grace=30)
+
+    def running(self) -> list[Container]:
+        """Containers whose pod still exists and is not being deleted."""
+        return [c for c in self.containers.values() if not c.stopping and c.proc.poll() is None]
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.sync()
+            except Exception as exc:  # kept for the test to report; the loop goes on
+                self.error = exc
+
+    def sync(self) -> None:
+        pods = self.core.list_namespaced_pod(self.namespace, label_selector=self.selector).to_dict()["items"]
+        live = {p["metadata"]["uid"]: p for p in pods if not p["metadata"].get("deletion_timestamp")}
+        for uid, container in self.containers.items():
+            if uid not in live and not container.stopping:
+                container.stopping = True
+                os.kill(container.proc.pid, signal.SIGTERM)  # PID 1 of the container
+                threading.Thread(target=self._kill_after, args=(container.proc, container.grace), daemon=True).start()
+        for uid, pod in live.items():
+            ip = (pod.get("status") or {}).get("pod_ip")
+            if uid not in self.containers and ip:
+                self.containers[uid] = self._start(pod, ip)
+
+    def _start(self, pod: dict[str, Any], ip: str) -> Container:
+        raw = self.core.api_client.sanitize_for_serialization(
+            self.core.read_namespaced_pod(pod["metadata"]["name"], self.namespace)
+        )  # the API's own field names, as PodAsProcess reads a Deployment's template
+        template = {"spec": {"template": {"spec": raw["spec"]}}}
+        configmap = self.core.read_namespaced_config_map(mounted_configmap(template), self.namespace)
+        configmap_data = {"data": configmap.data}
+        port = raw["spec"]["containers"][0]["ports"][0]["containerPort"]
+        runner = PodAsProcess(template, configmap_data, self.root / raw["metadata"]["name"], host=ip, port=port)
+        grace = float(raw["spec"].get("terminationGracePeriodSeconds") or 30)
+        return Container(raw["metadata"]["name"], ip, runner.run(), runner, grace)
+
+    @staticmethod
+    def _kill_after(proc: subprocess.Popen[bytes], grace: float) -> None:
+        """The end of a pod's grace period: whatever still runs is killed."""
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
