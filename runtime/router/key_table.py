@@ -7,6 +7,10 @@ replica it was placed on while that replica holds at most `ceil(keys / replicas)
 replica is gone or over that share, is placed on the first replica of its ring walk that is under it. A key that
 goes unused for `idle_seconds` leaves the table (its prefix is likely evicted by then anyway), and so does the
 oldest one past `max_keys`. Keys are stored as 64-bit hashes.
+
+A key counts towards its replica's share from its second request on: a prompt seen once has no prefix worth
+keeping yet, and a router's traffic is full of them (a warm-up request left as the ninth key split eight shared
+prefixes 5:3 in half of the trials). Placed like the others, a new key may still move once, at its second request.
 """
 
 from __future__ import annotations
@@ -30,14 +34,15 @@ class KeyTable:
         self.idle_seconds = idle_seconds
         self.max_keys = max_keys
         self._clock = clock
-        self._homes: OrderedDict[int, tuple[str, float]] = OrderedDict()  # least recently used first
-        self._counts: Counter[str] = Counter()
+        self._homes: OrderedDict[int, tuple[str, float, bool]] = OrderedDict()  # least recently used first
+        self._counts: Counter[str] = Counter()  # keys counted (used again) per replica
+        self._counted = 0
 
     def __len__(self) -> int:
         return len(self._homes)
 
     def count(self, url: str) -> int:
-        """Active keys placed on `url`."""
+        """Active keys placed on `url` that have been used more than once."""
         return self._counts[url]
 
     def home(self, key: int, candidates: set[str], walk: Callable[[], Iterable[str]]) -> str:
@@ -47,21 +52,29 @@ class KeyTable:
         self._expire(now)
         placed = self._homes.pop(key, None)
         if placed is not None:
-            self._counts[placed[0]] -= 1
-        share = math.ceil((len(self._homes) + 1) / len(candidates))
+            self._uncount(placed)
+        share = math.ceil((self._counted + 1) / len(candidates))
         if placed is not None and placed[0] in candidates and self._counts[placed[0]] < share:
             url = placed[0]
         else:
-            # Some candidate is under the share: the candidates hold at most the other len(self._homes) keys.
+            # Some candidate is under the share: the candidates hold at most the other self._counted keys.
             url = next(u for u in walk() if self._counts[u] < share)
-        self._homes[key] = (url, now)
-        self._counts[url] += 1
+        counted = placed is not None
+        self._homes[key] = (url, now, counted)
+        if counted:
+            self._counts[url] += 1
+            self._counted += 1
         return url
+
+    def _uncount(self, placed: tuple[str, float, bool]) -> None:
+        if placed[2]:
+            self._counts[placed[0]] -= 1
+            self._counted -= 1
 
     def _expire(self, now: float) -> None:
         while self._homes:
-            key, (url, seen) = next(iter(self._homes.items()))
-            if seen > now - self.idle_seconds and len(self._homes) < self.max_keys:
+            key, placed = next(iter(self._homes.items()))
+            if placed[1] > now - self.idle_seconds and len(self._homes) < self.max_keys:
                 return
             del self._homes[key]
-            self._counts[url] -= 1
+            self._uncount(placed)
