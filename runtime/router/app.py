@@ -25,7 +25,7 @@ from vif.runtime.router.metrics import RouterMetrics
 from vif.runtime.router.prefix import DEFAULT_PREFIX_CHARS, EXTRACTORS, Extractor, routing_key
 from vif.runtime.router.probes import Prober
 from vif.runtime.router.proxy import BrokenStream, Proxy, pool_client
-from vif.runtime.router.strategies import build_strategy
+from vif.runtime.router.strategies import DEFAULT_LOAD_FACTOR, build_strategy
 
 # Forwarded without a routing key: they carry no prompt worth keeping near its cache.
 PLAIN_ROUTES = {"/v1/models": ["GET"], "/tokenize": ["POST"], "/detokenize": ["POST"]}
@@ -35,7 +35,7 @@ PLAIN_ROUTES = {"/v1/models": ["GET"], "/tokenize": ["POST"], "/detokenize": ["P
 class RouterSettings:
     model_name: str = "default"
     strategy: str = "prefix-hash"
-    load_factor: float = 1.25
+    load_factor: float = DEFAULT_LOAD_FACTOR
     prefix_chars: int = DEFAULT_PREFIX_CHARS
     retries: int = 2
     cooldown: float = 5.0
