@@ -19,9 +19,18 @@ import math
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 KEY_IDLE_SECONDS = 300.0
 MAX_KEYS = 100_000
+
+
+class Home(NamedTuple):
+    """Where a key lives, when it was last used, and whether it counts towards its replica's share yet."""
+
+    url: str
+    seen: float
+    counted: bool
 
 
 class KeyTable:
@@ -34,7 +43,7 @@ class KeyTable:
         self.idle_seconds = idle_seconds
         self.max_keys = max_keys
         self._clock = clock
-        self._homes: OrderedDict[int, tuple[str, float, bool]] = OrderedDict()  # least recently used first
+        self._homes: OrderedDict[int, Home] = OrderedDict()  # least recently used first
         self._counts: Counter[str] = Counter()  # keys counted (used again) per replica
         self._counted = 0
 
@@ -54,27 +63,27 @@ class KeyTable:
         if placed is not None:
             self._uncount(placed)
         share = math.ceil((self._counted + 1) / len(candidates))
-        if placed is not None and placed[0] in candidates and self._counts[placed[0]] < share:
-            url = placed[0]
+        if placed is not None and placed.url in candidates and self._counts[placed.url] < share:
+            url = placed.url
         else:
             # Some candidate is under the share: the candidates hold at most the other self._counted keys.
             url = next(u for u in walk() if self._counts[u] < share)
         counted = placed is not None
-        self._homes[key] = (url, now, counted)
+        self._homes[key] = Home(url, now, counted)
         if counted:
             self._counts[url] += 1
             self._counted += 1
         return url
 
-    def _uncount(self, placed: tuple[str, float, bool]) -> None:
-        if placed[2]:
-            self._counts[placed[0]] -= 1
+    def _uncount(self, placed: Home) -> None:
+        if placed.counted:
+            self._counts[placed.url] -= 1
             self._counted -= 1
 
     def _expire(self, now: float) -> None:
         while self._homes:
             key, placed = next(iter(self._homes.items()))
-            if placed[1] > now - self.idle_seconds and len(self._homes) < self.max_keys:
+            if placed.seen > now - self.idle_seconds and len(self._homes) < self.max_keys:
                 return
             del self._homes[key]
             self._uncount(placed)
