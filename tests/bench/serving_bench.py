@@ -32,6 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from engine_metrics import engine_summary, scrape
 from process_cpu import cpu_seconds
 from vllm.benchmarks.serve import add_cli_args, main
 from vllm.utils.argparse_utils import FlexibleArgumentParser
@@ -45,10 +46,13 @@ BIN = Path(sys.executable).parent
 READY_TIMEOUT_S = 300.0
 STOP_TIMEOUT_S = 30.0
 KEPT_KEYS = ("duration", "completed", "failed", "total_output_tokens", "request_throughput", "output_throughput")
-KEPT_KEYS += ("median_ttft_ms", "p99_ttft_ms", "median_tpot_ms", "median_itl_ms", "p99_itl_ms")
+KEPT_KEYS += ("median_ttft_ms", "p99_ttft_ms", "median_tpot_ms", "median_itl_ms", "p99_itl_ms", "mean_e2el_ms")
 COLUMNS = {"request_throughput": "req/s", "output_throughput": "out tok/s", "median_ttft_ms": "TTFT ms"}
 COLUMNS |= {"p99_ttft_ms": "p99 TTFT", "median_itl_ms": "ITL ms"}
 COLUMNS |= {"api_cpu_ms": "API CPU/req", "engine_cpu_ms": "core CPU/req"}  # CPU ms per completed request
+COLUMNS |= {"engine_steps": "steps", "step_ms": "step ms", "tokens_per_step": "tok/step"}  # engine_metrics.py
+COLUMNS |= {"front_ms": "front ms"}  # the client's mean latency minus the engine's: the front end's share
+COLUMNS |= {"worker_wait_pct": "worker wait%"}  # of the load's time, the worker waited for its core
 
 
 @dataclass(frozen=True)
@@ -200,7 +204,7 @@ def run_serving_benchmark(server: Server, load: Load, model_name: str, model_dir
     argv += ["--dataset-name", "random", "--random-input-len", str(load.input_len)]
     argv += ["--random-output-len", str(load.output_len)]
     argv += ["--max-concurrency", str(load.concurrency), "--num-prompts", str(load.num_prompts)]
-    argv += ["--ignore-eos", "--seed", str(seed), "--disable-tqdm"]
+    argv += ["--ignore-eos", "--seed", str(seed), "--disable-tqdm", "--percentile-metrics", "ttft,tpot,itl,e2el"]
     argv += ["--save-detailed"]  # keeps per-request errors in the result; without --save-result nothing is written
     bench_args = parser.parse_args(argv)
     result = main(bench_args)
@@ -219,10 +223,13 @@ def run_one(
         warm_up(server, args.model_name)
         results = {}
         for load in args.loads:
-            before = cpu_seconds(proc.pid)
+            before, counters = cpu_seconds(proc.pid), scrape(server.port)
             summary = run_serving_benchmark(server, load, args.model_name, model_dir, seed)
             used, done = cpu_seconds(proc.pid) - before, max(summary["completed"] or 0, 1)
             summary |= {"api_cpu_ms": used.api * 1000 / done, "engine_cpu_ms": used.children * 1000 / done}
+            summary |= engine_summary(counters, scrape(server.port), summary["duration"])
+            summary["front_ms"] = summary["mean_e2el_ms"] - summary["engine_e2e_ms"]
+            summary["worker_wait_pct"] = used.worker_wait * 100 / summary["duration"]
             results[load.name] = {"seed": seed, "startup_s": round(startup_s, 1), **summary}
         return results
     finally:

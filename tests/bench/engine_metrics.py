@@ -1,0 +1,49 @@
+"""The engine's own account of a load, read from a server's /metrics before and after it.
+
+Both servers export vLLM's engine metrics under the same names, so the same counters say, for each: how many
+engine steps the load took, how long a step was on average (the load's wall time over its steps; the engine is
+busy throughout a closed-loop load), how many tokens a step carried, and a request's mean time inside the engine
+(from when the front end handed it over to its last token). The client's mean end-to-end latency minus the
+engine's is the front end's share of a request's latency: parsing, tokenising and streaming.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+# Every label set of a series is summed: one model, one engine.
+SERIES = {
+    "steps": "vllm:iteration_tokens_total_count",
+    "step_tokens": "vllm:iteration_tokens_total_sum",
+    "e2e_s": "vllm:e2e_request_latency_seconds_sum",
+    "requests": "vllm:e2e_request_latency_seconds_count",
+    "queue_s": "vllm:request_queue_time_seconds_sum",
+}
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The current value of each series in SERIES from the server's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10.0) as response:
+        text = response.read().decode()
+    wanted = {name: key for key, name in SERIES.items()}
+    totals = dict.fromkeys(SERIES, 0.0)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in wanted:
+                totals[wanted[sample.name]] += sample.value
+    return totals
+
+
+def engine_summary(before: dict[str, float], after: dict[str, float], duration_s: float) -> dict[str, float]:
+    """Steps, mean step time (ms), tokens per step and mean engine latency and queue time (ms) over one load."""
+    delta = {key: after[key] - before[key] for key in SERIES}
+    steps, requests = max(delta["steps"], 1.0), max(delta["requests"], 1.0)
+    return {
+        "engine_steps": delta["steps"],
+        "step_ms": duration_s * 1000 / steps,
+        "tokens_per_step": delta["step_tokens"] / steps,
+        "engine_e2e_ms": delta["e2e_s"] * 1000 / requests,
+        "engine_queue_ms": delta["queue_s"] * 1000 / requests,
+    }
