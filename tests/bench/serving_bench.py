@@ -52,7 +52,7 @@ COLUMNS |= {"p99_ttft_ms": "p99 TTFT", "median_itl_ms": "ITL ms"}
 COLUMNS |= {"api_cpu_ms": "API CPU/req", "engine_cpu_ms": "core CPU/req"}  # CPU ms per completed request
 COLUMNS |= {"engine_steps": "steps", "step_ms": "step ms", "tokens_per_step": "tok/step"}  # engine_metrics.py
 COLUMNS |= {"front_ms": "front ms"}  # the client's mean latency minus the engine's: the front end's share
-COLUMNS |= {"worker_wait_pct": "worker wait%"}  # of the load's time, the worker waited for its core
+COLUMNS |= {"worker_busy_pct": "worker busy%", "worker_wait_pct": "worker wait%"}  # of the load's time
 
 
 @dataclass(frozen=True)
@@ -229,6 +229,7 @@ def run_one(
             summary |= {"api_cpu_ms": used.api * 1000 / done, "engine_cpu_ms": used.children * 1000 / done}
             summary |= engine_summary(counters, scrape(server.port), summary["duration"])
             summary["front_ms"] = summary["mean_e2el_ms"] - summary["engine_e2e_ms"]
+            summary["worker_busy_pct"] = used.worker_busy * 100 / summary["duration"]
             summary["worker_wait_pct"] = used.worker_wait * 100 / summary["duration"]
             results[load.name] = {"seed": seed, "startup_s": round(startup_s, 1), **summary}
         return results
@@ -251,13 +252,13 @@ def print_tables(rounds: list[dict[str, dict[str, dict[str, Any]]]], loads: list
         per_load = [{name: r[name][load.name] for name in names} for r in rounds]
         print(f"\n{load.name}: {load.input_len} in / {load.output_len} out, {load.concurrency} in flight, "
               f"{load.num_prompts} prompts")  # fmt: skip
-        header = f"{'':<10}" + "".join(f"{label:>12}" for label in COLUMNS.values()) + f"{'failed':>9}"
+        header = f"{'':<10}" + "".join(f"{label:>13}" for label in COLUMNS.values()) + f"{'failed':>9}"
         print(header + "\n" + "-" * len(header))
         for name in names:
-            cells = "".join(f"{statistics.median(r[name][key] for r in per_load):>12.2f}" for key in COLUMNS)
+            cells = "".join(f"{statistics.median(r[name][key] for r in per_load):>13.2f}" for key in COLUMNS)
             print(f"{name:<10}{cells}{sum(r[name]['failed'] for r in per_load):>9}")
         ratios = [statistics.median(ratio(r["vif"][k], r["vllm"][k]) for r in per_load) for k in COLUMNS]
-        print(f"{'vif/vllm':<10}" + "".join(f"{value:>12.3f}" for value in ratios))
+        print(f"{'vif/vllm':<10}" + "".join(f"{value:>13.3f}" for value in ratios))
     print(f"\nmedians over {len(rounds)} round(s); ratios are medians of per-round ratios (higher req/s, tok/s")
     print("is better; lower TTFT, ITL is better).")
 
