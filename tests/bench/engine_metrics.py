@@ -13,37 +13,46 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
+Samples = list[tuple[str, dict[str, str], float]]
+
 # Every label set of a series is summed: one model, one engine.
 SERIES = {
     "steps": "vllm:iteration_tokens_total_count",
     "step_tokens": "vllm:iteration_tokens_total_sum",
     "e2e_s": "vllm:e2e_request_latency_seconds_sum",
     "requests": "vllm:e2e_request_latency_seconds_count",
-    "queue_s": "vllm:request_queue_time_seconds_sum",
 }
 
 
-def scrape(port: int) -> dict[str, float]:
-    """The current value of each series in SERIES from the server's /metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10.0) as response:
+def scrape(port: int) -> Samples:
+    """A server's /metrics as (sample name, labels, value)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
-    wanted = {name: key for key, name in SERIES.items()}
-    totals = dict.fromkeys(SERIES, 0.0)
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name in wanted:
-                totals[wanted[sample.name]] += sample.value
-    return totals
+    return [(s.name, s.labels, s.value) for family in text_string_to_metric_families(text) for s in family.samples]
 
 
-def engine_summary(before: dict[str, float], after: dict[str, float], duration_s: float) -> dict[str, float]:
-    """Steps, mean step time (ms), tokens per step and mean engine latency and queue time (ms) over one load."""
+def total(samples: Samples, name: str) -> float:
+    return sum(value for sample, _, value in samples if sample == name)
+
+
+def engine_counters(port: int) -> dict[str, float]:
+    """The current value of each series in SERIES."""
+    samples = scrape(port)
+    return {key: total(samples, name) for key, name in SERIES.items()}
+
+
+def engine_summary(
+    before: dict[str, float], after: dict[str, float], duration_s: float, client_e2e_ms: float
+) -> dict[str, float]:
+    """Steps, mean step time (ms), tokens per step, mean engine latency (ms) and the front end's share (ms) of
+    the client's mean end-to-end latency `client_e2e_ms`, over one load."""
     delta = {key: after[key] - before[key] for key in SERIES}
     steps, requests = max(delta["steps"], 1.0), max(delta["requests"], 1.0)
+    engine_e2e_ms = delta["e2e_s"] * 1000 / requests
     return {
         "engine_steps": delta["steps"],
         "step_ms": duration_s * 1000 / steps,
         "tokens_per_step": delta["step_tokens"] / steps,
-        "engine_e2e_ms": delta["e2e_s"] * 1000 / requests,
-        "engine_queue_ms": delta["queue_s"] * 1000 / requests,
+        "engine_e2e_ms": engine_e2e_ms,
+        "front_ms": client_e2e_ms - engine_e2e_ms,
     }

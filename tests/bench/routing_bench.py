@@ -35,13 +35,12 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
+from engine_metrics import scrape, total
 from serving_bench import (
     BIN,
     KEPT_KEYS,
@@ -137,17 +136,6 @@ def router(port: int, strategy: str, replica_ports: list[int], args: argparse.Na
     for replica_port in replica_ports:
         command += ["--endpoint", f"http://127.0.0.1:{replica_port}"]
     return Server("router", port, command, "/ready")
-
-
-def scrape(port: int) -> list[tuple[str, dict[str, str], float]]:
-    """A server's /metrics as (sample name, labels, value)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return [(s.name, s.labels, s.value) for family in text_string_to_metric_families(text) for s in family.samples]
-
-
-def total(samples: list[tuple[str, dict[str, str], float]], name: str) -> float:
-    return sum(value for sample, _, value in samples if sample == name)
 
 
 def wait_for_endpoints(server: Server, count: int) -> None:

@@ -32,7 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from engine_metrics import engine_summary, scrape
+from engine_metrics import engine_counters, engine_summary
 from process_cpu import cpu_seconds
 from vllm.benchmarks.serve import add_cli_args, main
 from vllm.utils.argparse_utils import FlexibleArgumentParser
@@ -223,12 +223,14 @@ def run_one(
         warm_up(server, args.model_name)
         results = {}
         for load in args.loads:
-            before, counters = cpu_seconds(proc.pid), scrape(server.port)
+            before, counters = cpu_seconds(proc.pid), engine_counters(server.port)
             summary = run_serving_benchmark(server, load, args.model_name, model_dir, seed)
             used, done = cpu_seconds(proc.pid) - before, max(summary["completed"] or 0, 1)
             summary |= {"api_cpu_ms": used.api * 1000 / done, "engine_cpu_ms": used.children * 1000 / done}
-            summary |= engine_summary(counters, scrape(server.port), summary["duration"])
-            summary["front_ms"] = summary["mean_e2el_ms"] - summary["engine_e2e_ms"]
+            summary |= engine_summary(
+                counters, engine_counters(server.port), summary["duration"], summary["mean_e2el_ms"]
+            )
+            # Over the client's duration; the CPU window is a little wider, so a saturated worker can read 101 %.
             summary["worker_busy_pct"] = used.worker_busy * 100 / summary["duration"]
             summary["worker_wait_pct"] = used.worker_wait * 100 / summary["duration"]
             results[load.name] = {"seed": seed, "startup_s": round(startup_s, 1), **summary}
