@@ -1,5 +1,5 @@
 """vLLM's tokenizer routes, `POST /tokenize` and `POST /detokenize`: the body read and prepared as the inference
-routes do it (on the worker thread when large), then answered at once. Nothing runs on the engine, so no
+routes do it (on the worker thread), then answered at once. Nothing runs on the engine, so no
 concurrency slot is taken; like the inference routes, they answer 503 until the engine is up."""
 
 from __future__ import annotations

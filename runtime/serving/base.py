@@ -53,7 +53,7 @@ class BaseServingEngine(ABC, Generic[RequestT]):
 
     def prepare(self, body: bytes, request_id: str) -> RequestContext[RequestT]:
         """Parse and check a request body into a context ready to run. Synchronous and CPU-bound (parsing,
-        the chat template, the tokenizer): the app runs it on a worker thread when the body is large."""
+        the chat template, the tokenizer): the app runs it on its worker thread, off the event loop."""
         request = self.parse_request(parse_json(body))
         served = self.check_model(request)
         self.check_prompt_size(request)

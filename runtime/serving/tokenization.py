@@ -2,8 +2,7 @@
 
 Prompts are tokenised exactly as the inference routes tokenise them, so a client (vLLM's serving benchmark) can
 size its prompts in the tokens the server counts. Like `BaseServingEngine.prepare`, everything here is
-synchronous and CPU-bound, returns data or raises `APIError`, and the app runs it on a worker thread for a
-large body.
+synchronous and CPU-bound, returns data or raises `APIError`, and the app runs it on its worker thread.
 """
 
 from __future__ import annotations
