@@ -13,6 +13,7 @@ import asyncio
 import contextvars
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from contextlib import aclosing, suppress
@@ -87,8 +88,11 @@ class InferenceEndpoint:
             await send_error(send, self._error(exc), shape)
 
     async def _prepare(self, serving: BaseServingEngine, body: bytes, request_id: str) -> RequestContext[Any]:
+        arrived = time.time()
         prepare = functools.partial(serving.prepare, request_id=request_id)
-        return await prepare_body(prepare, serving.request_model, body, self.pool, self.checker)
+        ctx = await prepare_body(prepare, serving.request_model, body, self.pool, self.checker)
+        ctx.arrived = arrived
+        return ctx
 
     async def _respond(
         self, serving: BaseServingEngine, ctx: RequestContext[Any], receive: Receive, send: Send

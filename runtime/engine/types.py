@@ -150,10 +150,17 @@ class EngineClient(Protocol):
         """Raise `EngineRequestError` if the engine would refuse these options (before any response starts)."""
 
     def generate(
-        self, prompt: list[int], options: SamplingOptions, request_id: str, *, adapter: str | None = None
+        self,
+        prompt: list[int],
+        options: SamplingOptions,
+        request_id: str,
+        *,
+        adapter: str | None = None,
+        arrived: float | None = None,
     ) -> AsyncIterator[EngineStep]:
         """Stream the request's steps, through the named LoRA adapter if any; leaving the iterator early aborts
-        the request in the engine. Raises `EngineDeadError` when the engine is gone."""
+        the request in the engine. `arrived` (wall clock) is when the engine's latency metrics start, as vLLM's
+        server starts them before rendering and tokenising. Raises `EngineDeadError` when the engine is gone."""
 
     async def load_adapters(self) -> None:
         """Load the configured LoRA adapters before serving, so a bad one fails start-up rather than a request."""

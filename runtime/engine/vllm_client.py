@@ -10,6 +10,7 @@ import jinja2
 from vllm import SamplingParams
 from vllm.engine.arg_utils import AsyncEngineArgs
 from vllm.exceptions import VLLMValidationError
+from vllm.inputs import tokens_input
 from vllm.lora.request import LoRARequest
 from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 from vllm.v1.engine.async_llm import AsyncLLM
@@ -129,13 +130,23 @@ class VLLMEngineClient:
             raise EngineRequestError(str(exc)) from None
 
     async def generate(
-        self, prompt: list[int], options: SamplingOptions, request_id: str, *, adapter: str | None = None
+        self,
+        prompt: list[int],
+        options: SamplingOptions,
+        request_id: str,
+        *,
+        adapter: str | None = None,
+        arrived: float | None = None,
     ) -> AsyncIterator[EngineStep]:
         params = _sampling_params(options)
         lora = None if adapter is None else self._adapters[adapter]
         finished = False
         try:
-            engine_prompt = {"prompt_token_ids": prompt}
+            # Token ids as vLLM's own renderer hands them over: no second rendering in the engine client, and
+            # the arrival time its latency metrics start from.
+            engine_prompt = tokens_input(prompt)
+            if arrived is not None:
+                engine_prompt["arrival_time"] = arrived
             async for output in self._engine.generate(engine_prompt, params, request_id, lora_request=lora):
                 finished = output.finished
                 yield _engine_step(output, len(prompt), options)

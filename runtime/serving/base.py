@@ -210,7 +210,7 @@ class BaseServingEngine(ABC, Generic[RequestT]):
         unique = uuid.uuid4().hex[:8]
         adapter = self.model.adapter(ctx.model)
         streams = [
-            self.engine.generate(p.token_ids, o, f"{ctx.request_id}-{i}-{unique}", adapter=adapter)
+            self.engine.generate(p.token_ids, o, f"{ctx.request_id}-{i}-{unique}", adapter=adapter, arrived=ctx.arrived)
             for i, (p, o) in enumerate(zip(ctx.prompts, ctx.options, strict=True))
         ]
         started, first_token = time.perf_counter(), True

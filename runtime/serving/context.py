@@ -59,6 +59,7 @@ class RequestContext(Generic[RequestT]):
     prompt_logprobs: dict[int, tuple[TokenLogprob | None, ...]] = field(default_factory=dict)
     text_offsets: dict[int, int] = field(default_factory=dict)
     held_text: dict[int, list[str]] = field(default_factory=dict)  # per choice, text sent only when it ends
+    arrived: float | None = None  # wall-clock time the body was in, before it waited to be prepared
 
     @property
     def stream(self) -> bool:

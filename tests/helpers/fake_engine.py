@@ -28,6 +28,7 @@ class FakeEngine:
         self.delay = delay
         self.requests: list[tuple[list[int], SamplingOptions, str]] = []
         self.adapters: list[str | None] = []  # each request's adapter, in the order of `requests`
+        self.arrivals: list[float | None] = []  # each request's arrival time, in the order of `requests`
         self.adapters_loaded = False
         self.aborted: list[str] = []  # requests whose stream was left before it finished
         self.healthy = True
@@ -68,9 +69,16 @@ class FakeEngine:
             raise EngineRequestError(f"n must be 1 when using greedy sampling, got {options.n}.", "n")
 
     async def generate(
-        self, prompt: list[int], options: SamplingOptions, request_id: str, *, adapter: str | None = None
+        self,
+        prompt: list[int],
+        options: SamplingOptions,
+        request_id: str,
+        *,
+        adapter: str | None = None,
+        arrived: float | None = None,
     ) -> AsyncIterator[EngineStep]:
         self.requests.append((prompt, options, request_id))
+        self.arrivals.append(arrived)
         self.adapters.append(adapter)
         if self.fail_with is not None and not self.fail_after_steps:
             raise self.fail_with

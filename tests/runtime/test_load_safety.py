@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
@@ -156,3 +157,24 @@ async def test_every_body_is_prepared_off_the_event_loop(make_client, engine: Fa
     assert (await client.post("/v1/chat/completions", json=small)).status_code == 200
     assert (await client.post("/v1/chat/completions", json=big)).status_code == 200
     assert len(threads) == 2 and all(name.startswith("vif-prepare") for name in threads)
+
+
+async def test_the_engine_counts_latency_from_the_bodys_arrival(make_client, engine: FakeEngine) -> None:
+    """As vLLM's server does, the engine's latency metrics start before the prompt is rendered and tokenised."""
+    rendered_at = []
+    render = engine.render_chat
+
+    def slow_render(messages, template, tools=None):
+        rendered_at.append(time.time())
+        time.sleep(0.05)
+        return render(messages, template, tools)
+
+    engine.render_chat = slow_render  # type: ignore[method-assign]
+    client = await make_client()
+    before = time.time()
+    body = {"messages": [{"role": "user", "content": "x"}], "max_tokens": 2}
+    assert (await client.post("/v1/chat/completions", json=body)).status_code == 200
+    assert (await client.post("/v1/completions", json={"prompt": "x", "max_tokens": 2})).status_code == 200
+    arrived = engine.arrivals
+    assert len(arrived) == 2 and all(a is not None for a in arrived)
+    assert before <= arrived[0] <= rendered_at[0] and arrived[1] > rendered_at[0] + 0.05
