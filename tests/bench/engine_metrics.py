@@ -2,9 +2,10 @@
 
 Both servers export vLLM's engine metrics under the same names, so the same counters say, for each: how many
 engine steps the load took, how long a step was on average (the load's wall time over its steps; the engine is
-busy throughout a closed-loop load), how many tokens a step carried, and a request's mean time inside the engine
-(from when the front end handed it over to its last token). The client's mean end-to-end latency minus the
-engine's is the front end's share of a request's latency: parsing, tokenising and streaming.
+busy throughout a closed-loop load), how many tokens a step carried, and a request's mean latency as the engine
+counts it: from the arrival time the front end stamps (both servers stamp it before rendering and tokenising) to
+the last token. The client's mean end-to-end latency minus the engine's is the rest of a request's latency in the
+front end: reading the body, the HTTP exchange and streaming.
 """
 
 from __future__ import annotations
