@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from helpers.waits import wait_for
+
+__all__ = ["wait_for"]
 
 REPO = Path(__file__).resolve().parents[2]
 # The local control plane (make cluster-up), or another cluster (e2e/kind.sh sets VIF_KUBECONFIG).
@@ -31,18 +33,6 @@ def kubectl(
 def get(kind: str, name: str, namespace: str) -> dict[str, Any] | None:
     result = kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
     return json.loads(result.stdout) if result.returncode == 0 else None
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    """Poll until `check()` is truthy; a bounded wait for convergence, not a timing assertion."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.5)
 
 
 def wait_established(crd: str) -> None:

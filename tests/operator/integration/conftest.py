@@ -54,6 +54,14 @@ def model_with(name: str, namespace: str, kind: str, status: str) -> dict | None
     return model if found is not None and found["status"] == status else None
 
 
+def reconciled(name: str, namespace: str) -> dict | None:
+    """The model, once the operator has finished a reconciliation of its current spec: the status, written only
+    after every child is applied, carries the spec's generation."""
+    model = get("inferencemodel", name, namespace)
+    status = (model or {}).get("status") or {}
+    return model if model and status.get("observedGeneration") == model["metadata"]["generation"] else None
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Path:
     require_cluster()

@@ -6,7 +6,17 @@ import json
 
 from helpers.pods import mounted_configmap
 
-from .conftest import OperatorProcess, apply_model, condition, get, kubectl, model_manifest, model_with, wait_for
+from .conftest import (
+    OperatorProcess,
+    apply_model,
+    condition,
+    get,
+    kubectl,
+    model_manifest,
+    model_with,
+    reconciled,
+    wait_for,
+)
 
 CPU_SPEC = {"model": {"path": "/models/SmolLM2-135M-Instruct"}, "servedName": "smollm2-135m-instruct"}
 
@@ -128,8 +138,11 @@ def test_restart_mid_way_converges_without_duplicates(namespace: str, operator_p
     apply_model(namespace, model_manifest("second", {**CPU_SPEC, "replicas": 2}))
     kubectl("patch", "im", "first", "-n", namespace, "--type=merge", "-p", '{"spec": {"replicas": 3}}')
     operator_process.start()
-    wait_for(lambda: get("deployment", "second", namespace), "the second Deployment after the restart")
-    wait_for(lambda: get("deployment", "first", namespace)["spec"]["replicas"] == 3, "the missed change applied")
+    # Converged, not first signs of progress: each model's status names its current generation, which the
+    # operator writes only after applying every child (the router's Deployment comes after the runtime's).
+    for name in ("first", "second"):
+        wait_for(lambda name=name: reconciled(name, namespace), f"{name}'s status at its current generation")
+    assert get("deployment", "first", namespace)["spec"]["replicas"] == 3  # the change missed while down
     selector = "app.kubernetes.io/managed-by=vif-operator"
     # exactly one of each per model: the runtime's and the router's Deployment, the model's and the replicas'
     # Service, the ConfigMap
