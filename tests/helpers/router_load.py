@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import httpx
 
 from helpers.runtime_process import MODEL
+from helpers.waits import eventually
 
 
 @dataclass
@@ -43,17 +44,30 @@ async def one_request(client: httpx.AsyncClient, stream: bool, i: int, max_token
         return Outcome(stream, started, False, repr(exc), time.monotonic())
 
 
-async def load(url: str, until: float | Callable[[], bool], workers: int, max_tokens: int = 24) -> list[Outcome]:
-    """Requests from `workers` concurrent clients until the monotonic time `until`, or until `until()` is true."""
-    stop = until if callable(until) else lambda: time.monotonic() >= until
-    outcomes: list[Outcome] = []
+class SteadyLoad:
+    """`workers` concurrent clients sending requests one after another in the background until stopped; the
+    outcomes so far are in `outcomes`, so a test waits on what the clients saw (`wait`) rather than for a time."""
 
-    async def worker(w: int) -> None:
+    def __init__(self, url: str, workers: int, max_tokens: int = 24) -> None:
+        self.outcomes: list[Outcome] = []
+        self.stopping = False
+        self.task = asyncio.gather(*(self.worker(url, w, max_tokens) for w in range(workers)))
+
+    async def worker(self, url: str, w: int, max_tokens: int) -> None:
         i = 0
         async with httpx.AsyncClient(base_url=url, timeout=120) as client:
-            while not stop():
-                outcomes.append(await one_request(client, stream=(w + i) % 2 == 0, i=i, max_tokens=max_tokens))
+            while not self.stopping:
+                self.outcomes.append(await one_request(client, stream=(w + i) % 2 == 0, i=i, max_tokens=max_tokens))
                 i += 1
 
-    await asyncio.gather(*(worker(w) for w in range(workers)))
-    return outcomes
+    def finished_after(self, moment: float, ok_only: bool = False) -> int:
+        return sum(o.finished > moment and (o.ok or not ok_only) for o in self.outcomes)
+
+    async def wait(self, check: Callable[[], bool], what: str, timeout: float = 120) -> None:
+        await eventually(check, f"{what} (under load)", timeout, every=0.05)
+
+    async def stop(self) -> list[Outcome]:
+        """The outcomes, once every worker's request in flight has finished."""
+        self.stopping = True
+        await self.task
+        return self.outcomes

@@ -17,9 +17,10 @@ import httpx
 import pytest
 
 from helpers.cluster import KUBECONFIG, get, kubectl, wait_for
+from helpers.exposition import metric
 from helpers.kubelet import Container, StandInKubelet, routed_pod_ips
 from helpers.operator_process import OperatorProcess
-from helpers.router_load import Outcome, load
+from helpers.router_load import Outcome, SteadyLoad
 from helpers.router_process import running_router
 from helpers.runtime_process import MODEL
 
@@ -33,7 +34,6 @@ SPEC = {
     "replicas": 3,
 }
 WORKERS = 4
-AFTER = 3.0  # seconds of load once a change has settled
 SETTLE = 600  # bounded, not timed: three engines load at once on two cores
 
 
@@ -107,18 +107,25 @@ def plane_report(namespace: str, router_log: Path) -> str:
 async def under_load(
     router: str, change: Callable[[], object], settled: Callable[[], bool], report: Callable[[], str]
 ) -> list[Outcome]:
-    """Steady load; `change` once it runs, then until `settled()` and AFTER seconds more. The outcomes."""
-    done_at: list[float] = []
-    run = asyncio.ensure_future(load(router, lambda: bool(done_at) and time.monotonic() > done_at[0], WORKERS))
-    await asyncio.sleep(AFTER)
-    await asyncio.to_thread(change)
-    await asyncio.to_thread(wait_for, settled, "the change to settle", SETTLE)
-    done_at.append(time.monotonic() + AFTER)
-    outcomes = await run
+    """Steady load: answers first, then `change`, then until `settled()` and answers after it. The outcomes."""
+    run = SteadyLoad(router, WORKERS)
+    try:
+        await run.wait(lambda: run.finished_after(0, ok_only=True) >= WORKERS, "answers before the change")
+        await asyncio.to_thread(change)
+        await asyncio.to_thread(wait_for, settled, "the change to settle", SETTLE)
+        settled_at = time.monotonic()
+        # at most one request per worker in flight at any moment: 2 x WORKERS answers after settling include
+        # WORKERS sent after it
+        await run.wait(lambda: run.finished_after(settled_at) >= 2 * WORKERS, "answers after the change settled")
+    finally:
+        outcomes = await run.stop()
     failed = [o for o in outcomes if not o.ok]
     assert failed == [], f"{failed}\n{report()}"  # every request answered, every stream finished
-    assert sum(o.finished > done_at[0] - AFTER for o in outcomes) >= WORKERS  # and served after the change too
     return outcomes
+
+
+def held(router: str) -> float:
+    return metric(httpx.get(f"{router}/metrics", timeout=5).text, "vif_router_pending_requests")
 
 
 def exited_cleanly(containers: list[Container]) -> bool:
@@ -165,7 +172,7 @@ async def test_scale_down_rollout_and_zero_drop_nothing(
     def zero_and_back() -> None:
         scale(0)()
         wait_for(lambda: exited_cleanly(before) and not kubelet.running(), "the model at zero", SETTLE)
-        time.sleep(AFTER)  # requests meanwhile are held by the router
+        wait_for(lambda: held(router) >= WORKERS, "every worker's request held by the router at zero", SETTLE)
         scale(1)()
 
     await under_load(router, zero_and_back, lambda: ready(1), report)

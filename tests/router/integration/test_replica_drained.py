@@ -9,23 +9,25 @@ import os
 import signal
 import time
 
-from helpers.router_load import load
+from helpers.router_load import SteadyLoad
 from helpers.runtime_process import RuntimeProcess
 
 WORKERS = 4
-BEFORE_TERM = 4.0  # seconds of load with both replicas
-AFTER_TERM = 16.0  # the drain (5 s), the in-flight requests' end, the exit, then the survivor alone
 
 
 async def test_a_replica_drained_under_load_fails_nothing(replicas: list[RuntimeProcess], router: str) -> None:
     victim = replicas[0]
-    start = time.monotonic()
-    run = asyncio.ensure_future(load(router, until=start + BEFORE_TERM + AFTER_TERM, workers=WORKERS))
-    await asyncio.sleep(BEFORE_TERM)
-    os.kill(victim.proc.pid, signal.SIGTERM)  # the main process only, as the kubelet signals PID 1
-    code = await asyncio.to_thread(victim.proc.wait, 60)
-    exited_at = time.monotonic()
-    outcomes = await run
+    run = SteadyLoad(router, WORKERS)
+    try:
+        await run.wait(lambda: run.finished_after(0, ok_only=True) >= 2 * WORKERS, "answers through both replicas")
+        os.kill(victim.proc.pid, signal.SIGTERM)  # the main process only, as the kubelet signals PID 1
+        code = await asyncio.to_thread(victim.proc.wait, 60)
+        exited_at = time.monotonic()
+        # each worker has one request in flight at most, so 2 x WORKERS answers after the exit include at least
+        # WORKERS sent after it: the survivor alone took the load
+        await run.wait(lambda: run.finished_after(exited_at) >= 2 * WORKERS, "the survivor answering alone")
+    finally:
+        outcomes = await run.stop()
 
     assert [o for o in outcomes if not o.ok] == []  # every request answered, every stream finished
     assert code == 0, victim.tail()  # drained, not aborted
@@ -33,4 +35,3 @@ async def test_a_replica_drained_under_load_fails_nothing(replicas: list[Runtime
     after_term = console.split("draining: /ready answers 503")[1]
     assert "aborting" not in after_term
     assert "POST /v1/chat/completions 200" in after_term  # it did serve through the drain
-    assert sum(o.finished > exited_at for o in outcomes) >= WORKERS  # then the survivor took the load
