@@ -31,6 +31,7 @@ class FakeEngine:
         self.arrivals: list[float | None] = []  # each request's arrival time, in the order of `requests`
         self.adapters_loaded = False
         self.aborted: list[str] = []  # requests whose stream was left before it finished
+        self.produced: dict[str, int] = {}  # steps yielded so far, by request id
         self.healthy = True
         self.shut_down = False
         self.fail_with: Exception | None = None
@@ -105,6 +106,7 @@ class FakeEngine:
                 if step == 0 and options.prompt_logprobs is not None:
                     prompt_logprobs = (None, *(TokenLogprob(chr(t), -2.0) for t in prompt[1:]))
                 finished = last
+                self.produced[request_id] = step + 1
                 yield EngineStep(len(prompt), choices, last, prompt_logprobs)
                 if last:
                     return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -10,6 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from helpers.fake_engine import FakeEngine
+from helpers.waits import eventually, ready
 from vif.runtime.app.factory import ServerSettings, create_app
 from vif.runtime.app.lifecycle import Lifecycle
 from vif.runtime.serving.base import BaseServingEngine
@@ -47,10 +47,8 @@ async def make_client(engine: FakeEngine, metrics: RuntimeMetrics) -> AsyncItera
         lifespan = app.router.lifespan_context(app)
         await lifespan.__aenter__()
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vif")
-        for _ in range(200):  # the engine loads in a background task
-            if (await client.get("/ready")).status_code == 200:
-                break
-            await asyncio.sleep(0.01)
+        # the engine loads in a background task
+        await eventually(lambda: ready(client), "the app's engine loaded (/ready 200)")
         stack.append((lifespan, client))
         return client
 

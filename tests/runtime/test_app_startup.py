@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 
 import httpx
 from prometheus_client import CollectorRegistry
 
 from helpers.fake_engine import FakeEngine
+from helpers.waits import eventually, ready
 from vif.runtime.app.factory import create_app
 from vif.runtime.app.lifecycle import Lifecycle
 from vif.runtime.serving.context import ServedModel
@@ -38,11 +38,7 @@ async def test_alive_and_refusing_while_loading() -> None:
         assert r.status_code == 503 and r.json()["error"]["code"] == "model_not_ready"
         assert r.headers["retry-after"] == "5"
         release.set()
-        for _ in range(200):
-            if (await client.get("/ready")).status_code == 200:
-                break
-            await asyncio.sleep(0.01)
-        assert (await client.get("/ready")).status_code == 200
+        await eventually(lambda: ready(client), "/ready 200 once the load finished")
         await client.aclose()
 
 
@@ -55,10 +51,7 @@ async def test_failed_load_calls_the_failure_hook() -> None:
     app = make_app(broken_load, lambda: failures.append("failed"))
     async with app.router.lifespan_context(app):
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vif")
-        for _ in range(200):
-            if failures:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: failures, "the failure hook called")
         assert failures == ["failed"]
         assert (await client.get("/health")).status_code == 503
         r = await client.post("/generate", json={"prompt": "x"})
@@ -67,20 +60,18 @@ async def test_failed_load_calls_the_failure_hook() -> None:
 
 
 async def test_stopping_while_loading_does_not_wait_and_frees_the_engine() -> None:
-    release, engine = threading.Event(), FakeEngine()
+    release, loading, engine = threading.Event(), threading.Event(), FakeEngine()
 
     def slow_load() -> FakeEngine:
+        loading.set()
         release.wait(10)
         return engine
 
     app = make_app(slow_load)
     async with app.router.lifespan_context(app):
-        await asyncio.sleep(0.05)  # the load has started; the server stops before it ends
+        await eventually(loading.is_set, "the load started")  # the server stops before it ends
     # leaving did not block on the load (it waits on `release` for up to 10 s)
     assert not engine.shut_down
     release.set()
-    for _ in range(200):
-        if engine.shut_down:
-            break
-        await asyncio.sleep(0.01)
-    assert engine.shut_down  # the engine that finished loading after the stop was shut down
+    # the engine that finished loading after the stop is shut down
+    await eventually(lambda: engine.shut_down, "the late engine shut down")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 
 import orjson
 import uvicorn
 
 from helpers.fake_engine import FakeEngine
+from helpers.waits import eventually, wait_for
 from vif.runtime.app.factory import ServerSettings
 from vif.runtime.app.lifecycle import Lifecycle
 from vif.runtime.app.server import GracefulServer
@@ -38,9 +40,7 @@ async def test_the_shutdown_deadline_aborts_in_flight_requests(make_client, engi
     client = await make_client(lifecycle=lifecycle)
     stream = asyncio.create_task(client.post("/v1/chat/completions", json={**LONG, "stream": True}))
     plain = asyncio.create_task(client.post("/v1/chat/completions", json=LONG))
-    while lifecycle.in_flight < 2:
-        await asyncio.sleep(0.005)
-    await asyncio.sleep(0.05)  # both have produced tokens
+    await eventually(lambda: len(engine.produced) == 2 and min(engine.produced.values()) >= 2, "both producing")
     lifecycle.abort_in_flight()
     streamed, answered = await stream, await plain
     *chunks, error, done = events(streamed.text)
@@ -68,10 +68,7 @@ async def test_the_watchdog_notices_a_dead_engine_without_any_request(make_clien
     fatal: list[bool] = []
     await make_client(ServerSettings(health_interval=0.01), lifecycle=Lifecycle(on_fatal=lambda: fatal.append(True)))
     engine.healthy = False
-    for _ in range(200):
-        if fatal:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: fatal, "the watchdog's fatal call")
     assert fatal == [True]
 
 
@@ -81,9 +78,10 @@ def test_sigterm_drains_before_the_listener_closes() -> None:
     server.handle_exit(signal.SIGTERM, None)
     assert lifecycle.draining and not server.should_exit
     assert server._captured_signals == []  # not re-raised after shutdown: the process exits 0
+    signalled = time.monotonic()
     assert not asyncio.run(server.on_tick(1))
-    asyncio.run(asyncio.sleep(0.06))
-    assert asyncio.run(server.on_tick(2)) and server.should_exit
+    wait_for(lambda: asyncio.run(server.on_tick(2)) and server.should_exit, "the drain's end", 10, every=0.01)
+    assert time.monotonic() - signalled >= 0.05  # not before the drain window passed
 
 
 def test_a_second_signal_stops_at_once() -> None:

@@ -58,14 +58,16 @@ async def test_the_default_limit_follows_the_engine(make_client, engine: FakeEng
 
 async def test_a_trickled_body_holds_no_slot_and_times_out(make_client) -> None:
     client = await make_client(ServerSettings(limit_concurrency=1, body_timeout=0.3))
+    first_chunk_read = asyncio.Event()
 
     async def trickle():
         yield b'{"messages": '
+        first_chunk_read.set()
         await asyncio.sleep(2)
         yield b"[]}"
 
     slow = asyncio.create_task(client.post("/v1/chat/completions", content=trickle()))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(first_chunk_read.wait(), 10)  # the slow body is being read
     assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200  # the slot was free
     r = await slow
     assert r.status_code == 408 and r.json()["error"]["code"] == "request_timeout"

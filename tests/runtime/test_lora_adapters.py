@@ -3,14 +3,13 @@ in upper case): the request's `model` picks the adapter, responses and metrics c
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from httpx import ASGITransport, AsyncClient
 from prometheus_client import CollectorRegistry
 
 from helpers.conformance import check_against_document, check_against_models
 from helpers.fake_engine import FakeEngine
+from helpers.waits import eventually
 from vif.runtime.app.factory import create_app
 from vif.runtime.protocols.responses import ModelList
 from vif.runtime.serving.context import ServedModel
@@ -99,11 +98,8 @@ async def test_an_adapter_that_fails_to_load_fails_start_up() -> None:
     lifespan = app.router.lifespan_context(app)
     await lifespan.__aenter__()
     try:
-        for _ in range(200):
-            if engine.shut_down:
-                break
-            await asyncio.sleep(0.01)
-        assert engine.shut_down  # the engine is not left running for a replica that will exit
+        # the engine is not left running for a replica that will exit
+        await eventually(lambda: engine.shut_down, "the engine shut down after the failed adapter load")
         async with AsyncClient(transport=ASGITransport(app=app), base_url="http://vif") as client:
             r = await client.get("/health")
             assert r.status_code == 503

@@ -14,8 +14,10 @@ from pathlib import Path
 import httpx
 import psutil
 
+from helpers.exposition import metric
 from helpers.processes import stop_group
 from helpers.runtime_process import start_runtime
+from helpers.waits import wait_for
 
 STREAM = {"prompt": "Count slowly:", "max_tokens": 120, "ignore_eos": True, "stream": True}
 
@@ -45,6 +47,11 @@ def test_sigterm_during_a_stream_finishes_it_and_exits_0(tmp_path: Path) -> None
     assert '"finish_reason":"length"' in lines[-2], lines[-3:]
 
 
+def running(base_url: str) -> float:
+    """vLLM's count of the engine's running requests."""
+    return metric(httpx.get(f"{base_url}/metrics").text, "vllm:num_requests_running")
+
+
 def test_a_dead_engine_core_means_503_and_a_prompt_exit(tmp_path: Path) -> None:
     runtime = start_runtime(tmp_path)
     try:
@@ -55,7 +62,7 @@ def test_a_dead_engine_core_means_503_and_a_prompt_exit(tmp_path: Path) -> None:
             target=lambda: answers.append(httpx.post(f"{runtime.base_url}/v1/completions", json=body, timeout=120))
         )
         in_flight.start()
-        time.sleep(1)  # the request is running in the engine
+        wait_for(lambda: running(runtime.base_url) >= 1, "the request running in the engine", 30, every=0.1)
         core.kill()
         in_flight.join(60)
         assert answers and answers[0].status_code == 503, answers and answers[0].text

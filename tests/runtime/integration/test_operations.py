@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import httpx
 
 from helpers.cluster import wait_for
+from helpers.exposition import metric
 
 from .conftest import Server
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def test_probes_and_openapi_are_open(server: Server) -> None:
@@ -49,12 +41,9 @@ def test_client_disconnect_aborts_the_engine_request(server: Server, http: httpx
         for line in r.iter_lines():
             if line.startswith("data: "):
                 break  # leave after the first chunk: the connection closes
-    deadline = time.monotonic() + 30
-    running = 1.0
-    while time.monotonic() < deadline and running:
-        time.sleep(0.5)
-        running = metric(http.get("/metrics").text, "vllm:num_requests_running")
-    assert running == 0
+    wait_for(
+        lambda: metric(http.get("/metrics").text, "vllm:num_requests_running") == 0, "no engine request running", 30
+    )
     log = [json.loads(line) for line in server.log_file.read_text().splitlines()]
     assert any(line["message"].startswith("aborted engine request cmpl-abort-me-1-0-") for line in log)
     assert http.post("/generate", json={"prompt": "Still there?", "max_tokens": 3}).status_code == 200
