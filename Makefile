@@ -8,12 +8,13 @@ CONFIG := runtime/conf/model_config.json
 
 .PHONY: help install model run test unit integration cluster-test lint format bench lock clean crds e2e e2e-kind \
 	images test-images \
-	operator-install-check bench-operator bench-abuse bench-routing bench-cold-start profile
+	operator-install-check bench-operator bench-abuse bench-routing bench-cold-start profile flake-check
 
 help:
 	@echo "make run | test | unit | integration | cluster-test | lint | format | bench | model | install"
 	@echo "     crds | lock | clean | cluster-build | cluster-up | cluster-down | images | test-images"
 	@echo "     autoscaling-build | autoscaling-up | autoscaling-down"
+	@echo "     flake-check SUITE=<pytest selection> N=<runs>"
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -76,6 +77,13 @@ test-images: install images
 # e2e suite runs both images; the autoscaling tests start KEDA and Prometheus beside it).
 test: lint operator-install-check model cluster-up images autoscaling-build
 	VIF_IMAGES=$(IMAGES) $(VENV)/bin/pytest -q
+
+# A pytest selection N times over in one session, on one plane and one engine, then each test's failures out of N:
+# make flake-check SUITE="tests/router/integration" N=10 (tests/flake_check.py).
+SUITE ?= tests
+flake-check: N = 10
+flake-check: model cluster-up images autoscaling-build
+	VIF_IMAGES=$(IMAGES) $(PY) tests/flake_check.py --runs $(N) "$(SUITE)"
 
 # The e2e suite alone: against the local control plane (CI), or on kind where Docker runs.
 e2e: install model cluster-up images
