@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import pytest
 
 
-@dataclass
+@dataclass(eq=False)  # pytest keeps its plugins in sets
 class FlakeCheck:
     """A pytest plugin: repeats the collected items `runs` times and counts failures per test."""
 

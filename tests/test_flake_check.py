@@ -8,7 +8,7 @@ from pathlib import Path
 
 SCRIPT = Path(__file__).parent / "flake_check.py"
 
-SUITE = """
+FLAKY = """
 import itertools
 
 calls = itertools.count(1)
@@ -16,15 +16,17 @@ calls = itertools.count(1)
 
 def test_fails_on_odd_runs():
     assert next(calls) % 2 == 0
-
-
-def test_steady():
-    pass
 """
 
+STEADY = "def test_steady():\n    pass\n"
 
-def flake_check(tmp_path: Path, runs: int, body: str) -> subprocess.CompletedProcess[str]:
-    (tmp_path / "test_suite.py").write_text(body)
+
+def flake_check(tmp_path: Path, runs: int, suites: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Each suite in a folder of its own with a conftest, as in the repo (pytest then looks hooks up per folder)."""
+    for folder, body in suites.items():
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "conftest.py").write_text("")
+        (tmp_path / folder / f"test_{folder}.py").write_text(body)
     return subprocess.run(
         [sys.executable, str(SCRIPT), "--runs", str(runs), str(tmp_path)],
         cwd=tmp_path,
@@ -35,15 +37,16 @@ def flake_check(tmp_path: Path, runs: int, body: str) -> subprocess.CompletedPro
 
 
 def test_counts_each_tests_failures_out_of_the_runs(tmp_path: Path) -> None:
-    result = flake_check(tmp_path, 4, SUITE)
+    result = flake_check(tmp_path, 4, {"flaky": FLAKY, "steady": STEADY})
     assert result.returncode == 1, result.stdout
-    assert "flake-check: 2 tests, 4 runs" in result.stdout
-    assert "runs with no failure: 2 of 4" in result.stdout
-    assert "  2 of 4   test_suite.py::test_fails_on_odd_runs (1, 3)" in result.stdout
-    assert "test_steady" not in result.stdout.split("flake-check:")[1]
+    summary = result.stdout.split("flake-check:")[1]
+    assert summary.startswith(" 2 tests, 4 runs"), result.stdout
+    assert "runs with no failure: 2 of 4" in summary
+    assert "  2 of 4   flaky/test_flaky.py::test_fails_on_odd_runs (1, 3)" in summary
+    assert "test_steady" not in summary
 
 
 def test_a_suite_that_always_passes_exits_zero(tmp_path: Path) -> None:
-    result = flake_check(tmp_path, 3, "def test_steady():\n    pass\n")
+    result = flake_check(tmp_path, 3, {"steady": STEADY, "other": STEADY.replace("steady", "other")})
     assert result.returncode == 0, result.stdout
     assert "every test passed every run" in result.stdout
