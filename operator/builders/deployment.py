@@ -84,7 +84,9 @@ def volumes(ref: ModelRef, config_name: str) -> tuple[list[dict[str, Any]], list
     mounts += writable_mounts
     template = ref.spec.serving.chat_template
     if template is not None:
-        vols.append({"name": "chat-template", "configMap": {"name": template.name}})
+        # only the named key: every other key of the ConfigMap would be a file at a known path in the pod
+        only_key = [{"key": template.key, "path": template.key}]
+        vols.append({"name": "chat-template", "configMap": {"name": template.name, "items": only_key}})
         mounts.append({"name": "chat-template", "mountPath": TEMPLATE_DIR, "readOnly": True})
     if ref.spec.model.pvc is not None:
         vols.append(

@@ -135,7 +135,8 @@ def test_pvc_chat_template_api_key_and_env() -> None:
     ]
     volumes = {v["name"]: v for v in objs["Deployment"]["spec"]["template"]["spec"]["volumes"]}
     assert volumes["model"]["persistentVolumeClaim"] == {"claimName": "weights", "readOnly": True}
-    assert volumes["chat-template"]["configMap"] == {"name": "templates"}
+    only_key = [{"key": "chatml.jinja", "path": "chatml.jinja"}]  # never the whole ConfigMap
+    assert volumes["chat-template"]["configMap"] == {"name": "templates", "items": only_key}
 
 
 @pytest.mark.parametrize(("metric", "expected"), [
