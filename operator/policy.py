@@ -2,9 +2,10 @@
 classes, env names and vLLM flags.
 
 Creating an InferenceModel is the right to run a workload with the operator's rights (docs/security.md); this
-policy bounds that workload. The operator checks it before applying anything (`policy_violations`), and the
-chart installs the same rules as a ValidatingAdmissionPolicy (charts/vif-operator/templates/admission-policy.yaml),
-so both must read the same way: env patterns know only `*` and `?`, and flags are compared by prefix.
+policy bounds that workload, by allow-lists. The operator checks it before applying anything (`policy_violations`),
+and the chart installs the same rules as a ValidatingAdmissionPolicy
+(charts/vif-operator/templates/admission-policy.yaml), so both must read the same way: env patterns know only `*`
+and `?`, and flags are compared by their long name (operator/engine_flags.py).
 """
 
 from __future__ import annotations
@@ -13,77 +14,42 @@ import argparse
 import re
 from dataclasses import dataclass
 
+from vif.operator.engine_flags import ALLOWED_EXTRA_ARGS, REFUSED_EXTRA_ARGS
 from vif.operator.spec import InferenceModelSpec
 
-# Names that make the runtime load code, libraries or config from a path, reach outside the pod's GPUs, or
-# replace vif's own settings (VIF_API_KEYS comes from spec.apiKeySecret).
-REFUSED_ENV_PATTERNS = (
-    "PYTHON*",
-    "LD_*",
-    "PATH",
-    "BASH_ENV",
-    "GCONV_PATH",
-    "OPENSSL_*",
-    "NVIDIA_*",
-    "TORCHINDUCTOR_*",
-    "TRITON_*",
-    "VIF_*",
-    "VLLM_PLUGINS",
-    "VLLM_*_PATH",
-    "VLLM_CACHE_ROOT",
-    "VLLM_CONFIG_ROOT",
-    "VLLM_ALLOW_INSECURE_SERIALIZATION",
-    # where the engine's caches (compiled kernels, pickles) live: the operator points them into the pod's own
-    # emptyDir; pointed at a volume the user fills, they would load the user's code
-    "HOME",
-    "XDG_*",
-    "NUMBA_*",
-    "HF_HOME",
+# Env names a model may set (`*` and `?` patterns): tuning of vLLM, the math libraries and the GPUs' collectives,
+# and the locale. Nothing that moves where credentials go (HF_ENDPOINT, HF_HUB_*, AWS_*, *_PROXY, *_ENDPOINT*) or
+# makes a library load code (LD_*, PYTHON*, CUDA_INJECTION64_PATH, NCCL_*_PLUGIN, OMP_TOOL_LIBRARIES, VLLM_PLUGINS).
+ALLOWED_ENV_PATTERNS = (
+    "VLLM_CPU_KVCACHE_SPACE",
+    "VLLM_CPU_OMP_THREADS_BIND",
+    "VLLM_CPU_NUM_OF_RESERVED_CPU",
+    "VLLM_LOGGING_LEVEL",
+    "VLLM_LOG_STATS_INTERVAL",
+    "VLLM_NO_USAGE_STATS",
+    "VLLM_DO_NOT_TRACK",
+    "VLLM_ALLOW_LONG_MAX_MODEL_LEN",
+    "VLLM_WORKER_MULTIPROC_METHOD",
+    "VLLM_ENABLE_V1_MULTIPROCESSING",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "TOKENIZERS_PARALLELISM",
+    "CUDA_VISIBLE_DEVICES",
+    "CUDA_DEVICE_ORDER",
+    "PYTORCH_CUDA_ALLOC_CONF",
+    "NCCL_DEBUG",
+    "NCCL_DEBUG_SUBSYS",
+    "NCCL_IB_DISABLE",
+    "NCCL_P2P_DISABLE",
+    "NCCL_SHM_DISABLE",
+    "TZ",
+    "LANG",
+    "LC_ALL",
+    "TRANSFORMERS_VERBOSITY",
 )
 
-# vLLM flags that import code by name or from a file, expose the container's files, or replace what the
-# operator sets (vif's own flags, and engine settings that have a spec field).
-REFUSED_EXTRA_ARGS = (
-    # code
-    "--trust-remote-code",
-    "--worker-cls",
-    "--worker-extension-cls",
-    "--scheduler-cls",
-    "--logits-processors",
-    "--distributed-executor-backend",
-    "--model-class-overrides",
-    "--reasoning-parser-plugin",
-    "--io-processor-plugin",
-    "--compilation-config",
-    "-cc",
-    "--logging-config",
-    "--log-config-file",
-    "--kv-transfer-config",
-    "--ec-transfer-config",
-    "--kv-events-config",
-    "--allowed-local-media-path",
-    # set by the operator
-    "--config",
-    "--model",
-    "--model-name",
-    "--served-model-name",
-    "--tokenizer",
-    "--allowed-root",
-    "--host",
-    "--port",
-    "--max-model-len",
-    "--dtype",
-    "--tensor-parallel-size",
-    "-tp",
-    "--gpu-memory-utilization",
-    "--revision",
-    "--drain-seconds",  # from terminationGracePeriodSeconds
-    "--shutdown-timeout",
-)
-
-# vLLM flags that are a prefix of a refused one (`--reasoning-parser-plugin`) but are flags of their own:
-# argparse takes an exact match before expanding a prefix, so these are not refused for being a prefix.
-EXACT_FLAGS = ("--reasoning-parser",)
+# A negative number is a value, not a flag (`--max-logprobs -1`).
+NUMBER = re.compile(r"-[0-9.].*")
 
 
 def image_repository(image: str) -> str:
@@ -91,11 +57,6 @@ def image_repository(image: str) -> str:
     base = image.split("@", 1)[0]
     colon = base.rfind(":")
     return base[:colon] if colon > base.rfind("/") else base
-
-
-def flag_name(arg: str) -> str:
-    """How vLLM reads a flag: `--Trust_Remote_Code=1` and `--kv-transfer-config.x` name their flag's stem."""
-    return arg.split("=", 1)[0].split(".", 1)[0].replace("_", "-").lower()
 
 
 def glob_regex(pattern: str) -> str:
@@ -115,8 +76,8 @@ class Policy:
     allowed_service_accounts: tuple[str, ...] = ()
     allowed_service_types: tuple[str, ...] = ("ClusterIP",)
     allowed_priority_classes: tuple[str, ...] = ()
-    refused_env_patterns: tuple[str, ...] = REFUSED_ENV_PATTERNS
-    refused_extra_args: tuple[str, ...] = REFUSED_EXTRA_ARGS
+    allowed_env_patterns: tuple[str, ...] = ALLOWED_ENV_PATTERNS
+    allowed_extra_args: tuple[str, ...] = ALLOWED_EXTRA_ARGS
 
     def image_allowed(self, image: str, runtime_image: str) -> bool:
         repo = image_repository(image)
@@ -125,17 +86,24 @@ class Policy:
         prefixes = (p.rstrip("/") for p in self.allowed_image_prefixes)
         return any(repo == p or repo.startswith(p + "/") for p in prefixes)
 
-    def refused_env_pattern(self, name: str) -> str | None:
-        return next((p for p in self.refused_env_patterns if re.fullmatch(glob_regex(p), name)), None)
+    def env_allowed(self, name: str) -> bool:
+        return any(re.fullmatch(glob_regex(p), name) for p in self.allowed_env_patterns)
 
-    def refused_flag(self, arg: str) -> str | None:
-        """The refused flag `arg` names. A prefix counts: argparse expands `--trust-remote` to the full flag."""
-        if not arg.startswith("-"):
-            return None  # a value
-        name = flag_name(arg)
-        exact = [f for f in self.refused_extra_args if flag_name(f) == name]
-        expanded = [f for f in self.refused_extra_args if flag_name(f).startswith(name) and name not in EXACT_FLAGS]
-        return next(iter(exact + expanded), None)
+    def extra_arg_problem(self, arg: str) -> str | None:
+        """Why `arg` is refused, or None. Values pass; a flag passes by its exact long name on the allow-list (`_`
+        read as `-`, as vLLM reads it), so a prefix argparse would expand, a short alias and a config object's
+        `.key` do not."""
+        if not arg.startswith("-") or NUMBER.fullmatch(arg):
+            return None
+        flag = arg.split("=", 1)[0].replace("_", "-")
+        stem = flag.split(".", 1)[0]
+        if flag in self.allowed_extra_args:
+            return None
+        if stem in self.allowed_extra_args:
+            return f"{stem} takes a plain value, not keys"
+        positive = "--" + stem.removeprefix("--no-") if stem.startswith("--no-") else stem
+        reason = next((why for why, flags in REFUSED_EXTRA_ARGS.items() if positive in flags), None)
+        return f"{stem}: {reason}" if reason else f"{stem} is not on the allow-list of flags (docs/security.md)"
 
 
 def _allowed(values: tuple[str, ...]) -> str:
@@ -166,13 +134,12 @@ def policy_violations(spec: InferenceModelSpec, policy: Policy, runtime_image: s
             f"({_allowed(policy.allowed_priority_classes)})"
         )
     for i, env in enumerate(spec.env):
-        pattern = policy.refused_env_pattern(env.name)
-        if pattern is not None:
-            found.append(f"spec.env[{i}].name: {env.name} is refused (matches {pattern})")
+        if not policy.env_allowed(env.name):
+            found.append(f"spec.env[{i}].name: {env.name} is not an allowed env name (docs/security.md)")
     for i, arg in enumerate(spec.engine.extra_args):
-        flag = policy.refused_flag(arg)
-        if flag is not None:
-            found.append(f"spec.engine.extraArgs[{i}]: {arg} is refused (it sets {flag})")
+        problem = policy.extra_arg_problem(arg)
+        if problem is not None:
+            found.append(f"spec.engine.extraArgs[{i}]: {arg} is refused ({problem})")
     return found
 
 
@@ -205,16 +172,16 @@ def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
         help="a PriorityClass spec.priorityClassName may name (repeatable); default: none",
     )
     group.add_argument(
-        "--refused-env-patterns",
+        "--allowed-env-patterns",
         default=None,
-        help=f"comma-separated env name patterns (* and ?) models may not set; '' refuses none; "
-        f"default: {','.join(REFUSED_ENV_PATTERNS)}",
+        help=f"comma-separated env name patterns (* and ?) models may set; '' allows none; "
+        f"default: {','.join(ALLOWED_ENV_PATTERNS)}",
     )
     group.add_argument(
-        "--refused-extra-args",
+        "--allowed-extra-args",
         default=None,
-        help=f"comma-separated vLLM flags models may not pass in engine.extraArgs; '' refuses none; "
-        f"default: {','.join(REFUSED_EXTRA_ARGS)}",
+        help="comma-separated long flags models may pass in engine.extraArgs; '' allows none; "
+        "default: vif.operator.engine_flags.ALLOWED_EXTRA_ARGS",
     )
 
 
@@ -231,6 +198,6 @@ def policy_from_args(args: argparse.Namespace) -> Policy:
         allowed_service_accounts=tuple(args.allowed_service_account),
         allowed_service_types=tuple(args.allowed_service_type) or Policy.allowed_service_types,
         allowed_priority_classes=tuple(args.allowed_priority_class),
-        refused_env_patterns=_comma_list(args.refused_env_patterns, REFUSED_ENV_PATTERNS),
-        refused_extra_args=_comma_list(args.refused_extra_args, REFUSED_EXTRA_ARGS),
+        allowed_env_patterns=_comma_list(args.allowed_env_patterns, ALLOWED_ENV_PATTERNS),
+        allowed_extra_args=_comma_list(args.allowed_extra_args, ALLOWED_EXTRA_ARGS),
     )

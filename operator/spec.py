@@ -123,7 +123,10 @@ class EngineSettings(APIModel):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     tensor_parallel_size: int = Field(1, ge=1, le=64)
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
-    extra_args: list[str] = Field(default_factory=list, description="More vLLM engine flags, passed verbatim.")
+    extra_args: list[str] = Field(
+        default_factory=list,
+        description="More vLLM engine flags, passed verbatim: only those on the operator's allow-list.",
+    )
 
 
 class ServingSettings(APIModel):
@@ -281,7 +284,9 @@ class InferenceModelSpec(APIModel):
     monitoring: Monitoring = sub(Monitoring)
     inference_pool: InferencePoolSettings = sub(InferencePoolSettings)
     api_key_secret: SecretKeyRef | None = Field(None, description="Secret whose key holds the accepted API keys.")
-    env: list[EnvVar] = Field(default_factory=list)
+    env: list[EnvVar] = Field(
+        default_factory=list, description="Environment of the runtime; only names on the operator's allow-list."
+    )
     service: ServiceSettings = sub(ServiceSettings)
     routing: Routing = Field(
         default_factory=Routing,

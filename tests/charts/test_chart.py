@@ -25,10 +25,10 @@ VALUE_SETS = {
         "--set", "policy.allowedServiceAccounts={models}",
         "--set", "policy.allowedServiceTypes={ClusterIP,LoadBalancer}",
         "--set", "policy.allowedPriorityClasses={inference}",
-        "--set", "policy.refusedEnvPatterns={PYTHON*,LD_?}",
-        "--set", "policy.refusedExtraArgs={--trust-remote-code}",
+        "--set", "policy.allowedEnvPatterns={OMP_*,TZ?}",
+        "--set", "policy.allowedExtraArgs={--max-num-seqs}",
     ],
-    "policy-open": ["--set", "policy.refusedEnvPatterns=null", "--set", "policy.refusedExtraArgs=null"],
+    "policy-closed": ["--set", "policy.allowedEnvPatterns=null", "--set", "policy.allowedExtraArgs=null"],
 }  # fmt: skip
 
 
@@ -127,19 +127,19 @@ def test_policy_values_reach_the_operator_and_the_admission_policy() -> None:
         "--allowed-service-account=models",
         "--allowed-service-type=LoadBalancer",
         "--allowed-priority-class=inference",
-        "--refused-env-patterns=PYTHON*,LD_?",
-        "--refused-extra-args=--trust-remote-code",
+        "--allowed-env-patterns=OMP_*,TZ?",
+        "--allowed-extra-args=--max-num-seqs",
     ]:
         assert flag in args, args
     (policy,) = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"]
     cel = "\n".join(v["expression"] for v in policy["spec"]["validations"])
     assert '["reg:5000/ml","reg.io/team"]' in cel and '["models"]' in cel and '["ClusterIP","LoadBalancer"]' in cel
-    assert '"^(PYTHON.*|LD_.)$"' in cel and '["--trust-remote-code"]' in cel
+    assert '"^(OMP_.*|TZ.)$"' in cel and '["--max-num-seqs"]' in cel
 
 
 def test_default_policy_is_the_runtime_repository_and_cluster_wide() -> None:
     docs = render(["--set", "runtimeImage=reg:5000/team/vif-runtime@sha256:abc"])
-    assert "--refused-extra-args=--trust-remote-code,--worker-cls" in " ".join(operator_args(docs))
+    assert "--allowed-extra-args=--limit-concurrency,--max-sequences-per-request," in " ".join(operator_args(docs))
     (policy,) = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"]
     assert policy["spec"]["failurePolicy"] == "Fail"
     assert policy["spec"]["matchConstraints"]["resourceRules"][0]["operations"] == ["CREATE", "UPDATE"]
@@ -154,10 +154,11 @@ def test_admission_binding_follows_watch_namespaces() -> None:
     assert selector == {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a", "team-b"]}
 
 
-def test_open_policy_renders_no_list_rules_and_admission_can_be_off() -> None:
-    docs = render(VALUE_SETS["policy-open"])
-    assert "--refused-env-patterns=" in operator_args(docs) and "--refused-extra-args=" in operator_args(docs)
+def test_empty_allow_lists_allow_no_env_and_no_flag_and_admission_can_be_off() -> None:
+    docs = render(VALUE_SETS["policy-closed"])
+    assert "--allowed-env-patterns=" in operator_args(docs) and "--allowed-extra-args=" in operator_args(docs)
     (policy,) = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"]
-    assert len(policy["spec"]["validations"]) == 4  # image, ServiceAccount, Service type, priority class
+    env_rule, args_rule = (v["expression"] for v in policy["spec"]["validations"][4:])
+    assert '"^()$"' in env_rule and " in []" in args_rule
     off = render(["--set", "policy.admission.enabled=false"])
     assert not [d for d in off if d["kind"].startswith("ValidatingAdmissionPolicy")]

@@ -75,16 +75,16 @@ VALUE_SETS: dict[str, tuple[list[str], Policy]] = {
             "--set", "policy.allowedServiceAccounts={models}",
             "--set", "policy.allowedServiceTypes={ClusterIP,NodePort}",
             "--set", "policy.allowedPriorityClasses={inference}",
-            "--set", "policy.refusedEnvPatterns={PYTHON*}",
-            "--set", "policy.refusedExtraArgs={--trust-remote-code}",
+            "--set", "policy.allowedEnvPatterns={MY_*,OMP_NUM_THREADS}",
+            "--set", "policy.allowedExtraArgs={--max-num-seqs,--enforce-eager}",
         ],
         Policy(
             allowed_image_prefixes=("reg.io/team",),
             allowed_service_accounts=("models",),
             allowed_service_types=("ClusterIP", "NodePort"),
             allowed_priority_classes=("inference",),
-            refused_env_patterns=("PYTHON*",),
-            refused_extra_args=("--trust-remote-code",),
+            allowed_env_patterns=("MY_*", "OMP_NUM_THREADS"),
+            allowed_extra_args=("--max-num-seqs", "--enforce-eager"),
         ),
     ),
 }  # fmt: skip
@@ -136,17 +136,41 @@ CASES: dict[str, dict[str, Any]] = {
     "node-port": {"service": {"type": "NodePort"}},
     "load-balancer": {"service": {"type": "LoadBalancer"}},
     "priority-class": {"priorityClassName": "inference"},
-    "env-allowed": {"env": [{"name": "VLLM_CPU_KVCACHE_SPACE", "value": "2"}, {"name": "MYPYTHON", "value": "1"}]},
-    "env-pythonpath": {"env": [{"name": "OK", "value": "1"}, {"name": "PYTHONPATH", "value": "/x"}]},
+    "env-allowed": {
+        "env": [{"name": "VLLM_CPU_KVCACHE_SPACE", "value": "2"}, {"name": "OMP_NUM_THREADS", "value": "1"}]
+    },
+    "env-mine": {"env": [{"name": "MY_SETTING", "value": "1"}]},
+    "env-pythonpath": {"env": [{"name": "OMP_NUM_THREADS", "value": "1"}, {"name": "PYTHONPATH", "value": "/x"}]},
     "env-ld-preload": {"env": [{"name": "LD_PRELOAD", "value": "/x.so"}]},
     "env-vllm-path": {"env": [{"name": "VLLM_NCCL_SO_PATH", "value": "/x.so"}]},
-    "args-allowed": {"engine": {"extraArgs": ["--max-num-seqs", "64", "--reasoning-parser", "x", "-O3"]}},
+    # issue 24's attacks: the token sent elsewhere, a library loaded by CUDA, NCCL or OpenMP
+    "env-hf-endpoint": {"env": [{"name": "HF_ENDPOINT", "value": "http://elsewhere"}]},
+    "env-proxy": {"env": [{"name": "HTTPS_PROXY", "value": "http://elsewhere:3128"}]},
+    "env-aws": {"env": [{"name": "AWS_ENDPOINT_URL", "value": "http://elsewhere"}]},
+    "env-cuda-injection": {"env": [{"name": "CUDA_INJECTION64_PATH", "value": "/x.so"}]},
+    "env-nccl-plugin": {"env": [{"name": "NCCL_NET_PLUGIN", "value": "/x.so"}]},
+    "env-omp-tool": {"env": [{"name": "OMP_TOOL_LIBRARIES", "value": "/x.so"}]},
+    "args-allowed": {"engine": {"extraArgs": ["--max-num-seqs", "64", "--enforce-eager", "--seed", "-1"]}},
+    "args-underscore": {"engine": {"extraArgs": ["--max_num_seqs=8"]}},
     "args-trust": {"engine": {"extraArgs": ["--max-num-seqs", "64", "--trust_remote_code=true"]}},
-    "args-prefix": {"engine": {"extraArgs": ["--Trust-Remote"]}},
+    "args-prefix": {"engine": {"extraArgs": ["--max-num-seq", "8"]}},
     "args-dotted": {"engine": {"extraArgs": ["--kv-transfer-config.kv_connector_module_path=evil"]}},
-    "args-short": {"engine": {"extraArgs": ["-cc.backend=evil"]}},
+    "args-allowed-dotted": {"engine": {"extraArgs": ["--max-num-seqs.x=1"]}},
+    "args-short": {"engine": {"extraArgs": ["-O3"]}},
     "args-operator-set": {"engine": {"extraArgs": ["--allowed-root=/"]}},
     "args-plugin": {"engine": {"extraArgs": ["--reasoning-parser-plugin", "/models/p.py"]}},
+    # issue 24's attacks: a plugin file through a config object's key or JSON, a class by name, another leader
+    "args-structured-dotted": {
+        "engine": {"extraArgs": ["--structured-outputs-config.reasoning_parser_plugin=/etc/vif-chat-template/p.py"]}
+    },
+    "args-structured-json": {
+        "engine": {"extraArgs": ['--structured-outputs-config={"reasoning_parser_plugin": "/etc/vif-chat-template/p"}']}
+    },
+    "args-speculative": {"engine": {"extraArgs": ['--speculative-config={"model": "evil.Model"}']}},
+    "args-ec-manager": {"engine": {"extraArgs": ["--ec-manager-config", '{"ec_connector": "evil.Connector"}']}},
+    "args-master-addr": {"engine": {"extraArgs": ["--nnodes", "2", "--node-rank=1", "--master-addr", "10.0.0.9"]}},
+    "args-dp-address": {"engine": {"extraArgs": ["--data-parallel-address", "10.0.0.9"]}},
+    "args-tool-parser-plugin": {"engine": {"extraArgs": ["--tool-parser-plugin=/p.py"]}},
 }
 
 
@@ -168,8 +192,8 @@ def test_kubectl_apply_fails_with_the_message(admission: Admission) -> None:
         ({"serviceAccountName": "admin"}, "spec.serviceAccountName: admin is not an allowed ServiceAccount (none allowed: leave it unset)"),
         ({"service": {"type": "LoadBalancer"}}, "spec.service.type: LoadBalancer is not an allowed Service type (allowed: ClusterIP)"),
         ({"priorityClassName": "high"}, "spec.priorityClassName: high is not an allowed priority class (none allowed: leave it unset)"),
-        ({"env": [{"name": "PYTHONPATH", "value": "/x"}, {"name": "LD_PRELOAD"}]}, "spec.env: PYTHONPATH, LD_PRELOAD refused"),
-        ({"engine": {"extraArgs": ["--max-num-seqs", "64", "--trust_remote_code=true"]}}, "spec.engine.extraArgs: --trust_remote_code=true refused"),
+        ({"env": [{"name": "PYTHONPATH", "value": "/x"}, {"name": "TZ"}, {"name": "HF_ENDPOINT"}]}, "spec.env: PYTHONPATH, HF_ENDPOINT refused: not an allowed env name"),
+        ({"engine": {"extraArgs": ["--max-num-seqs", "64", "--trust_remote_code=true"]}}, "spec.engine.extraArgs: --trust_remote_code=true refused: only flags on the allow-list"),
     ]  # fmt: skip
     for extra, message in cases:
         manifest = yaml.safe_dump(model_manifest("refused", {**BASE, **extra}))
