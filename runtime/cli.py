@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vif.runtime.api_keys import MAX_BODY_BYTES
+
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
@@ -58,7 +60,7 @@ def own_parser() -> argparse.ArgumentParser:
         "--limit-concurrency", type=int, default=None, help="sequences in flight (default: 2 x max_num_seqs)"
     )
     parser.add_argument("--max-sequences-per-request", type=int, default=64, help="prompts x n of one request")
-    parser.add_argument("--max-body-bytes", type=int, default=4 << 20)
+    parser.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES)
     parser.add_argument("--body-timeout", type=float, default=30.0, help="seconds for a body to arrive (then 408)")
     parser.add_argument("--send-timeout", type=float, default=30.0, help="a stream nobody reads is aborted after")
     parser.add_argument("--drain-seconds", type=float, default=5.0, help="after SIGTERM, /ready 503, still serving")
@@ -152,21 +154,6 @@ def _build(args: argparse.Namespace, flags: dict[str, Any], lifecycle: Lifecycle
 
 
 def _api_keys(args: argparse.Namespace) -> tuple[str, ...]:
-    """Every configured key. A source that is configured but yields no key stops start-up: silently serving
-    without auth because a Secret's key was blank would be worse than not starting."""
-    keys: list[str] = []
-    for key in args.api_key:
-        if not key.strip():
-            raise LookupError("--api-key was given an empty key")
-        keys.append(key.strip())
-    if "VIF_API_KEYS" in os.environ:
-        listed = [k.strip() for k in os.environ["VIF_API_KEYS"].split(",") if k.strip()]
-        if not listed:
-            raise LookupError("VIF_API_KEYS is set but holds no key")
-        keys += listed
-    if args.api_keys_file is not None:
-        from_file = [line.strip() for line in args.api_keys_file.read_text().splitlines() if line.strip()]
-        if not from_file:
-            raise LookupError(f"--api-keys-file {args.api_keys_file} holds no key")
-        keys += from_file
-    return tuple(keys)
+    from vif.runtime.api_keys import load_api_keys
+
+    return load_api_keys(args.api_key, args.api_keys_file)

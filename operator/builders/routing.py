@@ -16,10 +16,15 @@ from vif.operator.names import router_labels, router_selector
 
 PORT_NAME = "http"  # the runtime's port name in the replicas' Service, and the router's own
 RBAC_API = "rbac.authorization.k8s.io/v1"
-# The router holds requests in memory (at most 1024 of up to 8 MiB by default) and parses their bodies once.
 ROUTER_CPU_REQUEST = "100m"
 ROUTER_MEMORY_REQUEST = "128Mi"
-ROUTER_MEMORY_LIMIT = "512Mi"
+ROUTER_MEMORY_LIMIT_BYTES = 512 << 20
+ROUTER_MEMORY_LIMIT = f"{ROUTER_MEMORY_LIMIT_BYTES >> 20}Mi"
+# The router holds requests in memory while no replica is ready: so many of the largest bodies (the runtime's own
+# limit, vif.runtime.api_keys.MAX_BODY_BYTES) fit in half its memory limit, the rest is its own and the bodies in
+# flight to replicas.
+ROUTER_MAX_BODY_BYTES = 4 << 20
+ROUTER_MAX_HELD = ROUTER_MEMORY_LIMIT_BYTES // 2 // ROUTER_MAX_BODY_BYTES
 
 
 def wants_router(ref: ModelRef) -> bool:
@@ -80,7 +85,17 @@ def router_args(ref: ModelRef) -> list[str]:
         *("--service", service, "--service-port", PORT_NAME, "--strategy", ref.spec.routing.strategy),
         *("--port", str(RUNTIME_PORT), "--model-name", ref.served_name, "--host", "0.0.0.0"),
         *("--max-wait", str(ref.spec.routing.max_wait_seconds)),
+        *("--max-pending", str(ROUTER_MAX_HELD), "--max-body-bytes", str(ROUTER_MAX_BODY_BYTES)),
     ]
+
+
+def router_env(ref: ModelRef) -> list[dict[str, Any]]:
+    """The model's API keys, from the Secret the runtime reads them from: the router refuses a request without
+    one before it holds it, so an unauthenticated client cannot wake a model scaled to zero."""
+    if ref.spec.api_key_secret is None:
+        return []
+    secret = {"name": ref.spec.api_key_secret.name, "key": ref.spec.api_key_secret.key}
+    return [{"name": "VIF_API_KEYS", "valueFrom": {"secretKeyRef": secret}}]
 
 
 def build_router_deployment(ref: ModelRef, settings: OperatorSettings) -> dict[str, Any]:
@@ -91,6 +106,7 @@ def build_router_deployment(ref: ModelRef, settings: OperatorSettings) -> dict[s
         "command": ["vif-router"],
         "args": router_args(ref),
         "ports": [{"name": PORT_NAME, "containerPort": RUNTIME_PORT, "protocol": "TCP"}],
+        "env": router_env(ref),
         "resources": {
             "requests": {"cpu": ROUTER_CPU_REQUEST, "memory": ROUTER_MEMORY_REQUEST},
             "limits": {"memory": ROUTER_MEMORY_LIMIT},

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vif.runtime.api_keys import MAX_BODY_BYTES
+
 
 @dataclass(frozen=True)
 class ServerSettings:
@@ -12,7 +14,7 @@ class ServerSettings:
     api_keys: tuple[str, ...] = ()
     limit_concurrency: int | None = None  # sequences in flight; default: twice the engine's max_num_seqs
     max_sequences_per_request: int = 64  # prompts x n of one request
-    max_body_bytes: int = 4 << 20
+    max_body_bytes: int = MAX_BODY_BYTES
     body_timeout: float = 30.0  # the whole body must arrive within this, else 408
     send_timeout: float = 30.0  # a stream whose client reads nothing for this long is aborted
     drain_seconds: float = 5.0  # after SIGTERM: /ready 503 and the listener still open

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from vif.runtime.api_keys import MAX_BODY_BYTES, KeyCheck
 from vif.runtime.asgi import BodyTimeout, BodyTooLarge, ClientGone, read_body, until_disconnect
 from vif.runtime.router.endpoints import EndpointSet
 from vif.runtime.router.errors import RouterError, send_error
@@ -42,9 +43,10 @@ class RouterSettings:
     probe_interval: float = 1.0
     max_pending: int = 1024
     max_wait: float = 30.0
-    max_body_bytes: int = 8 << 20
+    max_body_bytes: int = MAX_BODY_BYTES  # the runtime's: a body it would refuse is never held
     body_timeout: float = 30.0
     connect_timeout: float = 5.0
+    api_keys: tuple[str, ...] = ()  # the model's: checked before a body is read or a request held
 
 
 @dataclass
@@ -57,6 +59,7 @@ class Router:
     metrics: RouterMetrics
     proxy: Proxy
     prober: Prober
+    keys: KeyCheck
 
 
 class ForwardedRoute:
@@ -70,6 +73,7 @@ class ForwardedRoute:
         settings, metrics = self.router.settings, self.router.metrics
         status: int | str
         try:
+            self.authenticate(scope)
             body = await self.read_body(receive)
             key = routing_key(self.extract, body, settings.prefix_chars) if self.extract and body else None
             status = await until_disconnect(receive, self.router.proxy.forward(scope, body, key, send))
@@ -81,6 +85,16 @@ class ForwardedRoute:
         except BrokenStream:
             status = "broken-stream"  # the response stays unfinished: uvicorn closes the connection
         metrics.requests.labels(settings.model_name, str(status)).inc()
+
+    def authenticate(self, scope: Scope) -> None:
+        """Before the body is read: an unauthenticated request takes no memory, no place among the held ones,
+        and does not wake a model scaled to zero."""
+        authorization = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        if not self.router.keys.accepts(authorization):
+            raise RouterError(
+                "Invalid or missing API key. Send it as 'Authorization: Bearer KEY'.", status=401,
+                type="authentication_error", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"},
+            )  # fmt: skip
 
     async def read_body(self, receive: Receive) -> bytes:
         settings = self.router.settings
@@ -118,7 +132,7 @@ def create_app(
     )  # fmt: skip
     probe_client = httpx.AsyncClient(trust_env=False)
     prober = Prober(endpoints, probe_client, settings.probe_interval)
-    router = Router(settings, endpoints, holding, metrics, proxy, prober)
+    router = Router(settings, endpoints, holding, metrics, proxy, prober, KeyCheck(settings.api_keys))
 
     async def health(request: Request) -> Response:
         return json_response({"status": "ok"})

@@ -8,7 +8,9 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
+from vif.runtime.api_keys import load_api_keys
 from vif.runtime.router.app import RouterSettings
 from vif.runtime.router.endpoints import normalize_url
 from vif.runtime.router.strategies import STRATEGIES
@@ -37,6 +39,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pending", type=int, default=defaults.max_pending, help="requests held while none is ready")
     p.add_argument("--max-wait", type=float, default=defaults.max_wait, help="seconds a held request waits, then 503")
     p.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes)
+    p.add_argument("--api-key", action="append", default=[], help="an accepted key; repeat for several")
+    p.add_argument("--api-keys-file", type=Path, default=os.environ.get("VIF_API_KEYS_FILE"), help="a key a line")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -49,17 +53,22 @@ def _url(value: str) -> str:
 
 
 def settings_from(args: argparse.Namespace) -> RouterSettings:
+    """The settings the flags describe; the keys also from $VIF_API_KEYS, as the runtime reads them."""
     return RouterSettings(
         model_name=args.model_name, strategy=args.strategy, load_factor=args.load_factor,
         prefix_chars=args.prefix_chars, retries=args.retries, cooldown=args.cooldown,
         probe_interval=args.probe_interval, max_pending=args.max_pending, max_wait=args.max_wait,
-        max_body_bytes=args.max_body_bytes,
+        max_body_bytes=args.max_body_bytes, api_keys=load_api_keys(args.api_key, args.api_keys_file),
     )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        settings = settings_from(args)
+    except (LookupError, OSError) as exc:
+        p.error(str(exc))
     if args.service is not None and args.service.count("/") != 1:
         p.error("--service is NAMESPACE/NAME")
     if args.load_factor < 1:
@@ -84,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         discovery = EndpointSliceWatch(
             api_access(args.kubeconfig), namespace, service, args.service_port, endpoints
         ).run
-    app = create_app(endpoints, settings_from(args), discovery)
+    app = create_app(endpoints, settings, discovery)
     log.info("routing to %s with %s", args.service or ", ".join(args.endpoint), args.strategy)
     # Replicas' Server and Date headers pass through; uvicorn would add its own beside them.
     uvicorn.run(

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from kubernetes.utils import parse_quantity
 from pydantic import ValidationError
 
 from helpers.fake_kube import FakeKubeAPI, fake_cluster, model_body
 from vif.operator.apply import Cluster
 from vif.operator.builders import CHILD_KINDS, ModelRef, OperatorSettings, build_children
+from vif.operator.builders.routing import ROUTER_MAX_BODY_BYTES, ROUTER_MAX_HELD, ROUTER_MEMORY_LIMIT
 from vif.operator.builders.security import container_security_context, pod_security_context
 from vif.operator.kube_api import KINDS
 from vif.operator.names import MODEL_LABEL, router_selector, selector
@@ -89,12 +91,26 @@ def test_router_deployment() -> None:
     assert c["image"] == SETTINGS.runtime_image and c["command"] == ["vif-router"]
     assert c["args"] == ["--service", "team-a/chat-replicas", "--service-port", "http", "--strategy", "least-load",
                          "--port", "8000", "--model-name", "smollm2", "--host", "0.0.0.0",
-                         "--max-wait", "120"]  # fmt: skip
+                         "--max-wait", "120", "--max-pending", "64", "--max-body-bytes", str(4 << 20)]  # fmt: skip
+    assert c["env"] == []  # the model has no API keys
     assert c["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
     assert c["securityContext"] == container_security_context()
     assert c["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}  # held requests need it in
     assert c["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
     assert c["resources"]["limits"]["memory"] and "nvidia.com/gpu" not in c["resources"]["limits"]
+
+
+def test_the_router_checks_the_models_api_keys() -> None:
+    spec = {**ROUTED, "apiKeySecret": {"name": "keys", "key": "api-keys"}}
+    c = children(spec)["Deployment", "chat-router"]["spec"]["template"]["spec"]["containers"][0]
+    assert c["env"] == [{"name": "VIF_API_KEYS", "valueFrom": {"secretKeyRef": {"name": "keys", "key": "api-keys"}}}]
+
+
+def test_the_routers_held_bodies_fit_half_its_memory_limit() -> None:
+    from vif.runtime.api_keys import MAX_BODY_BYTES
+
+    assert ROUTER_MAX_BODY_BYTES == MAX_BODY_BYTES  # the runtime's: the router holds no body the runtime refuses
+    assert parse_quantity(ROUTER_MEMORY_LIMIT) // 2 >= ROUTER_MAX_HELD * ROUTER_MAX_BODY_BYTES
 
 
 def test_the_hold_outlasts_a_cold_start_and_is_the_models_to_set() -> None:

@@ -64,3 +64,15 @@ def test_console_script_starts_without_vllm_or_torch() -> None:
     assert out.stdout.strip() == "[]"
     script = Path(sys.executable).parent / "vif-router"
     assert "--strategy" in subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True).stdout
+
+
+def test_api_keys_come_from_the_environment_as_the_runtime_reads_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIF_API_KEYS", "k1,k2")
+    router = run(["--endpoint", "http://a:8000", "--api-key", "k0"], monkeypatch)["app"].state.router
+    assert router.settings.api_keys == ("k0", "k1", "k2")
+
+
+def test_a_blank_key_secret_stops_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VIF_API_KEYS", " ")
+    with pytest.raises(SystemExit):
+        main(["--endpoint", "http://a:8000"])

@@ -1,0 +1,58 @@
+"""API keys, shared by the runtime and the router: where they come from, and checking a request's header.
+
+Free of pydantic and vLLM, like vif.runtime.asgi, so the router can import it cheaply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+# What a request body may be, on the runtime and on the router in front of it (one limit for both, so the router
+# never holds a body the runtime would refuse).
+MAX_BODY_BYTES = 4 << 20
+
+
+def load_api_keys(
+    given: Sequence[str], keys_file: Path | None, environ: Mapping[str, str] = os.environ
+) -> tuple[str, ...]:
+    """Every configured key: `--api-key` values, `VIF_API_KEYS` (comma-separated, as the operator sets it from
+    the model's Secret) and a file of a key a line. A source that is configured but yields no key is an error
+    (LookupError): silently serving without auth because a Secret's key was blank would be worse than not
+    starting."""
+    keys: list[str] = []
+    for key in given:
+        if not key.strip():
+            raise LookupError("--api-key was given an empty key")
+        keys.append(key.strip())
+    if "VIF_API_KEYS" in environ:
+        listed = [k.strip() for k in environ["VIF_API_KEYS"].split(",") if k.strip()]
+        if not listed:
+            raise LookupError("VIF_API_KEYS is set but holds no key")
+        keys += listed
+    if keys_file is not None:
+        from_file = [line.strip() for line in keys_file.read_text().splitlines() if line.strip()]
+        if not from_file:
+            raise LookupError(f"--api-keys-file {keys_file} holds no key")
+        keys += from_file
+    return tuple(keys)
+
+
+class KeyCheck:
+    """`Authorization: Bearer KEY` against several keys in constant time; no keys means every request passes."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        # Digests: compare_digest on inputs of different lengths would tell the key's length.
+        self.keys = [hashlib.sha256(k.encode()).digest() for k in keys if k]
+
+    def accepts(self, authorization: bytes | None) -> bool:
+        if not self.keys:
+            return True
+        scheme, _, presented = (authorization or b"").partition(b" ")
+        # Compare against every key so the time taken does not tell which key (or how much of it) matched.
+        digest = hashlib.sha256(presented.strip()).digest()
+        matched = [hmac.compare_digest(digest, key) for key in self.keys]
+        return scheme.lower() == b"bearer" and any(matched)
