@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from vif.operator.engine_flags import ALLOWED_EXTRA_ARGS, REFUSED_EXTRA_ARGS
 from vif.operator.spec import InferenceModelSpec
@@ -48,6 +49,22 @@ ALLOWED_ENV_PATTERNS = (
     "TRANSFORMERS_VERBOSITY",
 )
 
+# Where a model's pods may land: taints they may tolerate and node labels they may select (nodeSelector and
+# nodeAffinity), by key pattern. GPU pools and the well-known topology labels; never the control plane's.
+ALLOWED_TOLERATION_KEYS = ("nvidia.com/gpu", "amd.com/gpu")
+ALLOWED_NODE_LABEL_KEYS = (
+    "kubernetes.io/arch",
+    "kubernetes.io/os",
+    "node.kubernetes.io/instance-type",
+    "topology.kubernetes.io/zone",
+    "topology.kubernetes.io/region",
+    "nvidia.com/gpu.present",
+    "nvidia.com/gpu.product",
+    "nvidia.com/gpu.memory",
+)
+# Pod annotations a model may add, by key pattern: none that opt a pod out of a mesh or a security profile.
+ALLOWED_POD_ANNOTATION_KEYS = ("cluster-autoscaler.kubernetes.io/safe-to-evict", "prometheus.io/*")
+
 # A negative number is a value, not a flag (`--max-logprobs -1`).
 NUMBER = re.compile(r"-[0-9.].*")
 
@@ -78,6 +95,9 @@ class Policy:
     allowed_priority_classes: tuple[str, ...] = ()
     allowed_env_patterns: tuple[str, ...] = ALLOWED_ENV_PATTERNS
     allowed_extra_args: tuple[str, ...] = ALLOWED_EXTRA_ARGS
+    allowed_toleration_keys: tuple[str, ...] = ALLOWED_TOLERATION_KEYS
+    allowed_node_label_keys: tuple[str, ...] = ALLOWED_NODE_LABEL_KEYS
+    allowed_pod_annotation_keys: tuple[str, ...] = ALLOWED_POD_ANNOTATION_KEYS
 
     def image_allowed(self, image: str, runtime_image: str) -> bool:
         repo = image_repository(image)
@@ -87,7 +107,7 @@ class Policy:
         return any(repo == p or repo.startswith(p + "/") for p in prefixes)
 
     def env_allowed(self, name: str) -> bool:
-        return any(re.fullmatch(glob_regex(p), name) for p in self.allowed_env_patterns)
+        return matches_any(self.allowed_env_patterns, name)
 
     def extra_arg_problem(self, arg: str) -> str | None:
         """Why `arg` is refused, or None. Values pass; a flag passes by its exact long name on the allow-list (`_`
@@ -104,6 +124,45 @@ class Policy:
         positive = "--" + stem.removeprefix("--no-") if stem.startswith("--no-") else stem
         reason = next((why for why, flags in REFUSED_EXTRA_ARGS.items() if positive in flags), None)
         return f"{stem}: {reason}" if reason else f"{stem} is not on the allow-list of flags (docs/security.md)"
+
+
+def matches_any(patterns: tuple[str, ...], name: str) -> bool:
+    return any(re.fullmatch(glob_regex(p), name) for p in patterns)
+
+
+def node_affinity_keys(affinity: dict[str, Any] | None) -> list[str]:
+    """The node label and field keys a core/v1 Affinity's nodeAffinity selects on, required and preferred."""
+    node = (affinity or {}).get("nodeAffinity") or {}
+    terms = list((node.get("requiredDuringSchedulingIgnoredDuringExecution") or {}).get("nodeSelectorTerms") or [])
+    terms += [p.get("preference") or {} for p in node.get("preferredDuringSchedulingIgnoredDuringExecution") or []]
+    return [
+        e.get("key", "") for t in terms for e in [*(t.get("matchExpressions") or []), *(t.get("matchFields") or [])]
+    ]
+
+
+def placement_violations(spec: InferenceModelSpec, policy: Policy) -> list[str]:
+    """Tolerations, node selection and pod annotations off the policy's key lists."""
+    found: list[str] = []
+    tolerated, labels, annotations = (
+        _allowed(policy.allowed_toleration_keys),
+        _allowed(policy.allowed_node_label_keys),
+        _allowed(policy.allowed_pod_annotation_keys),
+    )
+    for i, toleration in enumerate(spec.tolerations):
+        if toleration.key is None:
+            found.append(f"spec.tolerations[{i}]: a toleration without a key tolerates every taint")
+        elif not matches_any(policy.allowed_toleration_keys, toleration.key):
+            found.append(f"spec.tolerations[{i}].key: {toleration.key} is not an allowed taint key ({tolerated})")
+    for key in spec.node_selector:
+        if not matches_any(policy.allowed_node_label_keys, key):
+            found.append(f"spec.nodeSelector: {key} is not an allowed node label key ({labels})")
+    for key in node_affinity_keys(spec.affinity):
+        if not matches_any(policy.allowed_node_label_keys, key):
+            found.append(f"spec.affinity.nodeAffinity: {key} is not an allowed node label key ({labels})")
+    for key in spec.pod_annotations:
+        if not matches_any(policy.allowed_pod_annotation_keys, key):
+            found.append(f"spec.podAnnotations: {key} is not an allowed annotation key ({annotations})")
+    return found
 
 
 def _allowed(values: tuple[str, ...]) -> str:
@@ -140,7 +199,7 @@ def policy_violations(spec: InferenceModelSpec, policy: Policy, runtime_image: s
         problem = policy.extra_arg_problem(arg)
         if problem is not None:
             found.append(f"spec.engine.extraArgs[{i}]: {arg} is refused ({problem})")
-    return found
+    return found + placement_violations(spec, policy)
 
 
 def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
@@ -183,6 +242,14 @@ def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated long flags models may pass in engine.extraArgs; '' allows none; "
         "default: vif.operator.engine_flags.ALLOWED_EXTRA_ARGS",
     )
+    for flag, default, what in (
+        ("--allowed-toleration-keys", ALLOWED_TOLERATION_KEYS, "taint keys tolerations may name"),
+        ("--allowed-node-label-keys", ALLOWED_NODE_LABEL_KEYS, "node label keys nodeSelector and nodeAffinity may use"),
+        ("--allowed-pod-annotation-keys", ALLOWED_POD_ANNOTATION_KEYS, "pod annotation keys podAnnotations may set"),
+    ):
+        group.add_argument(
+            flag, default=None, help=f"comma-separated {what} (* and ?); '' allows none; default: {','.join(default)}"
+        )
 
 
 def _comma_list(value: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -200,4 +267,7 @@ def policy_from_args(args: argparse.Namespace) -> Policy:
         allowed_priority_classes=tuple(args.allowed_priority_class),
         allowed_env_patterns=_comma_list(args.allowed_env_patterns, ALLOWED_ENV_PATTERNS),
         allowed_extra_args=_comma_list(args.allowed_extra_args, ALLOWED_EXTRA_ARGS),
+        allowed_toleration_keys=_comma_list(args.allowed_toleration_keys, ALLOWED_TOLERATION_KEYS),
+        allowed_node_label_keys=_comma_list(args.allowed_node_label_keys, ALLOWED_NODE_LABEL_KEYS),
+        allowed_pod_annotation_keys=_comma_list(args.allowed_pod_annotation_keys, ALLOWED_POD_ANNOTATION_KEYS),
     )

@@ -13,6 +13,9 @@ from vif.operator.builders import OperatorSettings
 from vif.operator.engine_flags import ALLOWED_EXTRA_ARGS
 from vif.operator.policy import (
     ALLOWED_ENV_PATTERNS,
+    ALLOWED_NODE_LABEL_KEYS,
+    ALLOWED_POD_ANNOTATION_KEYS,
+    ALLOWED_TOLERATION_KEYS,
     Policy,
     add_policy_arguments,
     image_repository,
@@ -223,6 +226,9 @@ def test_flags_round_trip() -> None:
             "--allowed-priority-class=inference",
             "--allowed-env-patterns=OMP_*, TZ",
             "--allowed-extra-args=--max-num-seqs",
+            "--allowed-toleration-keys=gpu",
+            "--allowed-node-label-keys=pool,zone",
+            "--allowed-pod-annotation-keys=team/*",
         ]
     )
     assert policy == Policy(
@@ -232,6 +238,9 @@ def test_flags_round_trip() -> None:
         allowed_priority_classes=("inference",),
         allowed_env_patterns=("OMP_*", "TZ"),
         allowed_extra_args=("--max-num-seqs",),
+        allowed_toleration_keys=("gpu",),
+        allowed_node_label_keys=("pool", "zone"),
+        allowed_pod_annotation_keys=("team/*",),
     )
 
 
@@ -250,4 +259,72 @@ def test_chart_defaults_are_the_operator_defaults() -> None:
     assert values["allowedPriorityClasses"] == list(Policy.allowed_priority_classes)
     assert values["allowedEnvPatterns"] == list(ALLOWED_ENV_PATTERNS)
     assert values["allowedExtraArgs"] == list(ALLOWED_EXTRA_ARGS)
+    assert values["allowedTolerationKeys"] == list(ALLOWED_TOLERATION_KEYS)
+    assert values["allowedNodeLabelKeys"] == list(ALLOWED_NODE_LABEL_KEYS)
+    assert values["allowedPodAnnotationKeys"] == list(ALLOWED_POD_ANNOTATION_KEYS)
     assert values["admission"]["enabled"] is True
+
+
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+
+def required(*keys: str) -> dict[str, Any]:
+    terms = [{"matchExpressions": [{"key": k, "operator": "Exists"}]} for k in keys]
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}
+
+
+def preferred(key: str) -> dict[str, Any]:
+    term = {"weight": 1, "preference": {"matchFields": [{"key": key, "operator": "In", "values": ["n1"]}]}}
+    return {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [term]}}
+
+
+def test_a_gpu_pool_placement_meets_the_default_policy() -> None:
+    assert (
+        violations(
+            tolerations=[GPU_TOLERATION],
+            nodeSelector={"nvidia.com/gpu.present": "true", "kubernetes.io/arch": "amd64"},
+            affinity=required("topology.kubernetes.io/zone"),
+            podAnnotations={"prometheus.io/scrape": "true"},
+        )
+        == []
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            {"tolerations": [GPU_TOLERATION, {"operator": "Exists"}]},
+            "spec.tolerations[1]: a toleration without a key tolerates every taint",
+        ),
+        (
+            {"tolerations": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]},
+            "spec.tolerations[0].key: node-role.kubernetes.io/control-plane is not an allowed taint key "
+            "(allowed: nvidia.com/gpu, amd.com/gpu)",
+        ),
+        (
+            {"nodeSelector": {"node-role.kubernetes.io/control-plane": ""}},
+            "spec.nodeSelector: node-role.kubernetes.io/control-plane is not an allowed node label key",
+        ),
+        (
+            {"affinity": required("kubernetes.io/arch", "team-b.example.com/pool")},
+            "spec.affinity.nodeAffinity: team-b.example.com/pool is not an allowed node label key",
+        ),
+        (
+            {"affinity": preferred("metadata.name")},
+            "spec.affinity.nodeAffinity: metadata.name is not an allowed node label key",
+        ),
+        (
+            {"podAnnotations": {"sidecar.istio.io/inject": "false"}},
+            "spec.podAnnotations: sidecar.istio.io/inject is not an allowed annotation key",
+        ),
+    ],
+)
+def test_placement_off_the_key_lists_is_refused(spec: dict[str, Any], message: str) -> None:
+    (found,) = violations(**spec)
+    assert found.startswith(message), found
+
+
+def test_pod_affinity_is_not_node_placement() -> None:
+    anti = {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}}
+    assert violations(affinity=anti) == []

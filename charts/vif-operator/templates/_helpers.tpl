@@ -76,3 +76,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: [kopfpeerings]
   verbs: [get, list, watch, patch]
 {{- end -}}
+
+{{/*
+A list of patterns that know `*` and `?` only (as operator/policy.py reads them) as one anchored regular expression,
+quoted for CEL; an empty list matches no name.
+*/}}
+{{- define "vif-operator.globRegex" -}}
+{{- $res := list }}
+{{- range . }}
+{{- $res = append $res (regexQuoteMeta . | replace "\\*" ".*" | replace "\\?" ".") }}
+{{- end }}
+{{- toJson (printf "^(%s)$" (join "|" $res)) }}
+{{- end }}

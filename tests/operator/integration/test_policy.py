@@ -171,6 +171,51 @@ CASES: dict[str, dict[str, Any]] = {
     "args-master-addr": {"engine": {"extraArgs": ["--nnodes", "2", "--node-rank=1", "--master-addr", "10.0.0.9"]}},
     "args-dp-address": {"engine": {"extraArgs": ["--data-parallel-address", "10.0.0.9"]}},
     "args-tool-parser-plugin": {"engine": {"extraArgs": ["--tool-parser-plugin=/p.py"]}},
+    # placement: a GPU pool is fine; the control plane, every taint, another team's pool and mesh opt-outs are not
+    "placement-gpu-pool": {
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "nodeSelector": {"nvidia.com/gpu.present": "true"},
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a"]}
+                            ]
+                        }
+                    ]
+                }
+            }
+        },
+        "podAnnotations": {"prometheus.io/scrape": "true"},
+    },
+    "placement-tolerate-all": {"tolerations": [{"operator": "Exists"}]},
+    "placement-control-plane": {
+        "tolerations": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}],
+    },
+    "placement-control-plane-selector": {"nodeSelector": {"node-role.kubernetes.io/control-plane": ""}},
+    "placement-other-pool": {
+        "affinity": {
+            "nodeAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {"weight": 1, "preference": {"matchExpressions": [{"key": "team-b/pool", "operator": "Exists"}]}}
+                ]
+            }
+        }
+    },
+    "placement-node-name": {
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}
+                    ]
+                }
+            }
+        }
+    },
+    "placement-mesh-opt-out": {"podAnnotations": {"sidecar.istio.io/inject": "false"}},
 }
 
 

@@ -78,7 +78,11 @@ def test_a_refused_deployment_leaves_the_running_pods_and_their_config(
     config = mounted_configmap(before)
     text = get("configmap", config, namespace)["data"]["model_config.json"]
 
-    refused = {**SPEC, "engine": {"maxModelLen": 1024}, "podAnnotations": {"not a valid key": "x"}}
+    refused = {
+        **SPEC,
+        "engine": {"maxModelLen": 1024},
+        "podAnnotations": {"prometheus.io/not a valid key": "x"},
+    }  # allowed by policy, refused by the API server
     apply_model(namespace, model_manifest("steady", refused))
     model = wait_for(lambda: model_with("steady", namespace, "Degraded", "True"), "Degraded")
     assert condition(model, "Degraded")["reason"] == "ApplyFailed"
