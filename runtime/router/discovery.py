@@ -1,9 +1,11 @@
 """Replicas from a Service's EndpointSlices: the ready, non-terminating addresses, kept current by a watch.
 
-The router lists the Service's slices (`kubernetes.io/service-name=NAME`), then watches them from that
-resourceVersion; every change replaces the endpoint set with what the slices now say. A watch that expires (410)
-or breaks is followed by a fresh list after a short, growing pause. The Kubernetes client is used only to read
-the credentials (in-cluster or a kubeconfig); the list and watch are plain HTTP on httpx, like the proxy.
+The router lists the Service's slices (`kubernetes.io/service-name=NAME`), only those the EndpointSlice
+controller manages (anyone who may create a slice could otherwise add an address and receive clients' prompts and
+keys), then watches them from that resourceVersion; every change replaces the endpoint set with what the slices
+now say. A watch that expires (410) or breaks is followed by a fresh list after a short, growing pause. The
+Kubernetes client is used only to read the credentials (in-cluster or a kubeconfig); the list and watch are plain
+HTTP on httpx, like the proxy.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from vif.runtime.router.endpoints import EndpointSet
 log = logging.getLogger(__name__)
 
 SERVICE_LABEL = "kubernetes.io/service-name"
+MANAGED_BY = "endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io"
 MAX_PAUSE_SECONDS = 30.0
 
 
@@ -94,7 +97,7 @@ class EndpointSliceWatch:
         self.endpoints = endpoints
         self.port_name = port_name
         self.path = f"{access.server}/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices"
-        self.selector = f"{SERVICE_LABEL}={service}"
+        self.selector = f"{SERVICE_LABEL}={service},{MANAGED_BY}"
         self.access = access
         self.client = httpx.AsyncClient(verify=access.verify, timeout=httpx.Timeout(10, read=None), trust_env=False)
         self.slices: dict[str, dict[str, Any]] = {}

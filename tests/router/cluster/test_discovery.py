@@ -89,3 +89,26 @@ def test_the_endpoint_set_follows_the_deployment(namespace: str, router: str) ->
     assert httpx.get(f"{router}/ready", timeout=5).status_code == 503
     r = httpx.post(f"{router}/v1/completions", json={"prompt": "x"}, timeout=10)  # held, then refused
     assert r.status_code == 503 and r.headers["retry-after"]
+
+
+def forged_slice(address: str) -> str:
+    """An EndpointSlice someone made by hand for the Service: its name label, a ready address of their own."""
+    return yaml.safe_dump({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "model-forged", "labels": {"kubernetes.io/service-name": "model"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8000, "protocol": "TCP"}],
+        "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+    })  # fmt: skip
+
+
+def test_only_the_endpointslice_controllers_slices_count(namespace: str, router: str) -> None:
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=workload(1))
+    wait_for(lambda: endpoints_when(router, 1), "1 endpoint", 60)
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=forged_slice("10.99.99.99"))
+    # A change after the forged slice: the watch delivers events in order, so by the time the router has the
+    # second replica it has seen (and skipped) the forged slice.
+    kubectl("scale", "-n", namespace, "deployment/replicas", "--replicas=2")
+    two = wait_for(lambda: endpoints_when(router, 2), "2 endpoints", 60)
+    members = re.findall(r'^vif_router_endpoint_ready\{endpoint="([^"]+)"', httpx.get(f"{router}/metrics").text, re.M)
+    assert "http://10.99.99.99:8000" not in members and set(members) == two
