@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, ProcessCollector, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -50,6 +50,7 @@ class RouterMetrics:
         self.model = model
         self.registry = registry or CollectorRegistry()
         self.registry.register(EndpointCollector(model, endpoints, pending))
+        ProcessCollector(registry=self.registry)  # process_resident_memory_bytes: held bodies live in memory
         self.requests = Counter(
             "vif_router_requests", "Requests by model and the status the client got.", ["model", "status"],
             registry=self.registry,
