@@ -12,15 +12,13 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
+
+from helpers.markers import mark_folder
 
 MODE = os.environ.get("E2E_MODE", "local")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(item.path).parents or Path(item.path).parent == here:
-            item.add_marker(pytest.mark.e2e)
+    mark_folder(__file__, items, pytest.mark.e2e)

@@ -5,21 +5,18 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from helpers.cluster import wait_for
 from helpers.images import BuiltImages, Container, require_images
+from helpers.markers import mark_folder
 from helpers.processes import free_port, stop_group
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if Path(item.path).parent == here:
-            item.add_marker(pytest.mark.images)
+    mark_folder(__file__, items, pytest.mark.images)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import yaml
 
 from helpers.autoscaling_stack import Stack, running_stack
 from helpers.cluster import KUBECONFIG, get, kubectl, require_cluster, wait_established, wait_for
+from helpers.markers import mark_folder
 from helpers.operator_process import OperatorProcess
 
 __all__ = ["KUBECONFIG", "OperatorProcess", "get", "kubectl", "wait_for"]
@@ -21,10 +22,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(item.path).parents:
-            item.add_marker(pytest.mark.cluster)
+    mark_folder(__file__, items, pytest.mark.cluster)
 
 
 def apply_model(namespace: str, manifest: dict[str, Any]) -> None:

@@ -12,16 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from helpers.markers import mark_folder
 from helpers.processes import stop_group
 from helpers.router_process import running_router
 from helpers.runtime_process import RuntimeProcess, start_runtime
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(item.path).parents:
-            item.add_marker(pytest.mark.integration)
+    mark_folder(__file__, items, pytest.mark.integration)
 
 
 @pytest.fixture(scope="module")

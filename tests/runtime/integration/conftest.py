@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from helpers.lora_adapter import RANK, make_adapter
+from helpers.markers import mark_folder
 from helpers.processes import stop_group
 from helpers.runtime_process import MODEL, REPO, start_runtime
 from vif.runtime.model_prep import default_model_path
@@ -25,10 +26,7 @@ TOOL_CALL_PARSER = "hermes"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(item.path).parents:
-            item.add_marker(pytest.mark.integration)
+    mark_folder(__file__, items, pytest.mark.integration)
 
 
 @dataclass(frozen=True)
