@@ -8,13 +8,13 @@ CONFIG := runtime/conf/model_config.json
 
 .PHONY: help install model run test unit integration cluster-test lint format bench lock clean crds e2e e2e-kind \
 	images test-images \
-	operator-install-check bench-operator bench-abuse bench-routing bench-cold-start profile flake-check
+	operator-install-check bench-operator bench-abuse bench-routing bench-cold-start profile flake-check test-servers
 
 help:
-	@echo "make run | test | unit | integration | cluster-test | lint | format | bench | model | install"
+	@echo "make run [MODEL=dir|ORG/NAME ARGS=...] | test | unit | integration | cluster-test | lint | format | bench | model | install"
 	@echo "     crds | lock | clean | cluster-build | cluster-up | cluster-down | images | test-images"
 	@echo "     autoscaling-build | autoscaling-up | autoscaling-down"
-	@echo "     flake-check SUITE=<pytest selection> N=<runs>"
+	@echo "     flake-check SUITE=<pytest selection> N=<runs> | test-servers"
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -30,8 +30,11 @@ $(MODEL_DIR)/vif-model.json: | $(INSTALLED)
 
 model: $(MODEL_DIR)/vif-model.json
 
+# `make run MODEL=models/SmolLM2-135M-Instruct` or `MODEL=ORG/NAME` (downloaded: docs/models.md) serves another model;
+# ARGS go to `vif-runtime serve` (e.g. ARGS="--served-model-name smol --max-model-len 4096").
 run: model
-	$(VENV)/bin/vif-runtime serve --config $(CONFIG) --model-name smollm2-135m-instruct --host 127.0.0.1 --port 8000
+	$(VENV)/bin/vif-runtime serve $(or $(MODEL),--config $(CONFIG) --model-name smollm2-135m-instruct) \
+		--host 127.0.0.1 --port 8000 $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -54,10 +57,19 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 
 unit: install
-	$(VENV)/bin/pytest -m "not integration and not cluster and not images" -q
+	$(VENV)/bin/pytest -m "not integration and not cluster and not images and not servers and not e2e" -q
 
-integration: model
+integration: model test-servers
 	$(VENV)/bin/pytest -m integration -q
+
+# The real servers the tests start (tests/helpers/hub_server.py): olah, a Hugging Face-compatible hub, in a venv of
+# its own, cached by version under ~/.cache/vif/tools.
+TOOLS ?= $(HOME)/.cache/vif/tools
+OLAH := $(TOOLS)/olah-0.5.4/bin/olah-cli
+$(OLAH):
+	rm -rf $(TOOLS)/olah-0.5.4 && python3 -m venv $(TOOLS)/olah-0.5.4
+	$(TOOLS)/olah-0.5.4/bin/pip install -q olah==0.5.4
+test-servers: $(OLAH)
 
 cluster-test: install cluster-up
 	$(VENV)/bin/pytest -m cluster -q
@@ -75,14 +87,14 @@ test-images: install images
 
 # Everything: lint, unit tests, the real engine, the images, and the operator against the local control plane (the
 # e2e suite runs both images; the autoscaling tests start KEDA and Prometheus beside it).
-test: lint operator-install-check model cluster-up images autoscaling-build
+test: lint operator-install-check model test-servers cluster-up images autoscaling-build
 	VIF_IMAGES=$(IMAGES) $(VENV)/bin/pytest -q
 
 # A pytest selection N times over in one session, on one plane and one engine, then each test's failures out of N:
 # make flake-check SUITE="tests/router/integration" N=10 (tests/flake_check.py).
 SUITE ?= tests
 flake-check: N = 10
-flake-check: model cluster-up images autoscaling-build
+flake-check: model test-servers cluster-up images autoscaling-build
 	VIF_IMAGES=$(IMAGES) $(PY) tests/flake_check.py --runs $(N) "$(SUITE)"
 
 # The e2e suite alone: against the local control plane (CI), or on kind where Docker runs.

@@ -1,4 +1,5 @@
-"""`vif-runtime`: `serve` a model from `model_config.json` (or the default model), or `prepare-model`."""
+"""`vif-runtime`: `serve` a model (a directory or Hugging Face id, an entry of `model_config.json`, or the default
+model), or `prepare-model`."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +18,7 @@ if TYPE_CHECKING:
 
     from vif.runtime.app.lifecycle import Lifecycle
     from vif.runtime.app.settings import ServerSettings
+    from vif.runtime.config import ResolvedModel
     from vif.runtime.engine.types import EngineClient
 
 log = logging.getLogger("vif.runtime")
@@ -48,7 +51,13 @@ def prepare_model(argv: list[str]) -> int:
 
 def own_parser() -> argparse.ArgumentParser:
     """vif's own flags. Parsed first; everything else goes to vLLM's engine-argument parser."""
-    parser = argparse.ArgumentParser(prog="vif-runtime serve", description="Serve one model over HTTP.", add_help=False)
+    parser = argparse.ArgumentParser(
+        prog="vif-runtime serve",
+        usage="vif-runtime serve [MODEL] [options]",
+        description="Serve one model over HTTP. MODEL: a model directory or a Hugging Face id (ORG/NAME), served"
+        " under that name or --served-model-name; without it, --config's entry --model-name, else the default model.",
+        add_help=False,
+    )
     parser.add_argument("-h", "--help", action="store_true")
     parser.add_argument("--model-name", default=os.environ.get("MODEL_NAME"), help="model to serve ($MODEL_NAME)")
     parser.add_argument("--config", type=Path, default=os.environ.get("VIF_CONFIG"), help="model_config.json")
@@ -92,7 +101,10 @@ def serve(argv: list[str]) -> int:
     from vif.runtime.engine.args import explicit_flags
 
     ours = own_parser()
-    args, rest = ours.parse_known_args(argv)
+    # `vllm serve`'s order: the model first. Not an argparse positional: with unknown (engine) flags beside it,
+    # argparse would take the value of `--dtype float32` for the model.
+    model = argv[0] if argv and not argv[0].startswith("-") else None
+    args, rest = ours.parse_known_args(argv[1:] if model else argv)
     engine = engine_parser()
     if args.help:
         print(ours.format_help() + "\n" + engine.format_help())
@@ -102,7 +114,7 @@ def serve(argv: list[str]) -> int:
     servers: list[GracefulServer] = []
     lifecycle = Lifecycle(on_fatal=lambda: servers[0].fail())  # the engine failed: exit non-zero, not linger
     try:
-        app, settings = _build(args, flags, lifecycle)
+        app, settings = _build(args, model, flags, lifecycle)
     except (ConfigError, LookupError, OSError) as exc:
         print(f"vif-runtime serve: {exc}", file=sys.stderr)
         return 2
@@ -111,21 +123,17 @@ def serve(argv: list[str]) -> int:
     return 0 if servers[0].serve_until_stopped() else 1
 
 
-def _build(args: argparse.Namespace, flags: dict[str, Any], lifecycle: Lifecycle) -> tuple[Starlette, ServerSettings]:
+def _build(
+    args: argparse.Namespace, named: str | None, flags: dict[str, Any], lifecycle: Lifecycle
+) -> tuple[Starlette, ServerSettings]:
     from vif.runtime.app.factory import create_app
     from vif.runtime.app.settings import ServerSettings
-    from vif.runtime.config import default_model, load_model
     from vif.runtime.engine.args import build_engine_args
     from vif.runtime.serving.context import ServedModel
     from vif.runtime.serving.metrics import RuntimeMetrics
     from vif.runtime.serving.registry import UnknownServingClass, serving_classes
 
-    if args.config is not None:
-        model = load_model(args.config, args.model_name or "", args.allowed_root)
-    else:
-        model = default_model()
-        if args.model_name and args.model_name != model.name:
-            raise LookupError(f"no --config given, and '{args.model_name}' is not the default model '{model.name}'")
+    model = _chosen_model(args, named, flags)
     engine_args = build_engine_args(model, flags)
     try:
         classes = serving_classes(model.entry.class_name, model.entry.allowed_classes)
@@ -151,6 +159,54 @@ def _build(args: argparse.Namespace, flags: dict[str, Any], lifecycle: Lifecycle
     log.info("serving %s from %s (%s)", model.name, model.model, model.source)
     app = create_app(served, load_engine, classes, RuntimeMetrics(model.name), settings, lifecycle)
     return app, settings
+
+
+def _chosen_model(args: argparse.Namespace, named: str | None, flags: dict[str, Any]) -> ResolvedModel:
+    """MODEL or vLLM's `--model` (served as --served-model-name, --model-name or itself), else --config's entry,
+    else the default; both flags are taken out of the engine's `flags`, which may not redirect the model."""
+    from vif.runtime.config import default_model, is_hub_id, load_model, named_model
+
+    if named is not None and "model" in flags:
+        raise LookupError(f"{named}: give the model once, as MODEL or --model")
+    named = named or flags.pop("model", None)
+    served_names = flags.pop("served_model_name", None)
+    if served_names is not None and len(served_names) != 1:
+        raise LookupError("--served-model-name: vif serves a model under one name")
+    served = served_names[0] if served_names else None
+    if named is not None:
+        if args.config is not None:
+            raise LookupError(f"{named}: give MODEL or --config, not both")
+        folder = _fetched(named, flags) if is_hub_id(named) else named
+        return named_model(folder, served or args.model_name or named)
+    if served is not None:
+        raise LookupError("--served-model-name names MODEL; an entry of --config is served under its own name")
+    if args.config is not None:
+        return load_model(args.config, args.model_name or "", args.allowed_root)
+    model = default_model()
+    if args.model_name and args.model_name != model.name:
+        raise LookupError(f"no --config given, and '{args.model_name}' is not the default model '{model.name}'")
+    return model
+
+
+def _fetched(repo: str, flags: dict[str, Any]) -> str:
+    """A Hugging Face model in the local cache (`--download-dir`, else `$VIF_MODEL_CACHE`, else ~/.cache/vif/models),
+    at vLLM's `--revision`, downloaded with a progress bar if it is not there yet."""
+    from tqdm import tqdm
+
+    from vif.runtime.sources.cache import ensure_hub_model
+    from vif.runtime.sources.fetch import DownloadError
+    from vif.runtime.sources.huggingface import HubSource
+
+    def bar(what: str, total: int) -> Callable[[int], object]:
+        return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"download {what}").update
+
+    root = flags.pop("download_dir", None)
+    try:
+        folder = ensure_hub_model(HubSource.from_environment(repo, flags.pop("revision", None)),
+                                  Path(root) if root else None, bar)  # fmt: skip
+    except DownloadError as exc:
+        raise LookupError(str(exc)) from None
+    return str(folder)
 
 
 def _api_keys(args: argparse.Namespace) -> tuple[str, ...]:

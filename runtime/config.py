@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vif.runtime.model_prep import DEFAULT_MODEL_NAME, default_model_path, models_dir
+from vif.runtime.sources.huggingface import REPO_ID
 
 DEFAULT_ENGINE_ARGS: dict[str, Any] = {
     # vLLM's bfloat16 CPU path gives wrong tokens for SmolLM2 on AMX machines; float32 answers correctly.
@@ -41,10 +43,6 @@ DEFAULT_ENGINE_ARGS: dict[str, Any] = {
 AdapterName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_./:-]*$")]
 
 
-# org/name, each starting with a letter or digit: vLLM takes an id that exists as a relative path for a folder.
-HF_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$"
-
-
 class ConfigError(ValueError):
     """A bad config file: the message is one line naming the file and the field."""
 
@@ -54,7 +52,7 @@ class AdapterId(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model_id: str = Field(pattern=HF_ID)
+    model_id: str = Field(pattern=REPO_ID)
 
 
 class ModelEntry(BaseModel):
@@ -65,7 +63,7 @@ class ModelEntry(BaseModel):
     class_name: str = Field("OpenAIServingChat", min_length=1)
     model_path: str | None = Field(None, min_length=1, description="A model directory on disk.")
     model_id: str | None = Field(
-        None, pattern=HF_ID, description="Instead of model_path: a Hugging Face id vLLM downloads."
+        None, pattern=REPO_ID, description="Instead of model_path: a Hugging Face id vLLM downloads."
     )
     max_model_len: int | None = Field(None, ge=16)
     chat_template: str | None = None
@@ -110,6 +108,22 @@ def default_model() -> ResolvedModel:
     """The built-in default: SmolLM2-135M-Instruct as prepared by `vif-runtime prepare-model`."""
     entry = ModelEntry(model_path=str(default_model_path()), max_model_len=2048, engine_args=DEFAULT_ENGINE_ARGS)
     return ResolvedModel(DEFAULT_MODEL_NAME, entry, str(default_model_path()), None, "built-in default")
+
+
+def is_hub_id(model: str) -> bool:
+    """`org/name` and not a folder of that name: what `vllm serve` downloads from the Hugging Face Hub."""
+    return re.fullmatch(REPO_ID, model) is not None and not Path(model).expanduser().is_dir()
+
+
+def named_model(folder: str, name: str) -> ResolvedModel:
+    """A model folder given on the command line (or downloaded for it), as `vllm serve` takes one, served under
+    `name`. Its engine defaults are the default model's; flags override them."""
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"{folder}: neither a model directory nor a Hugging Face id (ORG/NAME)")
+    resolved = str(path.resolve())
+    return ResolvedModel(name, ModelEntry(model_path=resolved, engine_args=DEFAULT_ENGINE_ARGS), resolved, None,
+                         "the command line")  # fmt: skip
 
 
 def load_model(config_file: Path, model_name: str, extra_roots: Sequence[str] = ()) -> ResolvedModel:

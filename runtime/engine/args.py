@@ -39,7 +39,8 @@ def explicit_flags(parser: FlexibleArgumentParser, argv: list[str]) -> dict[str,
 
 
 def build_engine_args(model: ResolvedModel, flags: dict[str, Any]) -> AsyncEngineArgs:
-    """The model's path and length, then its config `engine_args`, then `flags` given on the command line.
+    """The model's path and length, then its config `engine_args`, then `flags` given on the command line (without
+    `--model` and `--served-model-name`: the CLI takes those to choose the model, `cli._chosen_model`).
 
     On CPU, unless the user sized memory (`VLLM_CPU_KVCACHE_SPACE`, `gpu_memory_utilization` or
     `kv_cache_memory_bytes`), the KV cache is sized from the model and the free memory (`engine.kv_cache`).
@@ -59,7 +60,7 @@ def build_engine_args(model: ResolvedModel, flags: dict[str, Any]) -> AsyncEngin
     if model.entry.max_model_len is not None:
         kwargs["max_model_len"] = model.entry.max_model_len
     kwargs.update(model.entry.engine_args)
-    kwargs.update({k: v for k, v in flags.items() if k != "served_model_name"})
+    kwargs.update(flags)
     if model.adapters:
         if kwargs.get("enable_lora") is False:
             raise ConfigError(f"{model.source}: {model.name}.engine_args.enable_lora: lora_adapters need it on")

@@ -28,18 +28,20 @@ class RuntimeProcess:
 
 
 def start_runtime(
-    workdir: Path, *args: str, env: dict[str, str] | None = None, config: Path = REPO / "runtime/conf/model_config.json"
+    workdir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    config: Path = REPO / "runtime/conf/model_config.json",
+    model: tuple[str, ...] | None = None,
 ) -> RuntimeProcess:
-    """Start the server (on `config`'s entry for the default model) in its own process group (vLLM's engine core
-    is a child process) and wait until it is ready; if it exits or is not ready in time, the test fails with the
-    tail of its console."""
+    """Start the server in its own process group (vLLM's engine core is a child process) and wait until it is
+    ready; if it exits or is not ready in time, the test fails with the tail of its console. It serves `model`
+    (`MODEL [--served-model-name NAME]`) if given, else `config`'s entry for the default model."""
     from helpers.processes import free_port
 
     port = free_port()
-    cmd = [
-        str(Path(sys.executable).parent / "vif-runtime"), "serve",
-        "--config", str(config), "--model-name", MODEL, "--port", str(port), *args,
-    ]  # fmt: skip
+    chosen = model or ("--config", str(config), "--model-name", MODEL)
+    cmd = [str(Path(sys.executable).parent / "vif-runtime"), "serve", *chosen, "--port", str(port), *args]
     console = workdir / "console.log"
     with console.open("wb") as out:
         proc = subprocess.Popen(

@@ -6,8 +6,11 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from vif.runtime.config import ConfigError, ResolvedModel, default_model
 
 
 def run_serve(*args: str) -> subprocess.CompletedProcess[str]:
@@ -57,3 +60,47 @@ def test_a_configured_key_source_without_keys_stops_start_up(tmp_path: Path, mon
     )
     result = run_serve("--api-keys-file", str(tmp_path / "keys-missing"))
     assert result.returncode == 2 and "keys-missing" in result.stderr.strip().splitlines()[-1]
+
+
+def chosen(argv: list[str], named: str | None = None, **flags: Any) -> ResolvedModel:
+    from vif.runtime.cli import _chosen_model, own_parser
+
+    return _chosen_model(own_parser().parse_args(argv), named, flags)
+
+
+def test_a_model_folder_is_served_as_vllm_serve_takes_it(tmp_path: Path) -> None:
+    """A Hugging Face id is downloaded first: tests/runtime/sources/test_serve_hub_model.py."""
+    weights = tmp_path / "SmolLM2"
+    weights.mkdir()
+    model = chosen([], str(weights))
+    assert (model.name, model.model, model.entry.model_path) == (str(weights), str(weights), str(weights))
+    assert model.entry.engine_args == default_model().entry.engine_args
+    assert chosen([], str(weights), served_model_name=["smol"]).name == "smol"
+    assert chosen(["--model-name", "smol"], str(weights)).name == "smol"
+    assert chosen([], None, model=str(weights)).model == str(weights)  # vLLM's --model, as MODEL
+
+
+@pytest.mark.parametrize(
+    ("argv", "named", "flags", "message"),
+    [
+        (["--config", "c.json"], "org/m", {}, "give MODEL or --config, not both"),
+        ([], "org/m", {"model": "org/other"}, "give the model once"),
+        ([], "org/m", {"served_model_name": ["a", "b"]}, "under one name"),
+        ([], None, {"served_model_name": ["a"]}, "--served-model-name names MODEL"),
+        ([], "no-such-dir", {}, "neither a model directory nor a Hugging Face id"),
+        ([], "../org/m", {}, "neither a model directory nor a Hugging Face id"),
+    ],
+)
+def test_the_model_is_given_once_and_served_under_one_name(
+    argv: list[str], named: str | None, flags: dict[str, Any], message: str
+) -> None:
+    with pytest.raises((LookupError, ConfigError), match=message):
+        chosen(argv, named, **flags)
+
+
+def test_an_unknown_model_stops_start_up_with_one_line() -> None:
+    result = run_serve("no/such/model", "--dtype", "float32")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "vif-runtime serve: no/such/model: neither a model directory nor a Hugging Face id (ORG/NAME)"
+    )

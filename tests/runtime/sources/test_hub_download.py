@@ -1,0 +1,91 @@
+"""vif's downloader against a real Hugging Face-compatible hub: what reaches the cache is complete and verified,
+a model is fetched once, and each failure is one clear error with nothing half-done left to serve."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from helpers.hub_server import HubServer, file_sha256, model_files
+from helpers.waits import wait_for
+from vif.runtime.sources.cache import COMPLETE, ensure_hub_model
+from vif.runtime.sources.fetch import DownloadError
+from vif.runtime.sources.huggingface import HubSource
+
+
+def source(hub: HubServer, repo: str, revision: str = "main") -> HubSource:
+    return HubSource(repo, revision, hub.url)
+
+
+def test_a_model_is_fetched_whole_and_verified_once(hub: HubServer, tmp_path: Path) -> None:
+    files = model_files()
+    commit = hub.add_repo("vif-test/once", files)
+    folder = ensure_hub_model(source(hub, "vif-test/once"), tmp_path)
+    assert folder == tmp_path / "huggingface" / "vif-test--once" / commit
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*files, COMPLETE])
+    assert {name: file_sha256(folder / name) for name in files} == {n: file_sha256(p) for n, p in files.items()}
+    assert len(hub.file_requests("vif-test/once")) == len(files)
+
+    again = ensure_hub_model(source(hub, "vif-test/once"), tmp_path)  # a second model of the same source
+    assert again == folder
+    assert len(hub.file_requests("vif-test/once")) == len(files)  # nothing fetched again
+
+
+def test_a_corrupted_file_is_refused_and_nothing_is_published(hub: HubServer, tmp_path: Path) -> None:
+    hub.add_repo("vif-test/corrupt", model_files(), corrupt=frozenset({"model.safetensors"}))
+    with pytest.raises(DownloadError, match=r"model\.safetensors: sha256 mismatch: the source lists [0-9a-f]{64}"):
+        ensure_hub_model(source(hub, "vif-test/corrupt"), tmp_path)
+    cached = list((tmp_path / "huggingface" / "vif-test--corrupt").iterdir())
+    assert not any((p / COMPLETE).exists() for p in cached if p.is_dir())
+    assert not list(tmp_path.rglob("model.safetensors*"))  # the bad bytes are gone, not left to resume from
+
+
+@pytest.mark.parametrize(
+    ("repo", "revision", "message"),
+    [
+        ("vif-test/missing", "main", "401: no such repository"),
+        ("vif-test/revisions", "v9", "no such re"),  # olah's mirror says repository, the Hub says revision
+    ],
+)
+def test_a_missing_repository_or_revision_is_named(
+    hub: HubServer, tmp_path: Path, repo: str, revision: str, message: str
+) -> None:
+    hub.add_repo("vif-test/revisions", {"config.json": model_files()["config.json"]})
+    with pytest.raises(DownloadError, match=message) as raised:
+        ensure_hub_model(source(hub, repo, revision), tmp_path)
+    assert f"{repo}@{revision} on {hub.url}" in str(raised.value)
+
+
+def test_a_stalled_hub_fails_in_bounded_time_and_the_next_try_completes(hub: HubServer, tmp_path: Path) -> None:
+    files = model_files()
+    hub.add_repo("vif-test/stall", files)
+    errors: list[BaseException] = []
+
+    def download() -> None:
+        try:
+            ensure_hub_model(source(hub, "vif-test/stall"), tmp_path, stall_timeout=2, attempts=2)
+        except BaseException as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=download)
+    worker.start()
+    partial = lambda: next(tmp_path.rglob("model.safetensors.part"), None)  # noqa: E731
+    try:
+        wait_for(
+            lambda: (p := partial()) is not None and p.stat().st_size > 0, "the weights half-downloaded", 120, 0.01
+        )
+        os.kill(hub.proc.pid, signal.SIGSTOP)
+        worker.join(timeout=60)  # 2 attempts x 2 s of silence, 1 s between them
+        assert not worker.is_alive(), "the download hung on a stalled hub"
+    finally:
+        os.kill(hub.proc.pid, signal.SIGCONT)
+    assert len(errors) == 1 and isinstance(errors[0], DownloadError)
+    assert str(errors[0]) == "model.safetensors: stalled: no byte for 2 s, after 2 attempts"
+    assert not list(tmp_path.rglob(COMPLETE))
+
+    folder = ensure_hub_model(source(hub, "vif-test/stall"), tmp_path)  # from where it stopped
+    assert file_sha256(folder / "model.safetensors") == file_sha256(files["model.safetensors"])
