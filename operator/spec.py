@@ -235,6 +235,19 @@ class Routing(APIModel):
         description="How long the router holds a request while no replica is ready (scaling from zero, all"
         " replicas starting), then 503 with Retry-After: longer than a replica's cold start.",
     )
+    first_byte_timeout_seconds: int = Field(
+        300,
+        ge=1,
+        le=3600,
+        description="How long a replica may take to start its answer (a stream's first token, a whole answer's"
+        " end) before the request goes to another replica: longer than the longest whole answer.",
+    )
+    idle_timeout_seconds: int = Field(
+        60,
+        ge=1,
+        le=3600,
+        description="How long a started answer may go silent before the router ends it with an error.",
+    )
 
 
 class EnvVar(APIModel):

@@ -85,6 +85,8 @@ def router_args(ref: ModelRef) -> list[str]:
         *("--service", service, "--service-port", PORT_NAME, "--strategy", ref.spec.routing.strategy),
         *("--port", str(RUNTIME_PORT), "--model-name", ref.served_name, "--host", "0.0.0.0"),
         *("--max-wait", str(ref.spec.routing.max_wait_seconds)),
+        *("--first-byte-timeout", str(ref.spec.routing.first_byte_timeout_seconds)),
+        *("--idle-timeout", str(ref.spec.routing.idle_timeout_seconds)),
         *("--max-pending", str(ROUTER_MAX_HELD), "--max-body-bytes", str(ROUTER_MAX_BODY_BYTES)),
     ]
 

@@ -46,6 +46,8 @@ class RouterSettings:
     max_body_bytes: int = MAX_BODY_BYTES  # the runtime's: a body it would refuse is never held
     body_timeout: float = 30.0
     connect_timeout: float = 5.0
+    first_byte_timeout: float = 300.0  # to a replica's status line: covers queueing and a whole long answer
+    idle_timeout: float = 60.0  # the longest silence inside a response that started
     api_keys: tuple[str, ...] = ()  # the model's: checked before a body is read or a request held
 
 
@@ -128,7 +130,8 @@ def create_app(
     pool = pool_client(settings.connect_timeout)
     proxy = Proxy(
         endpoints, build_strategy(settings.strategy, settings.load_factor), holding, metrics, pool,
-        retries=settings.retries, cooldown=settings.cooldown,
+        retries=settings.retries, cooldown=settings.cooldown, first_byte_timeout=settings.first_byte_timeout,
+        idle_timeout=settings.idle_timeout,
     )  # fmt: skip
     probe_client = httpx.AsyncClient(trust_env=False)
     prober = Prober(endpoints, probe_client, settings.probe_interval)

@@ -35,6 +35,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix-chars", type=int, default=defaults.prefix_chars, help="characters of prompt to hash")
     p.add_argument("--retries", type=int, default=defaults.retries, help="other replicas to try on a failed connect")
     p.add_argument("--cooldown", type=float, default=defaults.cooldown, help="seconds a failed replica stays out")
+    p.add_argument("--first-byte-timeout", type=float, default=defaults.first_byte_timeout,
+                   help="seconds for a replica's status line, then another replica is tried")  # fmt: skip
+    p.add_argument("--idle-timeout", type=float, default=defaults.idle_timeout,
+                   help="seconds a started response may go silent, then it ends with an error")  # fmt: skip
     p.add_argument("--probe-interval", type=float, default=defaults.probe_interval, help="seconds between probes")
     p.add_argument("--max-pending", type=int, default=defaults.max_pending, help="requests held while none is ready")
     p.add_argument("--max-wait", type=float, default=defaults.max_wait, help="seconds a held request waits, then 503")
@@ -57,6 +61,7 @@ def settings_from(args: argparse.Namespace) -> RouterSettings:
     return RouterSettings(
         model_name=args.model_name, strategy=args.strategy, load_factor=args.load_factor,
         prefix_chars=args.prefix_chars, retries=args.retries, cooldown=args.cooldown,
+        first_byte_timeout=args.first_byte_timeout, idle_timeout=args.idle_timeout,
         probe_interval=args.probe_interval, max_pending=args.max_pending, max_wait=args.max_wait,
         max_body_bytes=args.max_body_bytes, api_keys=load_api_keys(args.api_key, args.api_keys_file),
     )  # fmt: skip
@@ -75,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--load-factor must be at least 1")
     if args.retries < 0 or args.max_pending < 0 or args.max_wait < 0 or args.prefix_chars < 1:
         p.error("--retries, --max-pending and --max-wait cannot be negative; --prefix-chars is at least 1")
+    if args.first_byte_timeout <= 0 or args.idle_timeout <= 0:
+        p.error("--first-byte-timeout and --idle-timeout must be positive")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.log_level != "debug":  # httpx logs every proxied request at INFO: noise, and work on the hot path
         logging.getLogger("httpx").setLevel(logging.WARNING)

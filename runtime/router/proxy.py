@@ -3,19 +3,26 @@
 - Connections to replicas are pooled and kept alive (one `httpx.AsyncClient` for the router).
 - The response is relayed chunk by chunk as the replica's socket yields it (`aiter_raw`: no decoding, no
   buffering), status and headers included, so server-sent events reach the client when the replica sends them.
-- A failure before the response started (connection refused, reset, closed without an answer) is retried on
-  another replica, at most `retries` times; nothing has reached the client, and an inference request has no side
-  effect a second replica could repeat. Once the status line went out it is never retried: the client's
-  response ends unfinished, as the replica's did.
-- A replica that failed either way is ejected for `cooldown` seconds and then probed back (`probes.py`).
+- A failure before the response started (connection refused, reset, closed without an answer, no status line
+  within `first_byte_timeout`) is retried on another replica, at most `retries` times; nothing has reached the
+  client, and an inference request has no side effect a second replica could repeat. Once the status line went
+  out it is never retried: the client's response ends unfinished, as the replica's did, and a stream of
+  server-sent events ends with an error event saying so.
+- Two timeouts bound a replica that accepts a connection and then says nothing (a wedged engine, a frozen node, a
+  SIGSTOP: the kernel still completes the handshake). `first_byte_timeout` is the wait for the status line: a
+  stream's comes with its first token, a whole answer's when it is complete, so it must cover queueing and the
+  longest whole generation. `idle_timeout` is the longest silence between two chunks of a response that started.
+- A replica that failed any of these ways is ejected for `cooldown` seconds and then probed back (`probes.py`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 
 import httpx
+import orjson
 from starlette.types import Scope, Send
 
 from vif.runtime.router.endpoints import Endpoint, EndpointSet
@@ -39,9 +46,14 @@ class BrokenStream(Exception):
     """The replica failed after the response had started: the client's response is left unfinished."""
 
 
+class FirstByteTimeout(httpx.TransportError):
+    """No status line from the replica within the first-byte timeout: retried like a refused connection."""
+
+
 def pool_client(connect_timeout: float = 5.0, keepalive: int = 256) -> httpx.AsyncClient:
-    """The router's client to its replicas: no read timeout (a long generation is not a failure), no cap on
-    connections (each replica's own concurrency limit answers 429), idle connections kept for reuse."""
+    """The router's client to its replicas: no read timeout of httpx's own (it would bound a whole answer and a
+    stream's chunks alike; `Proxy` bounds each separately), no cap on connections (each replica's own
+    concurrency limit answers 429), idle connections kept for reuse."""
     return httpx.AsyncClient(
         timeout=httpx.Timeout(connect=connect_timeout, read=None, write=None, pool=None),
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=keepalive, keepalive_expiry=30),
@@ -56,7 +68,16 @@ def forwarded_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[byte
 
 
 def failure_reason(exc: httpx.TransportError) -> str:
+    if isinstance(exc, FirstByteTimeout):
+        return "first-byte-timeout"
     return "connect" if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout) else "reset"
+
+
+def stream_error_event(message: str) -> bytes:
+    """An OpenAI-shaped error as one server-sent event; the blank line first ends an event the replica had only
+    half sent, so the client parses the error on its own."""
+    error = {"error": {"message": message, "type": "service_unavailable", "code": "replica_stalled"}}
+    return b"\n\ndata: " + orjson.dumps(error) + b"\n\n"
 
 
 class Proxy:
@@ -69,6 +90,8 @@ class Proxy:
         client: httpx.AsyncClient,
         retries: int = 2,
         cooldown: float = 5.0,
+        first_byte_timeout: float = 300.0,
+        idle_timeout: float = 60.0,
     ) -> None:
         self.endpoints = endpoints
         self.strategy = strategy
@@ -77,6 +100,8 @@ class Proxy:
         self.client = client
         self.retries = retries
         self.cooldown = cooldown
+        self.first_byte_timeout = first_byte_timeout
+        self.idle_timeout = idle_timeout
 
     async def forward(self, scope: Scope, body: bytes, key: str | None, send: Send) -> int:
         """Serve the request from a replica onto `send`; the status the client got. Raises `RouterError` (no
@@ -92,7 +117,7 @@ class Proxy:
                     content=body or None,
                 )  # fmt: skip
                 try:
-                    upstream = await self.client.send(request, stream=True)
+                    upstream = await self.send_for_status(request)
                 except httpx.TransportError as exc:
                     reason = failure_reason(exc)
                     self.eject(endpoint, reason, exc)
@@ -121,14 +146,31 @@ class Proxy:
         self.metrics.decisions.labels(self.strategy.name, choice.outcome).inc()
         return next(e for e in candidates if e.url == choice.url)
 
+    async def send_for_status(self, request: httpx.Request) -> httpx.Response:
+        """The replica's response once its status line and headers arrived, its body still to be read."""
+        try:
+            async with asyncio.timeout(self.first_byte_timeout):
+                return await self.client.send(request, stream=True)
+        except TimeoutError:
+            raise FirstByteTimeout(f"no status line within {self.first_byte_timeout:g} s", request=request) from None
+
     async def relay(self, upstream: httpx.Response, endpoint: Endpoint, send: Send) -> None:
         headers = [(k, v) for k, v in upstream.headers.raw if k.lower() not in HOP_BY_HOP]
         await send({"type": "http.response.start", "status": upstream.status_code, "headers": headers})
+        chunks = upstream.aiter_raw()
         try:
-            async for chunk in upstream.aiter_raw():
+            while True:
+                async with asyncio.timeout(self.idle_timeout):  # the replica's silence, not the client's reading
+                    chunk = await anext(chunks, None)
+                if chunk is None:
+                    break
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except httpx.TransportError as exc:
-            self.eject(endpoint, "broken-stream", exc)
+        except (httpx.TransportError, TimeoutError) as exc:
+            stalled = isinstance(exc, TimeoutError)
+            self.eject(endpoint, "idle-timeout" if stalled else "broken-stream", exc)
+            if upstream.headers.get("content-type", "").startswith("text/event-stream"):
+                what = f"sent nothing for {self.idle_timeout:g} s" if stalled else "broke the stream"
+                await send({"type": "http.response.body", "body": stream_error_event(f"The replica {what}.")})
             raise BrokenStream(endpoint.url) from exc
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 

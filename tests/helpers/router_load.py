@@ -21,6 +21,8 @@ class Outcome:
     ok: bool
     detail: str = ""
     finished: float = 0.0
+    sent: float = 0.0
+    worker: int = -1
 
 
 async def one_request(client: httpx.AsyncClient, stream: bool, i: int, max_tokens: int) -> Outcome:
@@ -30,18 +32,19 @@ async def one_request(client: httpx.AsyncClient, stream: bool, i: int, max_token
         "max_tokens": max_tokens,
     }
     started = False
+    sent = time.monotonic()
     try:
         if not stream:
             response = await client.post("/v1/chat/completions", json=body)
             ok = response.status_code == 200 and bool(response.json()["choices"])
-            return Outcome(False, False, ok, response.text[:200], time.monotonic())
+            return Outcome(False, False, ok, response.text[:200], time.monotonic(), sent)
         async with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as response:
             started = response.status_code == 200
             text = (await response.aread()).decode()
             ok = started and text.rstrip().endswith("data: [DONE]")
-            return Outcome(True, started, ok, text[-200:], time.monotonic())
+            return Outcome(True, started, ok, text[-200:], time.monotonic(), sent)
     except httpx.HTTPError as exc:
-        return Outcome(stream, started, False, repr(exc), time.monotonic())
+        return Outcome(stream, started, False, repr(exc), time.monotonic(), sent)
 
 
 class SteadyLoad:
@@ -51,17 +54,24 @@ class SteadyLoad:
     def __init__(self, url: str, workers: int, max_tokens: int = 24) -> None:
         self.outcomes: list[Outcome] = []
         self.stopping = False
+        self.workers = workers
         self.task = asyncio.gather(*(self.worker(url, w, max_tokens) for w in range(workers)))
 
     async def worker(self, url: str, w: int, max_tokens: int) -> None:
         i = 0
         async with httpx.AsyncClient(base_url=url, timeout=120) as client:
             while not self.stopping:
-                self.outcomes.append(await one_request(client, stream=(w + i) % 2 == 0, i=i, max_tokens=max_tokens))
+                outcome = await one_request(client, stream=(w + i) % 2 == 0, i=i, max_tokens=max_tokens)
+                outcome.worker = w
+                self.outcomes.append(outcome)
                 i += 1
 
     def finished_after(self, moment: float, ok_only: bool = False) -> int:
         return sum(o.finished > moment and (o.ok or not ok_only) for o in self.outcomes)
+
+    def every_worker_sent_after(self, moment: float) -> bool:
+        """Each worker's request in flight at `moment` has ended (workers send one at a time): none is stuck."""
+        return len({o.worker for o in self.outcomes if o.sent > moment}) == self.workers
 
     async def wait(self, check: Callable[[], bool], what: str, timeout: float = 120) -> None:
         await eventually(check, f"{what} (under load)", timeout, every=0.05)

@@ -47,7 +47,9 @@ def test_routing_defaults_to_prefix_hash_with_one_router() -> None:
     assert set(children(MODEL)) >= ROUTER_CHILDREN
     args = children(MODEL)["Deployment", "chat-router"]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--strategy") + 1] == "prefix-hash"
-    for bad in ({"replicas": 0}, {"strategy": "random"}, {"maxWaitSeconds": 0}, {"maxWaitSeconds": 3601}):
+    bad_fields = ({"replicas": 0}, {"strategy": "random"}, {"maxWaitSeconds": 0}, {"maxWaitSeconds": 3601},
+                  {"firstByteTimeoutSeconds": 0}, {"idleTimeoutSeconds": 3601})  # fmt: skip
+    for bad in bad_fields:
         with pytest.raises(ValidationError):
             InferenceModelSpec.model_validate({**MODEL, "routing": bad})
 
@@ -91,7 +93,8 @@ def test_router_deployment() -> None:
     assert c["image"] == SETTINGS.runtime_image and c["command"] == ["vif-router"]
     assert c["args"] == ["--service", "team-a/chat-replicas", "--service-port", "http", "--strategy", "least-load",
                          "--port", "8000", "--model-name", "smollm2", "--host", "0.0.0.0",
-                         "--max-wait", "120", "--max-pending", "64", "--max-body-bytes", str(4 << 20)]  # fmt: skip
+                         "--max-wait", "120", "--first-byte-timeout", "300", "--idle-timeout", "60",
+                         "--max-pending", "64", "--max-body-bytes", str(4 << 20)]  # fmt: skip
     assert c["env"] == []  # the model has no API keys
     assert c["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
     assert c["securityContext"] == container_security_context()
@@ -120,6 +123,14 @@ def test_the_hold_outlasts_a_cold_start_and_is_the_models_to_set() -> None:
 
     assert max_wait(MODEL) == "120"  # the router's own default, 30 s, is shorter than a CPU replica's cold start
     assert max_wait({**MODEL, "routing": {"maxWaitSeconds": 600}}) == "600"
+
+
+def test_the_replica_timeouts_are_the_models_to_set() -> None:
+    routing = {"firstByteTimeoutSeconds": 900, "idleTimeoutSeconds": 20}
+    args = children({**MODEL, "routing": routing})["Deployment", "chat-router"]["spec"]["template"]["spec"]
+    flags = args["containers"][0]["args"]
+    assert flags[flags.index("--first-byte-timeout") + 1] == "900"
+    assert flags[flags.index("--idle-timeout") + 1] == "20"
 
 
 def test_router_image_and_pull_secrets_follow_the_model() -> None:

@@ -23,7 +23,8 @@ def run(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 def test_starts_the_app_with_the_given_endpoints_and_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     started = run(
         ["--port", "9001", "--strategy", "least-load", "--endpoint", "http://a:8000/", "--endpoint", "http://b:8000",
-         "--load-factor", "1.5", "--retries", "1", "--max-wait", "3", "--model-name", "smol"],
+         "--load-factor", "1.5", "--retries", "1", "--max-wait", "3", "--model-name", "smol",
+         "--first-byte-timeout", "30", "--idle-timeout", "7"],
         monkeypatch,
     )  # fmt: skip
     router = started["app"].state.router
@@ -33,6 +34,7 @@ def test_starts_the_app_with_the_given_endpoints_and_settings(monkeypatch: pytes
     assert (router.settings.strategy, router.settings.load_factor, router.settings.retries) == ("least-load", 1.5, 1)
     assert (router.settings.max_wait, router.settings.model_name) == (3, "smol")
     assert router.proxy.strategy.name == "least-load"
+    assert (router.proxy.first_byte_timeout, router.proxy.idle_timeout) == (30, 7)
 
 
 def test_prefix_hash_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,6 +50,7 @@ def test_prefix_hash_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--endpoint", "http://a:8000", "--strategy", "random"], "invalid choice"),
         (["--endpoint", "http://a:8000", "--load-factor", "0.5"], "at least 1"),
         (["--endpoint", "http://a:8000", "--retries", "-1"], "cannot be negative"),
+        (["--endpoint", "http://a:8000", "--idle-timeout", "0"], "must be positive"),
     ],
 )
 def test_refusals(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
