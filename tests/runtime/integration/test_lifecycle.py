@@ -53,20 +53,38 @@ def running(base_url: str) -> float:
 
 
 def test_a_dead_engine_core_means_503_and_a_prompt_exit(tmp_path: Path) -> None:
+    """A whole answer in flight gets 503 `engine_dead`; a stream that had started ends with that error as its
+    last event before `[DONE]` (its 200 went out long before); then the process exits non-zero for its pod to be restarted."""
     runtime = start_runtime(tmp_path)
     try:
         core = next(p for p in psutil.Process(runtime.proc.pid).children(recursive=True) if "EngineCore" in p.name())
         answers: list[httpx.Response] = []
+        streamed: list[bytes] = []
         body = {"prompt": "Count slowly:", "max_tokens": 1000, "ignore_eos": True}
-        in_flight = threading.Thread(
-            target=lambda: answers.append(httpx.post(f"{runtime.base_url}/v1/completions", json=body, timeout=120))
-        )
-        in_flight.start()
-        wait_for(lambda: running(runtime.base_url) >= 1, "the request running in the engine", 30, every=0.1)
+
+        def stream() -> None:
+            with httpx.stream("POST", f"{runtime.base_url}/v1/completions", json={**body, "stream": True},
+                              timeout=120) as response:  # fmt: skip
+                streamed.extend(response.iter_raw())
+
+        in_flight = [
+            threading.Thread(
+                target=lambda: answers.append(httpx.post(f"{runtime.base_url}/v1/completions", json=body, timeout=120))
+            ),
+            threading.Thread(target=stream),
+        ]
+        for thread in in_flight:
+            thread.start()
+        wait_for(lambda: running(runtime.base_url) >= 2 and streamed, "both requests running, the stream started", 30,
+                 every=0.1)  # fmt: skip
         core.kill()
-        in_flight.join(60)
+        for thread in in_flight:
+            thread.join(60)
         assert answers and answers[0].status_code == 503, answers and answers[0].text
         assert answers[0].json()["error"]["code"] == "engine_dead"
+        events = [e for e in b"".join(streamed).split(b"\n\n") if e.strip()]
+        assert events[-1] == b"data: [DONE]", events[-3:]
+        assert b'"code":"engine_dead"' in events[-2].replace(b" ", b""), events[-3:]
         started = time.monotonic()
         assert runtime.proc.wait(timeout=60) != 0, runtime.tail()
         print(f"\nexited {time.monotonic() - started:.1f} s after the in-flight request's 503")
