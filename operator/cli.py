@@ -28,6 +28,17 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("VIF_PROMETHEUS_ADDRESS", ""),
         help="the Prometheus KEDA's triggers query for the models' load, e.g. http://prometheus-operated.monitoring:9090",
     )
+    parser.add_argument(
+        "--network-policy",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("VIF_NETWORK_POLICY", "") == "true",
+        help="give models a NetworkPolicy unless their spec.networkPolicy.mode says otherwise",
+    )
+    parser.add_argument(
+        "--monitoring-namespace",
+        default=os.environ.get("VIF_MONITORING_NAMESPACE", ""),
+        help="the namespace whose pods may scrape the replicas through their NetworkPolicy (e.g. monitoring)",
+    )
     parser.add_argument("--health-port", type=int, default=8080, help="liveness endpoint: GET /healthz")
     parser.add_argument(
         "--peering", default=None, help="kopf peering name, so replicas do not fight (needs crds/kopf-peering.yaml)"
@@ -59,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     cluster = Cluster(
         api, ChildCache(), InstalledCRDs(lambda name: api.get("CustomResourceDefinition", None, name) is not None)
     )
-    settings = OperatorSettings(args.runtime_image, policy_from_args(args), args.prometheus_address)
+    settings = OperatorSettings(
+        args.runtime_image, policy_from_args(args), args.prometheus_address, args.network_policy,
+        args.monitoring_namespace,
+    )  # fmt: skip
     memo = kopf.Memo(cluster=cluster, settings=settings, workers=args.workers)  # handlers.configure adds the rest
     kopf.run(
         clusterwide=not args.namespace,

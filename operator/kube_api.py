@@ -52,6 +52,7 @@ KINDS: dict[str, Kind] = {
     "ScaledObject": Kind("keda.sh/v1alpha1", "scaledobjects"),
     "Role": Kind("rbac.authorization.k8s.io/v1", "roles"),
     "RoleBinding": Kind("rbac.authorization.k8s.io/v1", "rolebindings"),
+    "NetworkPolicy": Kind("networking.k8s.io/v1", "networkpolicies"),
     KIND: Kind(API_VERSION, PLURAL),
     "CustomResourceDefinition": Kind("apiextensions.k8s.io/v1", "customresourcedefinitions", namespaced=False),
 }

@@ -216,6 +216,26 @@ class InferencePoolSettings(APIModel):
     endpoint_picker_port: int = Field(9002, ge=1, le=65535, description="The endpoint picker's gRPC port.")
 
 
+class NetworkPolicySettings(APIModel):
+    """A NetworkPolicy on the replicas (docs/security.md): they take traffic only from the model's router, from the
+    namespaces and pods listed here, and from the operator's monitoring namespace. The cluster's network plugin
+    enforces it; without one (or with one that ignores NetworkPolicy) it changes nothing."""
+
+    mode: Literal["auto", "on"] = Field(
+        "auto",
+        description="auto: the operator's default (the chart's networkPolicy.enabled); on: always. A model can add"
+        " the fence but not take down one the cluster's operator puts up.",
+    )
+    from_namespaces: list[DNSLabel] = Field(
+        default_factory=list, description="Namespaces whose pods may reach the replicas directly, past the router."
+    )
+    from_pod_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Pods of the model's namespace with these labels may reach the replicas directly (with routing"
+        " none, the model's clients).",
+    )
+
+
 class ServiceSettings(APIModel):
     type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
     port: int = Field(80, ge=1, le=65535)
@@ -301,6 +321,7 @@ class InferenceModelSpec(APIModel):
         default_factory=list, description="Environment of the runtime; only names on the operator's allow-list."
     )
     service: ServiceSettings = sub(ServiceSettings)
+    network_policy: NetworkPolicySettings = sub(NetworkPolicySettings)
     routing: Routing = Field(
         default_factory=Routing,
         json_schema_extra={"default": {}},

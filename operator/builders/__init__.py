@@ -10,7 +10,7 @@ from vif.operator.builders.deployment import build_deployment
 from vif.operator.builders.identity import build_service_account
 from vif.operator.builders.inference_pool import build_inference_pool
 from vif.operator.builders.keda import build_scaled_object
-from vif.operator.builders.networking import build_service, build_service_monitor
+from vif.operator.builders.networking import build_network_policy, build_service, build_service_monitor
 from vif.operator.builders.routing import build_router_children
 from vif.operator.builders.scaling import build_hpa, build_pdb
 
@@ -27,6 +27,7 @@ CHILD_KINDS = (
     "InferencePool",
     "Role",
     "RoleBinding",
+    "NetworkPolicy",
 )
 
 
@@ -49,7 +50,7 @@ def build_children(
     children += [build_deployment(ref, settings, configmap), build_service(ref)]
     children += build_router_children(ref, settings)
     autoscaler = build_scaled_object(ref, settings) if keda_crd else build_hpa(ref)
-    children += [c for c in (autoscaler, build_pdb(ref)) if c is not None]
+    children += [c for c in (autoscaler, build_pdb(ref), build_network_policy(ref, settings)) if c is not None]
     if wants_service_monitor(ref, service_monitor_crd):
         children.append(build_service_monitor(ref))
     if inference_pool:

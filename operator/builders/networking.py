@@ -1,11 +1,14 @@
-"""The Service in front of the pods, and the ServiceMonitor that scrapes them."""
+"""The Service in front of the pods, the ServiceMonitor that scrapes them, and the NetworkPolicy that fences them."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from vif.operator.builders.common import ModelRef
-from vif.operator.builders.routing import front_selector
+from vif.operator.builders.common import ModelRef, OperatorSettings
+from vif.operator.builders.routing import front_selector, wants_router
+from vif.operator.names import router_selector
+
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set on every namespace by the API server
 
 
 def build_service(ref: ModelRef) -> dict[str, Any]:
@@ -24,3 +27,22 @@ def build_service_monitor(ref: ModelRef) -> dict[str, Any]:
         "metadata": ref.metadata(),
         "spec": spec,
     }
+
+
+def build_network_policy(ref: ModelRef, settings: OperatorSettings) -> dict[str, Any] | None:
+    """The replicas take traffic on their one port (the API and /metrics) only from the model's router, the listed
+    namespaces and pods, and the monitoring namespace; no rule at all means no traffic. None when neither the
+    operator nor the model asks for it."""
+    wanted = ref.spec.network_policy
+    if wanted.mode == "auto" and not settings.network_policy:
+        return None
+    peers: list[dict[str, Any]] = []
+    if wants_router(ref):
+        peers.append({"podSelector": {"matchLabels": router_selector(ref.name)}})
+    namespaces = [*wanted.from_namespaces, *([settings.monitoring_namespace] if settings.monitoring_namespace else [])]
+    peers += [{"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: ns}}} for ns in dict.fromkeys(namespaces)]
+    if wanted.from_pod_labels:
+        peers.append({"podSelector": {"matchLabels": wanted.from_pod_labels}})
+    ingress = [{"from": peers, "ports": [{"port": "http", "protocol": "TCP"}]}] if peers else []
+    spec = {"podSelector": {"matchLabels": ref.selector()}, "policyTypes": ["Ingress"], "ingress": ingress}
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": ref.metadata(), "spec": spec}

@@ -61,6 +61,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [inference.networking.k8s.io]
   resources: [inferencepools]
   verbs: [get, list, watch, create, patch, delete]
+# The replicas' NetworkPolicy (spec.networkPolicy).
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, list, watch, create, patch, delete]
 # The router's identity (spec.routing): a Role and its RoleBinding per model.
 - apiGroups: [rbac.authorization.k8s.io]
   resources: [roles, rolebindings]
