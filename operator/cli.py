@@ -39,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("VIF_MONITORING_NAMESPACE", ""),
         help="the namespace whose pods may scrape the replicas through their NetworkPolicy (e.g. monitoring)",
     )
+    parser.add_argument(
+        "--hub-endpoint",
+        default=os.environ.get("VIF_HUB_ENDPOINT", ""),
+        help="the Hugging Face endpoint models' downloads use (a mirror; default huggingface.co)",
+    )
     parser.add_argument("--health-port", type=int, default=8080, help="liveness endpoint: GET /healthz")
     parser.add_argument(
         "--peering", default=None, help="kopf peering name, so replicas do not fight (needs crds/kopf-peering.yaml)"
@@ -72,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     settings = OperatorSettings(
         args.runtime_image, policy_from_args(args), args.prometheus_address, args.network_policy,
-        args.monitoring_namespace,
+        args.monitoring_namespace, args.hub_endpoint,
     )  # fmt: skip
     memo = kopf.Memo(cluster=cluster, settings=settings, workers=args.workers)  # handlers.configure adds the rest
     kopf.run(

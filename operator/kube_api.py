@@ -53,6 +53,7 @@ KINDS: dict[str, Kind] = {
     "Role": Kind("rbac.authorization.k8s.io/v1", "roles"),
     "RoleBinding": Kind("rbac.authorization.k8s.io/v1", "rolebindings"),
     "NetworkPolicy": Kind("networking.k8s.io/v1", "networkpolicies"),
+    "PersistentVolumeClaim": Kind("v1", "persistentvolumeclaims"),
     KIND: Kind(API_VERSION, PLURAL),
     "CustomResourceDefinition": Kind("apiextensions.k8s.io/v1", "customresourcedefinitions", namespaced=False),
 }

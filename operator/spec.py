@@ -21,6 +21,8 @@ Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|[KMGTPE]i?)?$", d
 # No `..` anywhere (RE2 has no lookahead): every dot is followed by a non-dot, or ends the string.
 NO_DOTDOT = r"^([^.]|\.[^.])*\.?$"
 DNSLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+DNSSubdomain = Annotated[str, Field(min_length=1, max_length=253, pattern=rf"^{DNS_LABEL}(\.{DNS_LABEL})*$")]
 # The pods' termination grace period: a 5 s preStop wait, a 5 s drain and a 10 s exit margin, plus at least 5 s for
 # in-flight requests (operator/builders/lifecycle.py); at most an hour.
 MIN_GRACE_SECONDS = 25
@@ -68,8 +70,40 @@ class PVCSource(APIModel):
 
 class HuggingFaceSource(APIModel):
     id: str = Field(pattern=r"^[\w.-]+/[\w.-]+$", description="A Hugging Face repository id, org/name.")
-    revision: str | None = None
-    token_secret: SecretKeyRef | None = Field(None, description="Secret holding HF_TOKEN for gated models.")
+    revision: str | None = Field(
+        None,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][-_A-Za-z0-9/]*(\.[-_A-Za-z0-9/]+)*$",
+        description="A branch, tag or commit (default main); no `..`.",
+    )
+    token_secret: SecretKeyRef | None = Field(
+        None, description="Secret holding HF_TOKEN for gated models (with `cache`, only the download sees it)."
+    )
+
+
+class ModelCache(APIModel):
+    """A volume the model is downloaded into once, by the first replica's init container (`vif-runtime fetch`),
+    and that every replica mounts read-only: a new replica, a restart or a scale from zero loads from it. Either a
+    claim of the model's own (`size`), or an existing claim that several models share (`claimName`): the cache is
+    laid out by source and commit, so a second model of the same source and revision downloads nothing."""
+
+    model_config = ConfigDict(json_schema_extra=cel(
+        "has(self.size) != has(self.claimName)",
+        "model.cache takes size (a claim of the model's own) or claimName (a claim models share), not both",
+    ))  # fmt: skip
+
+    size: Quantity | None = Field(
+        None, description="A claim `<name>-model-cache` of this size, made and deleted with the model."
+    )
+    storage_class_name: DNSSubdomain | None = Field(None, description="That claim's class (default: the cluster's).")
+    access_mode: Literal["ReadWriteMany", "ReadWriteOnce"] = Field(
+        "ReadWriteMany",
+        description="That claim's access: ReadWriteMany lets replicas on every node share one download;"
+        " ReadWriteOnce keeps the model's pods on the claim's node.",
+    )
+    claim_name: DNSLabel | None = Field(
+        None, description="Instead: an existing claim of the namespace that models share; never deleted by vif."
+    )
 
 
 class ModelSource(APIModel):
@@ -78,6 +112,7 @@ class ModelSource(APIModel):
     model_config = ConfigDict(json_schema_extra=cel(
         "[has(self.path), has(self.pvc), has(self.huggingFace)].filter(x, x).size() == 1",
         "set exactly one of model.path, model.pvc and model.huggingFace",
+        ("!has(self.cache) || has(self.huggingFace)", "model.cache holds a download: only with model.huggingFace"),
     ))  # fmt: skip
 
     path: str | None = Field(
@@ -85,6 +120,11 @@ class ModelSource(APIModel):
     )
     pvc: PVCSource | None = None
     hugging_face: HuggingFaceSource | None = None
+    cache: ModelCache | None = Field(
+        None,
+        description="Download a huggingFace model once into a shared volume (docs/models.md); without it each pod"
+        " downloads the model itself into an emptyDir.",
+    )
 
 
 class AdapterHuggingFace(APIModel):

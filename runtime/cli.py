@@ -1,11 +1,12 @@
 """`vif-runtime`: `serve` a model (a directory or Hugging Face id, an entry of `model_config.json`, or the default
-model), or `prepare-model`."""
+model), `fetch` a Hugging Face model into the cache (a pod's init container), or `prepare-model`."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -27,11 +28,42 @@ log = logging.getLogger("vif.runtime")
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     top = argparse.ArgumentParser(prog="vif-runtime", description=__doc__)
-    top.add_argument("command", choices=["serve", "prepare-model"])
+    top.add_argument("command", choices=["serve", "fetch", "prepare-model"])
     ns, _ = top.parse_known_args(argv[:1] or ["--help"])
     if ns.command == "prepare-model":
         return prepare_model(argv[1:])
+    if ns.command == "fetch":
+        return fetch(argv[1:])
     return serve(argv[1:])
+
+
+def fetch(argv: list[str]) -> int:
+    """What a model's init container runs before the engine's: the download, once per cache volume."""
+    from vif.runtime.sources.cache import ensure_hub_model, logged
+    from vif.runtime.sources.fetch import DownloadError
+    from vif.runtime.sources.huggingface import REPO_ID, HubSource
+
+    parser = argparse.ArgumentParser(
+        prog="vif-runtime fetch",
+        description="Download a Hugging Face model (HF_ENDPOINT, HF_TOKEN) into the cache, resumed and verified;"
+        " nothing to do if it is there. Prints the model's folder.",
+    )
+    parser.add_argument("model", help="ORG/NAME")
+    parser.add_argument("--revision", default=None, help="a branch, tag or commit (default main)")
+    parser.add_argument("--cache", type=Path, default=None, help="default $VIF_MODEL_CACHE, else ~/.cache/vif/models")
+    parser.add_argument("--link", type=Path, default=None, help="a symlink to make (or move) to the model's folder")
+    args = parser.parse_args(argv)
+    if re.fullmatch(REPO_ID, args.model) is None:
+        parser.error(f"{args.model}: not a Hugging Face id (ORG/NAME)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        source = HubSource.from_environment(args.model, args.revision)
+        folder = ensure_hub_model(source, args.cache, logged, link=args.link)
+    except DownloadError as exc:
+        print(f"vif-runtime fetch: {exc}", file=sys.stderr)
+        return 1
+    print(folder)
+    return 0
 
 
 def prepare_model(argv: list[str]) -> int:

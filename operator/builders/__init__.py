@@ -10,6 +10,7 @@ from vif.operator.builders.deployment import build_deployment
 from vif.operator.builders.identity import build_service_account
 from vif.operator.builders.inference_pool import build_inference_pool
 from vif.operator.builders.keda import build_scaled_object
+from vif.operator.builders.model_cache import build_model_cache_claim
 from vif.operator.builders.networking import build_network_policy, build_service, build_service_monitor
 from vif.operator.builders.routing import build_router_children
 from vif.operator.builders.scaling import build_hpa, build_pdb
@@ -28,6 +29,7 @@ CHILD_KINDS = (
     "Role",
     "RoleBinding",
     "NetworkPolicy",
+    "PersistentVolumeClaim",
 )
 
 
@@ -46,7 +48,7 @@ def build_children(
     """Every child the model should have now, in apply order (the ServiceAccount and the ConfigMap before the pods
     that use them; the router's after the Service it fronts). With KEDA's CRD a ScaledObject stands for the HPA."""
     configmap = build_configmap(ref)
-    children = [c for c in (build_service_account(ref), configmap) if c is not None]
+    children = [c for c in (build_service_account(ref), configmap, build_model_cache_claim(ref)) if c is not None]
     children += [build_deployment(ref, settings, configmap), build_service(ref)]
     children += build_router_children(ref, settings)
     autoscaler = build_scaled_object(ref, settings) if keda_crd else build_hpa(ref)

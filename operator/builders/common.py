@@ -23,14 +23,16 @@ HF_CACHE = "/models/hf-cache"
 @dataclass(frozen=True)
 class OperatorSettings:
     """What the operator brings to every model: the default runtime image, the policy models must meet, the
-    Prometheus KEDA's triggers query (empty: none known), whether models get a NetworkPolicy unless they say, and
-    the namespace whose pods scrape the replicas (empty: none let through)."""
+    Prometheus KEDA's triggers query (empty: none known), whether models get a NetworkPolicy unless they say, the
+    namespace whose pods scrape the replicas (empty: none let through), and the Hugging Face endpoint models'
+    downloads use (empty: huggingface.co)."""
 
     runtime_image: str = "vif-runtime:0.1.0"
     policy: Policy = field(default_factory=Policy)
     prometheus_address: str = ""
     network_policy: bool = False
     monitoring_namespace: str = ""
+    hub_endpoint: str = ""
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,16 @@ from typing import Any
 
 from vif.operator.builders.adapters import lora_adapters
 from vif.operator.builders.common import PVC_MOUNT, TEMPLATE_DIR, ModelRef, content_hash
+from vif.operator.builders.model_cache import cached_model_path, cached_source
 
 
 def model_source(ref: ModelRef) -> dict[str, str]:
-    """`model_path` for weights on disk (image or PVC), `model_id` for a Hugging Face id vLLM downloads."""
+    """`model_path` for weights on disk (image, PVC or the download cache), `model_id` for a Hugging Face id vLLM
+    downloads."""
     source = ref.spec.model
+    cached = cached_source(ref)
+    if cached is not None:
+        return {"model_path": cached_model_path(cached[0])}
     if source.path is not None:
         return {"model_path": source.path}
     if source.pvc is not None:
@@ -30,7 +35,7 @@ def engine_args(ref: ModelRef) -> dict[str, Any]:
         args["dtype"] = "float32"
     if engine.gpu_memory_utilization is not None:
         args["gpu_memory_utilization"] = engine.gpu_memory_utilization
-    if ref.spec.model.hugging_face is not None and ref.spec.model.hugging_face.revision:
+    if ref.spec.model.hugging_face is not None and ref.spec.model.hugging_face.revision and not cached_source(ref):
         args["revision"] = ref.spec.model.hugging_face.revision
     if ref.spec.resources.gpu == 0:
         args["enforce_eager"] = True  # CPU: skip graph compilation, which only slows start-up there

@@ -20,6 +20,13 @@ from vif.operator.builders.common import (
 )
 from vif.operator.builders.identity import service_account_name
 from vif.operator.builders.lifecycle import lifecycle_args, pre_stop_hook, probes
+from vif.operator.builders.model_cache import (
+    MODEL_CACHE,
+    cached_source,
+    engine_downloads,
+    fetch_container,
+    model_cache_volume,
+)
 from vif.operator.builders.security import (
     cache_env,
     container_security_context,
@@ -36,6 +43,8 @@ def runtime_args(ref: ModelRef) -> list[str]:
         args += ["--allowed-root", posixpath.dirname(ref.spec.model.path.rstrip("/")) or "/"]
     if ref.spec.model.pvc is not None:
         args += ["--allowed-root", PVC_MOUNT]
+    if cached_source(ref) is not None:
+        args += ["--allowed-root", MODEL_CACHE]
     if ref.spec.serving.chat_template is not None:
         args += ["--allowed-root", TEMPLATE_DIR]
     for root in adapter_roots(ref):
@@ -46,11 +55,13 @@ def runtime_args(ref: ModelRef) -> list[str]:
 def runtime_env(ref: ModelRef) -> list[dict[str, Any]]:
     env = cache_env()  # no KV cache size: on CPU the runtime sizes it from the container's memory limit
     source = ref.spec.model.hugging_face
-    if source is not None:
+    if source is not None and engine_downloads(ref):
         env.append({"name": "HF_HOME", "value": HF_CACHE})
         if source.token_secret is not None:
             secret = {"name": source.token_secret.name, "key": source.token_secret.key}
             env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": secret}})
+    elif source is not None:
+        env.append({"name": "HF_HUB_OFFLINE", "value": "1"})  # loaded from the cache; the token stays in `fetch`
     if ref.spec.api_key_secret is not None:
         secret = {"name": ref.spec.api_key_secret.name, "key": ref.spec.api_key_secret.key}
         env.append({"name": "VIF_API_KEYS", "valueFrom": {"secretKeyRef": secret}})
@@ -79,7 +90,7 @@ def volumes(ref: ModelRef, config_name: str) -> tuple[list[dict[str, Any]], list
     mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
     ]
-    writable, writable_mounts = writable_volumes(ref)
+    writable, writable_mounts = writable_volumes(ref, ref.spec.model.hugging_face is not None and engine_downloads(ref))
     vols += writable
     mounts += writable_mounts
     template = ref.spec.serving.chat_template
@@ -93,6 +104,10 @@ def volumes(ref: ModelRef, config_name: str) -> tuple[list[dict[str, Any]], list
             {"name": "model", "persistentVolumeClaim": {"claimName": ref.spec.model.pvc.claim_name, "readOnly": True}}
         )
         mounts.append({"name": "model", "mountPath": PVC_MOUNT, "readOnly": True})
+    cache = model_cache_volume(ref)
+    if cache is not None:
+        vols.append(cache[0])
+        mounts.append(cache[1])
     adapter_vols, adapter_mounts = adapter_volumes(ref)
     return vols + adapter_vols, mounts + adapter_mounts
 
@@ -100,9 +115,10 @@ def volumes(ref: ModelRef, config_name: str) -> tuple[list[dict[str, Any]], list
 def build_deployment(ref: ModelRef, settings: OperatorSettings, configmap: dict[str, Any]) -> dict[str, Any]:
     """`configmap` is the built ConfigMap: its hash on the pod template rolls the pods when it changes."""
     vols, mounts = volumes(ref, configmap["metadata"]["name"])
+    image = ref.spec.image or settings.runtime_image
     container = {
         "name": "runtime",
-        "image": ref.spec.image or settings.runtime_image,
+        "image": image,
         "command": ["vif-runtime", "serve"],
         "args": runtime_args(ref),
         "env": runtime_env(ref),
@@ -121,6 +137,9 @@ def build_deployment(ref: ModelRef, settings: OperatorSettings, configmap: dict[
         "automountServiceAccountToken": False,  # the runtime never calls the Kubernetes API
         "securityContext": pod_security_context(),
     }
+    fetch = fetch_container(ref, settings, image)
+    if fetch is not None:
+        pod_spec["initContainers"] = [fetch]
     if ref.spec.node_selector:
         pod_spec["nodeSelector"] = dict(ref.spec.node_selector)
     if ref.spec.affinity:

@@ -17,6 +17,7 @@ RUNTIME_UID = 10001
 HOME_DIR = "/home/vif"
 CACHE_DIR = f"{HOME_DIR}/.cache"
 TMP_DIR = "/tmp"  # vLLM's ZMQ sockets (VLLM_RPC_BASE_PATH defaults to it) and Python's tempfile
+TMP_VOLUME = "tmp"
 
 # Size limits. The home holds vLLM's torch.compile cache, inductor's and Triton's kernels and numba's cache:
 # tens to hundreds of MB for one model. /tmp holds sockets and small files only.
@@ -66,15 +67,16 @@ def cache_env() -> list[dict[str, Any]]:
     return [{"name": name, "value": value} for name, value in paths.items()]
 
 
-def writable_volumes(ref: ModelRef) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The emptyDirs and their mounts: shared memory, the home, /tmp, and the Hugging Face download cache."""
+def writable_volumes(ref: ModelRef, downloads: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The emptyDirs and their mounts: shared memory, the home, /tmp, and room for what the engine `downloads`
+    from the Hugging Face Hub itself (a model without a shared cache, adapters: `model_cache.engine_downloads`)."""
     shm = ref.spec.resources.memory or DEFAULT_SHM_SIZE
     dirs = [
         ("dshm", "/dev/shm", {"medium": "Memory", "sizeLimit": shm}),  # torch workers share tensors through it
         ("home", HOME_DIR, {"sizeLimit": HOME_SIZE}),
-        ("tmp", TMP_DIR, {"sizeLimit": TMP_SIZE}),
+        (TMP_VOLUME, TMP_DIR, {"sizeLimit": TMP_SIZE}),
     ]
-    if ref.spec.model.hugging_face is not None:
+    if downloads:
         dirs.append(("hf-cache", HF_CACHE, {"sizeLimit": HF_CACHE_SIZE}))
     volumes = [{"name": name, "emptyDir": empty_dir} for name, _, empty_dir in dirs]
     mounts = [{"name": name, "mountPath": path} for name, path, _ in dirs]

@@ -6,6 +6,9 @@
 <root>/huggingface/<org>--<name>/<commit>.lock      held while one process fills it
 ```
 
+A caller that must name the folder before the commit is known (the operator writes the engine's model path into
+its config before any pod runs) asks for a `link`: a symlink, made or moved atomically, to the folder.
+
 A folder without `.vif-complete` is never handed to the engine, so nothing half-downloaded is served. Processes
 sharing the cache (replicas on one node, pods on a shared volume) take the lock in turn: the first downloads, the
 others wait and find the folder complete.
@@ -44,25 +47,60 @@ def quiet(what: str, total: int) -> Progress:
     return lambda n: None
 
 
+def logged(what: str, total: int, every: float = 10.0) -> Progress:
+    """Progress as log lines, at most one per `every` seconds and one at the end: bytes, share, rate, time left
+    (a pod's log is read line by line; a terminal bar is not)."""
+    started = last = time.monotonic()
+    done = 0
+
+    def update(n: int) -> None:
+        nonlocal done, last
+        done += n
+        now = time.monotonic()
+        if now - last < every and done < total:
+            return
+        last = now
+        rate = done / max(now - started, 1e-3)
+        left = f", about {(total - done) / rate:.0f} s left" if done < total and rate > 0 else ""
+        log.info("%s: %.1f of %.1f MB (%.0f %%), %.1f MB/s%s", what, done / 1e6, total / 1e6,
+                 100 * done / max(total, 1), rate / 1e6, left)  # fmt: skip
+
+    return update
+
+
 def ensure_hub_model(
     source: HubSource,
     root: Path | None = None,
     progress: ProgressFactory = quiet,
     stall_timeout: float = STALL_TIMEOUT,
     attempts: int = 5,
+    link: Path | None = None,
 ) -> Path:
-    """The folder of `source`'s files in the cache, downloading what is missing; raises `DownloadError`."""
+    """The folder of `source`'s files in the cache, downloading what is missing, and `link` pointing at it if
+    given; raises `DownloadError`."""
     timeout = httpx.Timeout(connect=10.0, read=stall_timeout, write=stall_timeout, pool=stall_timeout)
     with httpx.Client(timeout=timeout, follow_redirects=True, trust_env=False) as client:
         commit, files = list_files(client, source)
         folder = (root or default_root()) / "huggingface" / source.repo.replace("/", "--") / commit
         if (folder / COMPLETE).exists():
             log.info("%s: in the cache at %s", source.describe(), folder)
-            return folder
-        with _locked(folder):
-            if not (folder / COMPLETE).exists():  # another process may have filled it while this one waited
-                _fill(client, files, folder, progress(source.describe(), sum(f.size for f in files)), attempts, source)
+        else:
+            with _locked(folder):
+                if not (folder / COMPLETE).exists():  # another process may have filled it while this one waited
+                    total = sum(f.size for f in files)
+                    _fill(client, files, folder, progress(source.describe(), total), attempts, source)
+    if link is not None:
+        _point(link, folder)
     return folder
+
+
+def _point(link: Path, folder: Path) -> None:
+    """`link` -> `folder`, relative (it resolves the same wherever the volume is mounted), replaced atomically."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    staged = link.with_name(f".{link.name}.{os.getpid()}")
+    staged.unlink(missing_ok=True)
+    staged.symlink_to(os.path.relpath(folder, link.parent))
+    staged.replace(link)
 
 
 def _fill(

@@ -119,6 +119,16 @@ def test_the_prometheus_address_reaches_the_operator_and_scaled_objects_are_allo
             "verbs": ["get", "list", "watch", "create", "patch", "delete"]} in models["rules"]  # fmt: skip
 
 
+def test_the_hub_endpoint_reaches_the_operator_and_claims_are_allowed() -> None:
+    """spec.model.cache: the operator makes each model's claim, and its downloads use the chart's hub."""
+    assert not [a for a in operator_args(render([])) if a.startswith("--hub-endpoint")]
+    docs = render(["--set", "huggingFace.endpoint=http://hub-mirror.infra:8080"])
+    assert "--hub-endpoint=http://hub-mirror.infra:8080" in operator_args(docs)
+    (models,) = [d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"].endswith("-models")]
+    assert {"apiGroups": [""], "resources": ["persistentvolumeclaims"],
+            "verbs": ["get", "list", "watch", "create", "patch", "delete"]} in models["rules"]  # fmt: skip
+
+
 def test_policy_values_reach_the_operator_and_the_admission_policy() -> None:
     docs = render(VALUE_SETS["policy-loosened"])
     args = operator_args(docs)

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,6 +122,15 @@ def start_hub(workdir: Path) -> HubServer:
         stop_group(proc, grace=5)
         pytest.fail(f"olah did not answer on {url}:\n{log.read_text(errors='replace')[-3000:]}")
     return HubServer(url, proc, log, mirrors)
+
+
+@contextlib.contextmanager
+def running_hub(workdir: Path) -> Iterator[HubServer]:
+    server = start_hub(workdir)
+    try:
+        yield server
+    finally:
+        stop_group(server.proc, grace=10)
 
 
 def _answers(url: str) -> bool:

@@ -1,5 +1,5 @@
 """A stand-in kubelet for the local plane, whose kwok nodes run no containers: every pod of a label selector that has
-an IP gets its container run here (`PodAsProcess`) listening on that IP and the container's port, and a pod that is
+an IP gets its init containers and its container run here (`PodAsProcess`) listening on that IP and the container's port, and a pod that is
 being deleted, or is gone, gets SIGTERM on its main process and then its grace period, as a kubelet does.
 
 kwok gives pods addresses from 10.0.0.0/16; `routed_pod_ips` makes that whole range local to this machine (a local
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
@@ -49,6 +50,17 @@ class Container:
     runner: PodAsProcess
     grace: float
     stopping: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.ip}:{self.runner.port}"
+
+    def answers_ready(self) -> bool:
+        """Its runtime says it is ready (kwok marks the pod Ready long before)."""
+        try:
+            return httpx.get(f"{self.url}/ready", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
 
 
 class StandInKubelet:
@@ -107,9 +119,21 @@ class StandInKubelet:
         configmap = self.core.read_namespaced_config_map(mounted_configmap(template), self.namespace)
         configmap_data = {"data": configmap.data}
         port = raw["spec"]["containers"][0]["ports"][0]["containerPort"]
-        runner = PodAsProcess(template, configmap_data, self.root / raw["metadata"]["name"], host=ip, port=port)
+        runner = PodAsProcess(template, configmap_data, self.root / raw["metadata"]["name"], host=ip, port=port,
+                              claims=self._claims(raw["spec"]))  # fmt: skip
         grace = float(raw["spec"].get("terminationGracePeriodSeconds") or 30)
         return Container(raw["metadata"]["name"], ip, runner.run(), runner, grace)
+
+    def _claims(self, pod_spec: dict[str, Any]) -> dict[str, Path]:
+        """Each PersistentVolumeClaim of the pod -> the hostPath of the volume bound to it (the scheduler places
+        a pod only once its claims are bound), as a kubelet mounts it."""
+        claims = {}
+        for volume in pod_spec.get("volumes", []):
+            if "persistentVolumeClaim" in volume:
+                name = volume["persistentVolumeClaim"]["claimName"]
+                bound = self.core.read_namespaced_persistent_volume_claim(name, self.namespace).spec.volume_name
+                claims[name] = Path(self.core.read_persistent_volume(bound).spec.host_path.path)
+        return claims
 
     @staticmethod
     def _kill_after(proc: subprocess.Popen[bytes], grace: float) -> None:

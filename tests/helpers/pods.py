@@ -1,12 +1,14 @@
 """Runs a pod template's container here: the stand-in for a kubelet on the local control plane, whose kwok nodes
 run no containers. From its image when `make images` built it (PodInImage), else as a local process from the
 checkout's venv (PodAsProcess: image paths map to the checkout). The ConfigMap is written where the volume would
-mount it; emptyDirs become folders of a temporary directory; the port becomes a free local one."""
+mount it; emptyDirs become folders of a temporary directory, a PersistentVolumeClaim its bound volume's hostPath;
+the port becomes a free local one."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -30,20 +32,31 @@ def mounted_configmap(deployment: dict) -> str:
 
 
 class PodAsProcess:
-    """Runs a pod template's container here: same command, args and env, with paths and the port mapped."""
+    """Runs a pod template's containers here: its init containers one after another, then its container, each with
+    its command, args and env, with paths and the port mapped."""
 
     def __init__(
-        self, deployment: dict, configmap: dict, root: Path, host: str = "127.0.0.1", port: int | None = None
+        self,
+        deployment: dict,
+        configmap: dict,
+        root: Path,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        claims: dict[str, Path] | None = None,
     ) -> None:
-        """Listens on `host`:`port` (a free local port unless given)."""
+        """Listens on `host`:`port` (a free local port unless given); a PersistentVolumeClaim mounts as its folder
+        in `claims` (claim name -> the bound volume's path here)."""
         self.pod = deployment["spec"]["template"]["spec"]
         self.container = self.pod["containers"][0]
+        self.init_containers = self.pod.get("initContainers", [])
         self.host = host
         self.paths = {"/etc/vif": str(root / "etc-vif"), "/models": str(REPO / "models")}
         for name, mount in self.empty_dirs().items():
             if mount not in SHARED_HERE:
                 (root / name).mkdir(parents=True)
                 self.paths[mount] = str(root / name)
+        for mount, folder in self.claim_mounts(claims or {}).items():
+            self.paths[mount] = str(folder)
         config_dir = root / "etc-vif"
         config_dir.mkdir(parents=True)
         for key, text in configmap["data"].items():
@@ -51,35 +64,57 @@ class PodAsProcess:
         self.port = port or free_port()
         self.log = root / "pod.log"
 
+    def mounts(self) -> list[dict]:
+        return [m for c in (*self.init_containers, self.container) for m in c.get("volumeMounts", [])]
+
     def empty_dirs(self) -> dict[str, str]:
-        """The container's emptyDir mounts, volume name -> mount path."""
+        """The containers' emptyDir mounts, volume name -> mount path."""
         names = {v["name"] for v in self.pod["volumes"] if "emptyDir" in v}
-        return {m["name"]: m["mountPath"] for m in self.container.get("volumeMounts", []) if m["name"] in names}
+        return {m["name"]: m["mountPath"] for m in self.mounts() if m["name"] in names}
+
+    def claim_mounts(self, claims: dict[str, Path]) -> dict[str, Path]:
+        """The containers' PersistentVolumeClaim mounts, mount path -> the claim's folder here."""
+        volumes = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in self.pod["volumes"]
+                   if "persistentVolumeClaim" in v}  # fmt: skip
+        return {m["mountPath"]: claims[volumes[m["name"]]] for m in self.mounts() if m["name"] in volumes}
 
     def localize(self, text: str) -> str:
-        for image_path, local in self.paths.items():
-            text = text.replace(image_path, local)
+        for image_path in sorted(self.paths, key=len, reverse=True):  # /models/cache before /models
+            text = text.replace(image_path, self.paths[image_path])
         return text
 
-    def command(self) -> list[str]:
-        binary = str(Path(sys.executable).parent / self.container["command"][0])
-        args = [self.localize(a) for a in self.container["args"]]
-        args[args.index("--host") + 1] = self.host
-        args[args.index("--port") + 1] = str(self.port)
-        return [binary, *self.container["command"][1:], *args]
+    def command(self, container: dict | None = None) -> list[str]:
+        """`container`'s command line here (the pod's container, on the mapped host and port, by default)."""
+        container = container or self.container
+        binary = str(Path(sys.executable).parent / container["command"][0])
+        args = [self.localize(a) for a in container["args"]]
+        if container is self.container:
+            args[args.index("--host") + 1] = self.host
+            args[args.index("--port") + 1] = str(self.port)
+        return [binary, *container["command"][1:], *args]
 
-    def env(self) -> dict[str, str]:
+    def env(self, container: dict | None = None) -> dict[str, str]:
         env = dict(os.environ)
-        for var in self.container.get("env", []):
+        for var in (container or self.container).get("env", []):
             assert "value" in var, f"{var['name']} comes from a Secret: not part of the default CPU model"
             env[var["name"]] = self.localize(var["value"])
         return env
 
     def run(self) -> subprocess.Popen[bytes]:
+        """One process group, as a pod's: a shell runs the init containers in turn (each with its own env), then
+        `exec`s the container, so the process is the container's once it runs and a failed init ends the pod."""
         out = self.log.open("wb")
-        return subprocess.Popen(
-            self.command(), stdout=out, stderr=subprocess.STDOUT, env=self.env(), start_new_session=True
-        )
+        if not self.init_containers:
+            return subprocess.Popen(
+                self.command(), stdout=out, stderr=subprocess.STDOUT, env=self.env(), start_new_session=True
+            )
+        steps = [shlex.join(["env", "-i", *self.assignments(c), *self.command(c)]) for c in self.init_containers]
+        main = shlex.join(["env", "-i", *self.assignments(self.container), *self.command()])
+        script = "set -e\n" + "\n".join(steps) + f"\nexec {main}\n"
+        return subprocess.Popen(["bash", "-c", script], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def assignments(self, container: dict) -> list[str]:
+        return [f"{name}={value}" for name, value in self.env(container).items()]
 
 
 def pod_user(pod: dict) -> str:

@@ -61,6 +61,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [inference.networking.k8s.io]
   resources: [inferencepools]
   verbs: [get, list, watch, create, patch, delete]
+# The shared download of a Hugging Face model (spec.model.cache).
+- apiGroups: [""]
+  resources: [persistentvolumeclaims]
+  verbs: [get, list, watch, create, patch, delete]
 # The replicas' NetworkPolicy (spec.networkPolicy).
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]

@@ -37,13 +37,6 @@ WORKERS = 4
 SETTLE = 600  # bounded, not timed: three engines load at once on two cores
 
 
-def answers_ready(container: Container) -> bool:
-    try:
-        return httpx.get(f"http://{container.ip}:{container.runner.port}/ready", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
 def router_args(namespace: str) -> list[str]:
     """The router's arguments as the operator wrote them into its Deployment, but its address (a free local port)
     and the admin kubeconfig for its ServiceAccount's token."""
@@ -146,7 +139,7 @@ async def test_scale_down_rollout_and_zero_drop_nothing(
 
     def ready(count: int) -> bool:
         running = kubelet.running()
-        return len(running) == count and all(map(answers_ready, running))
+        return len(running) == count and all(c.answers_ready() for c in running)
 
     await asyncio.to_thread(wait_for, lambda: ready(3), "three replicas serving", SETTLE)
 

@@ -36,6 +36,15 @@ BASE = {"model": {"path": "/models/m"}}
             "set exactly one of model.path, model.pvc and model.huggingFace",
         ),
         ({"model": {}}, "set exactly one of model.path, model.pvc and model.huggingFace"),
+        (
+            {"model": {"path": "/m", "cache": {"size": "1Gi"}}},
+            "model.cache holds a download: only with model.huggingFace",
+        ),
+        ({"model": {"huggingFace": {"id": "a/b", "revision": "x/../y"}}}, "spec.model.huggingFace.revision"),
+        (
+            {"model": {"huggingFace": {"id": "a/b"}, "cache": {"size": "1Gi", "claimName": "models"}}},
+            "model.cache takes size (a claim of the model's own) or claimName (a claim models share), not both",
+        ),
         ({**BASE, "replicas": -1}, "spec.replicas in body should be greater than or equal to 0"),
         ({**BASE, "service": {"type": "Ingress"}}, 'spec.service.type: Unsupported value: "Ingress"'),
         ({"servedName": "x"}, "spec.model: Required value"),

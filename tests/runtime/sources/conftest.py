@@ -7,9 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from helpers.hub_server import HubServer, start_hub
+from helpers.hub_server import HubServer, running_hub
 from helpers.markers import mark_folder
-from helpers.processes import stop_group
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -18,8 +17,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
-    server = start_hub(tmp_path_factory.mktemp("hub"))
-    try:
+    with running_hub(tmp_path_factory.mktemp("hub")) as server:
         yield server
-    finally:
-        stop_group(server.proc, grace=10)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -89,3 +91,27 @@ def test_a_stalled_hub_fails_in_bounded_time_and_the_next_try_completes(hub: Hub
 
     folder = ensure_hub_model(source(hub, "vif-test/stall"), tmp_path)  # from where it stopped
     assert file_sha256(folder / "model.safetensors") == file_sha256(files["model.safetensors"])
+
+
+def fetch(hub: HubServer, *args: str) -> subprocess.CompletedProcess[str]:
+    """`vif-runtime fetch`, as a model's init container runs it."""
+    cmd = [str(Path(sys.executable).parent / "vif-runtime"), "fetch", *args]
+    return subprocess.run(cmd, env={**os.environ, "HF_ENDPOINT": hub.url}, capture_output=True, text=True, timeout=300)
+
+
+def test_fetch_downloads_once_links_the_folder_and_logs_its_progress(hub: HubServer, tmp_path: Path) -> None:
+    files = model_files()
+    commit = hub.add_repo("vif-test/fetched", files)
+    cache, link = tmp_path / "cache", tmp_path / "cache" / "revisions" / "main"
+    runs = [fetch(hub, "vif-test/fetched", "--cache", str(cache), "--link", str(link)) for _ in range(2)]
+    assert [r.returncode for r in runs] == [0, 0], runs[0].stderr[-2000:]
+    folder = cache / "huggingface" / "vif-test--fetched" / commit
+    assert [r.stdout.strip() for r in runs] == [str(folder)] * 2
+    assert link.resolve() == folder and not os.path.isabs(os.readlink(link))  # the same on any mount path
+    assert "(100 %)" in runs[0].stderr and "MB/s" in runs[0].stderr, runs[0].stderr[-2000:]
+    assert "in the cache" in runs[1].stderr
+    assert len(hub.file_requests("vif-test/fetched")) == len(files)  # the second run fetched nothing
+
+    missing = fetch(hub, "vif-test/absent", "--cache", str(cache))
+    assert missing.returncode == 1
+    assert missing.stderr.strip().splitlines()[-1].startswith("vif-runtime fetch: vif-test/absent")

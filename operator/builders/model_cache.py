@@ -1,0 +1,93 @@
+"""A Hugging Face model downloaded once into a volume every replica shares (`spec.model.cache`).
+
+The claim is the model's own, `<name>-model-cache`, or one that models share. Each replica's init container
+`fetch` runs `vif-runtime fetch` into it, with the only copy of the Hugging Face token. The first downloads
+(resumed, verified, published whole: runtime/sources/cache.py); those that start meanwhile wait on its lock, and
+every later one, of this model or another of the same source and revision, finds the model there and exits.
+The engine's container mounts the volume read-only, and its config names the model by a link the fetch keeps per
+revision, so the operator can write the path before the commit is known.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vif.operator.builders.common import ModelRef, OperatorSettings
+from vif.operator.builders.security import TMP_DIR, TMP_VOLUME, container_security_context
+from vif.operator.spec import HuggingFaceSource, ModelCache
+
+MODEL_CACHE = "/models/cache"
+VOLUME = "model-cache"
+
+
+def cached_source(ref: ModelRef) -> tuple[HuggingFaceSource, ModelCache] | None:
+    """The model's Hugging Face source and its cache, when it has one (the CRD allows a cache only there)."""
+    source = ref.spec.model
+    if source.cache is None or source.hugging_face is None:
+        return None
+    return source.hugging_face, source.cache
+
+
+def engine_downloads(ref: ModelRef) -> bool:
+    """Whether the engine's container fetches from the hub itself (so it needs the token and room): a Hugging Face
+    model without a cache, or Hugging Face adapters (vLLM downloads those at start)."""
+    hub_model = ref.spec.model.hugging_face is not None and cached_source(ref) is None
+    return hub_model or any(a.hugging_face is not None for a in ref.spec.adapters)
+
+
+def claim_name(ref: ModelRef, cache: ModelCache) -> str:
+    return cache.claim_name or f"{ref.name}-model-cache"
+
+
+def cached_model_path(source: HuggingFaceSource) -> str:
+    """Where the engine finds the model: the fetch's link for the revision (a branch name may hold `/`)."""
+    return f"{MODEL_CACHE}/revisions/{source.id.replace('/', '--')}/{(source.revision or 'main').replace('/', '--')}"
+
+
+def build_model_cache_claim(ref: ModelRef) -> dict[str, Any] | None:
+    """The model's own claim, owned by it (deleted with it; its size may grow later where the class allows). None
+    for a shared claim, which is the namespace's."""
+    cached = cached_source(ref)
+    if cached is None or cached[1].claim_name is not None:
+        return None
+    cache = cached[1]
+    spec: dict[str, Any] = {"accessModes": [cache.access_mode], "resources": {"requests": {"storage": cache.size}}}
+    if cache.storage_class_name is not None:
+        spec["storageClassName"] = cache.storage_class_name
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": ref.metadata(claim_name(ref, cache)),
+            "spec": spec}  # fmt: skip
+
+
+def fetch_container(ref: ModelRef, settings: OperatorSettings, image: str) -> dict[str, Any] | None:
+    """The init container that fills the cache: the model's image, the token from its Secret, the operator's hub
+    endpoint (a mirror; a model cannot choose where its token goes), the volume writable, /tmp as the engine's."""
+    cached = cached_source(ref)
+    if cached is None:
+        return None
+    source = cached[0]
+    env: list[dict[str, Any]] = []
+    if settings.hub_endpoint:
+        env.append({"name": "HF_ENDPOINT", "value": settings.hub_endpoint})
+    if source.token_secret is not None:
+        secret = {"name": source.token_secret.name, "key": source.token_secret.key}
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": secret}})
+    args = [source.id, "--revision", source.revision or "main", "--cache", MODEL_CACHE,
+            "--link", cached_model_path(source)]  # fmt: skip
+    return {
+        "name": "fetch",
+        "image": image,
+        "command": ["vif-runtime", "fetch"],
+        "args": args,
+        "env": env,
+        "volumeMounts": [{"name": VOLUME, "mountPath": MODEL_CACHE}, {"name": TMP_VOLUME, "mountPath": TMP_DIR}],
+        "securityContext": container_security_context(),
+    }
+
+
+def model_cache_volume(ref: ModelRef) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The claim as a volume, and the engine container's read-only mount of it."""
+    cached = cached_source(ref)
+    if cached is None:
+        return None
+    volume = {"name": VOLUME, "persistentVolumeClaim": {"claimName": claim_name(ref, cached[1])}}
+    return volume, {"name": VOLUME, "mountPath": MODEL_CACHE, "readOnly": True}
