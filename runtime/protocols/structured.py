@@ -1,18 +1,36 @@
 """Output constraints a request may ask for: OpenAI's `response_format` and vLLM's `structured_outputs`.
 
-Both only describe the constraint; the engine's structured-output backend enforces it while sampling.
+Both only describe the constraint; the engine's structured-output backend enforces it while sampling. Each is
+bounded in size: the backend compiles it against the whole vocabulary in the engine's process, so its cost grows
+with its text, and a request should not be able to buy seconds of the engine's CPU with one field.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import Field, model_validator
+import orjson
+from pydantic import AfterValidator, Field, model_validator
 
 from vif.runtime.protocols.strict import StrictModel
 
 MAX_CHOICE_OPTIONS = 256
+# 16 KiB of grammar, regex or schema text: real ones are a few KiB. The bound stops megabyte constraints; it does
+# not bound compile time, which depends on the shape (docs/security.md: a 12 KB schema of 200 patterned strings
+# took 17 s to compile on these 2 cores).
+MAX_CONSTRAINT_CHARS = 16_384
 FunctionName = Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
+
+
+def _bounded_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    size = len(orjson.dumps(schema))
+    if size > MAX_CONSTRAINT_CHARS:
+        raise ValueError(f"the JSON schema is {size} characters as JSON; at most {MAX_CONSTRAINT_CHARS} are allowed")
+    return schema
+
+
+ConstraintText = Annotated[str, Field(min_length=1, max_length=MAX_CONSTRAINT_CHARS)]
+SchemaObject = Annotated[dict[str, Any], AfterValidator(_bounded_schema)]
 
 
 class Constraint(NamedTuple):
@@ -27,10 +45,12 @@ class Constraint(NamedTuple):
 class StructuredOutputs(StrictModel):
     """vLLM's extension: exactly one of a JSON schema, a regular expression, a list of choices or a grammar."""
 
-    json_schema: dict[str, Any] | str | None = Field(None, alias="json", description="A JSON schema (object or text).")
-    regex: str | None = None
+    json_schema: SchemaObject | ConstraintText | None = Field(
+        None, alias="json", description="A JSON schema (object or text)."
+    )
+    regex: ConstraintText | None = None
     choice: Annotated[list[str], Field(min_length=1, max_length=MAX_CHOICE_OPTIONS)] | None = None
-    grammar: Annotated[str, Field(min_length=1)] | None = Field(None, description="An EBNF or Lark grammar.")
+    grammar: ConstraintText | None = Field(None, description="An EBNF or Lark grammar.")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> StructuredOutputs:
@@ -53,7 +73,7 @@ class StructuredOutputs(StrictModel):
 class JSONSchemaFormat(StrictModel):
     name: FunctionName
     description: str | None = None
-    json_schema: dict[str, Any] | None = Field(None, alias="schema")
+    json_schema: SchemaObject | None = Field(None, alias="schema")
     strict: bool | None = None
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
 from vif.runtime.protocols.strict import StrictModel
-from vif.runtime.protocols.structured import FunctionName
+from vif.runtime.protocols.structured import FunctionName, SchemaObject
 
 MAX_TOOLS = 128
 MAX_TOOL_CALLS = 128
@@ -16,7 +16,7 @@ MAX_TOOL_CALLS = 128
 class FunctionDefinition(StrictModel):
     name: FunctionName
     description: str | None = None
-    parameters: dict[str, Any] | None = Field(None, description="A JSON schema of the function's arguments.")
+    parameters: SchemaObject | None = Field(None, description="A JSON schema of the function's arguments.")
     strict: bool | None = None
 
 

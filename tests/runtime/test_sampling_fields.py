@@ -7,6 +7,7 @@ import pytest
 
 from helpers.fake_engine import FakeEngine
 from vif.runtime.engine.types import EngineRequestError, SamplingOptions, StructuredOutput
+from vif.runtime.protocols.structured import MAX_CONSTRAINT_CHARS
 
 ROUTES = {
     "/v1/chat/completions": {"messages": [{"role": "user", "content": "hi"}]},
@@ -24,6 +25,8 @@ EXTENSIONS = {
     "include_stop_str_in_output": True,
     "user": "someone",
 }
+# Over the bound once written as JSON: 1,000 string properties.
+LARGE_SCHEMA = {"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(1000)}}
 
 
 @pytest.fixture
@@ -94,6 +97,27 @@ async def test_constraints_reach_the_engine(
         ("/v1/chat/completions", {"stop_token_ids": [-1]}, "stop_token_ids[0]"),
         ("/generate", {"structured_outputs": {"regex": "a", "choice": ["a"]}}, "structured_outputs"),
         ("/generate", {"structured_outputs": {}}, "structured_outputs"),
+        (
+            "/generate",
+            {"structured_outputs": {"grammar": "x" * (MAX_CONSTRAINT_CHARS + 1)}},
+            "structured_outputs.grammar",
+        ),
+        (
+            "/v1/completions",
+            {"structured_outputs": {"regex": "a" * (MAX_CONSTRAINT_CHARS + 1)}},
+            "structured_outputs.regex",
+        ),
+        ("/generate", {"structured_outputs": {"json": LARGE_SCHEMA}}, "structured_outputs.json"),
+        (
+            "/v1/chat/completions",
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": LARGE_SCHEMA}}},
+            "response_format.json_schema.schema",
+        ),
+        (
+            "/v1/chat/completions",
+            {"tools": [{"type": "function", "function": {"name": "f", "parameters": LARGE_SCHEMA}}]},
+            "tools[0].function.parameters",
+        ),
         ("/generate", {"response_format": {"type": "json_object"}}, "response_format"),
         ("/v1/chat/completions", {"response_format": {"type": "json_schema"}}, "response_format"),
         (
