@@ -128,6 +128,7 @@ def build_crd() -> dict[str, Any]:
                         {"name": "Ready", "type": "string", "jsonPath": ready},
                         {"name": "Replicas", "type": "integer", "jsonPath": ".status.readyReplicas"},
                         {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint"},
+                        {"name": "Download", "type": "string", "jsonPath": ".status.download.summary"},
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                     ],
                 }

@@ -15,6 +15,7 @@ from typing import Any
 import kopf
 
 from vif.operator.builders import CHILD_KINDS
+from vif.operator.downloads import DownloadWatch
 from vif.operator.kube_api import KINDS, APIError, retry_delay
 from vif.operator.metrics import RECONCILE_SECONDS, RECONCILES
 from vif.operator.model_runs import ModelKey, ModelRuns
@@ -27,13 +28,16 @@ from vif.operator.watch_cache import ModelCache, is_newer
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Watch only the operator's own children (a server-side label selector, not every object of the cluster),
-    size the handler thread pool, and post only warnings as Kubernetes events."""
+    size the handler thread pool, post only warnings as Kubernetes events, and start asking downloading models'
+    pods for their progress."""
     for kind in CHILD_KINDS:
         settings.watching.label_selectors[KINDS[kind].api_version, KINDS[kind].plural] = label_selector(MANAGED)
     settings.execution.max_workers = memo.workers
     settings.posting.level = logging.WARNING
     memo.models = ModelCache()
     memo.runs = ModelRuns(partial(converge_latest, memo), ThreadPoolExecutor(memo.workers, "converge"))
+    memo.downloads = DownloadWatch(memo.cluster, memo.models, memo.runs.trigger)
+    memo.downloads.start()
 
 
 def converge(body: dict[str, Any], memo: kopf.Memo) -> None:

@@ -54,6 +54,7 @@ KINDS: dict[str, Kind] = {
     "RoleBinding": Kind("rbac.authorization.k8s.io/v1", "rolebindings"),
     "NetworkPolicy": Kind("networking.k8s.io/v1", "networkpolicies"),
     "PersistentVolumeClaim": Kind("v1", "persistentvolumeclaims"),
+    "Pod": Kind("v1", "pods"),  # read only: a download's progress (downloads.py)
     KIND: Kind(API_VERSION, PLURAL),
     "CustomResourceDefinition": Kind("apiextensions.k8s.io/v1", "customresourcedefinitions", namespaced=False),
 }

@@ -15,7 +15,9 @@ from vif.operator.apply import Cluster, NameConflict, current_children, key, pru
 from vif.operator.builders import ModelRef, OperatorSettings, build_children, wants_service_monitor
 from vif.operator.builders.inference_pool import INFERENCE_POOL_CRD, wants_inference_pool
 from vif.operator.builders.keda import SCALED_OBJECT_CRD, autoscaling_problem
+from vif.operator.builders.model_cache import cached_source
 from vif.operator.builders.routing import router_name
+from vif.operator.download_status import failure
 from vif.operator.kube_api import APIError
 from vif.operator.policy import policy_violations
 from vif.operator.spec import InferenceModelSpec
@@ -88,9 +90,12 @@ def reconcile(body: dict[str, Any], cluster: Cluster, settings: OperatorSettings
         return failure_outcome(body, "ApplyFailed", exc.message)
     router = applied.get(("Deployment", router_name(ref)))
     status = build_status(ref, deployment, body["metadata"].get("generation"), _conditions(body), router)
-    if unscaled is not None:
-        status["conditions"] = with_degraded(status["conditions"], unscaled, status["observedGeneration"], body)
-    return Outcome(status, unscaled, tuple(pruned))
+    # A failed download (downloads.py writes it) is the more urgent: no replica can start.
+    problem = failure((body.get("status") or {}).get("download")) if cached_source(ref) else None
+    problem = problem or unscaled
+    if problem is not None:
+        status["conditions"] = with_degraded(status["conditions"], problem, status["observedGeneration"], body)
+    return Outcome(status, problem, tuple(pruned))
 
 
 def failure_outcome(body: dict[str, Any], reason: str, message: str) -> Outcome:

@@ -4,10 +4,12 @@ model), `fetch` a Hugging Face model into the cache (a pod's init container), or
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import re
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,9 +41,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def fetch(argv: list[str]) -> int:
     """What a model's init container runs before the engine's: the download, once per cache volume."""
-    from vif.runtime.sources.cache import ensure_hub_model, logged
-    from vif.runtime.sources.fetch import DownloadError
+    from vif.runtime.sources.cache import STALL_TIMEOUT, ensure_hub_model, logged
+    from vif.runtime.sources.fetch import DownloadError, Progress
     from vif.runtime.sources.huggingface import REPO_ID, HubSource
+    from vif.runtime.sources.progress import DownloadProgress, serving_progress
 
     parser = argparse.ArgumentParser(
         prog="vif-runtime fetch",
@@ -52,16 +55,37 @@ def fetch(argv: list[str]) -> int:
     parser.add_argument("--revision", default=None, help="a branch, tag or commit (default main)")
     parser.add_argument("--cache", type=Path, default=None, help="default $VIF_MODEL_CACHE, else ~/.cache/vif/models")
     parser.add_argument("--link", type=Path, default=None, help="a symlink to make (or move) to the model's folder")
+    parser.add_argument("--stall-timeout", type=float, default=STALL_TIMEOUT, help="seconds without a byte: retry")
+    parser.add_argument("--progress-host", default="0.0.0.0", help="where GET /progress listens")
+    parser.add_argument("--progress-port", type=int, default=0, help="serve GET /progress (JSON) here; 0: do not")
+    parser.add_argument(
+        "--hold-failure",
+        type=float,
+        default=0.0,
+        help="seconds a failed download keeps answering /progress with its failure before it exits",
+    )
     args = parser.parse_args(argv)
     if re.fullmatch(REPO_ID, args.model) is None:
         parser.error(f"{args.model}: not a Hugging Face id (ORG/NAME)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        source = HubSource.from_environment(args.model, args.revision)
-        folder = ensure_hub_model(source, args.cache, logged, link=args.link)
-    except DownloadError as exc:
-        print(f"vif-runtime fetch: {exc}", file=sys.stderr)
-        return 1
+    state = DownloadProgress()
+
+    def report(what: str, total: int) -> Progress:
+        to_log, to_state = logged(what, total), state.reporter(what, total)
+        return lambda n: (to_log(n), to_state(n))
+
+    with contextlib.ExitStack() as stack:
+        if args.progress_port:
+            stack.enter_context(serving_progress(state, args.progress_host, args.progress_port))
+        try:
+            source = HubSource.from_environment(args.model, args.revision)
+            folder = ensure_hub_model(source, args.cache, report, args.stall_timeout, link=args.link)
+        except DownloadError as exc:
+            print(f"vif-runtime fetch: {exc}", file=sys.stderr)
+            state.fail(str(exc))
+            time.sleep(args.hold_failure if args.progress_port else 0)
+            return 1
+        state.finish()
     print(folder)
     return 0
 

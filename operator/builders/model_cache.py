@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from vif.operator.builders.common import ModelRef, OperatorSettings
+from vif.operator.builders.common import RUNTIME_PORT, ModelRef, OperatorSettings
 from vif.operator.builders.security import TMP_DIR, TMP_VOLUME, container_security_context
 from vif.operator.spec import HuggingFaceSource, ModelCache
 
 MODEL_CACHE = "/models/cache"
 VOLUME = "model-cache"
+# A failed download keeps answering /progress this long before it exits, so the operator (asking every 5 s) reads
+# the cause into the model's status; the kubelet then restarts it, and it resumes.
+HOLD_FAILURE_SECONDS = 30
 
 
 def cached_source(ref: ModelRef) -> tuple[HuggingFaceSource, ModelCache] | None:
@@ -44,6 +47,12 @@ def cached_model_path(source: HuggingFaceSource) -> str:
     return f"{MODEL_CACHE}/revisions/{source.id.replace('/', '--')}/{(source.revision or 'main').replace('/', '--')}"
 
 
+def source_of(ref: ModelRef) -> str:
+    """The download's source as `ORG/NAME@REVISION`: a new one is a new download."""
+    cached = cached_source(ref)
+    return "" if cached is None else f"{cached[0].id}@{cached[0].revision or 'main'}"
+
+
 def build_model_cache_claim(ref: ModelRef) -> dict[str, Any] | None:
     """The model's own claim, owned by it (deleted with it; its size may grow later where the class allows). None
     for a shared claim, which is the namespace's."""
@@ -60,7 +69,8 @@ def build_model_cache_claim(ref: ModelRef) -> dict[str, Any] | None:
 
 def fetch_container(ref: ModelRef, settings: OperatorSettings, image: str) -> dict[str, Any] | None:
     """The init container that fills the cache: the model's image, the token from its Secret, the operator's hub
-    endpoint (a mirror; a model cannot choose where its token goes), the volume writable, /tmp as the engine's."""
+    endpoint (a mirror; a model cannot choose where its token goes), the volume writable, /tmp as the engine's;
+    its progress on the runtime's port (free until the engine starts), for the operator to read."""
     cached = cached_source(ref)
     if cached is None:
         return None
@@ -72,7 +82,8 @@ def fetch_container(ref: ModelRef, settings: OperatorSettings, image: str) -> di
         secret = {"name": source.token_secret.name, "key": source.token_secret.key}
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": secret}})
     args = [source.id, "--revision", source.revision or "main", "--cache", MODEL_CACHE,
-            "--link", cached_model_path(source)]  # fmt: skip
+            "--link", cached_model_path(source), "--progress-port", str(RUNTIME_PORT),
+            "--hold-failure", str(HOLD_FAILURE_SECONDS)]  # fmt: skip
     return {
         "name": "fetch",
         "image": image,

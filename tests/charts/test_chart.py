@@ -127,6 +127,8 @@ def test_the_hub_endpoint_reaches_the_operator_and_claims_are_allowed() -> None:
     (models,) = [d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"].endswith("-models")]
     assert {"apiGroups": [""], "resources": ["persistentvolumeclaims"],
             "verbs": ["get", "list", "watch", "create", "patch", "delete"]} in models["rules"]  # fmt: skip
+    # the download's progress: the operator lists the model's pods to ask them, and changes none
+    assert {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]} in models["rules"]
 
 
 def test_policy_values_reach_the_operator_and_the_admission_policy() -> None:

@@ -48,6 +48,12 @@ class FakeKubeAPI:
         found = self.objects.get((kind, namespace, name))
         return copy.deepcopy(found) if found else None
 
+    def list(self, kind: str, namespace: str | None, label_selector: str) -> list[dict[str, Any]]:
+        self._call("LIST", kind, label_selector)
+        wanted = dict(pair.split("=", 1) for pair in label_selector.split(",") if pair)
+        return [copy.deepcopy(obj) for (k, ns, _), obj in self.objects.items() if k == kind and ns == namespace
+                and wanted.items() <= (obj["metadata"].get("labels") or {}).items()]  # fmt: skip
+
     def apply(self, obj: dict[str, Any], *, force: bool, manager: str = "vif-operator") -> dict[str, Any]:
         meta = obj["metadata"]
         self._call("APPLY" if force else "CREATE", obj["kind"], meta["name"])
@@ -69,7 +75,7 @@ class FakeKubeAPI:
     def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         self._call("PATCH_STATUS", kind, name)
         stored = self.objects[(kind, namespace, name)]
-        stored["status"] = copy.deepcopy(status)
+        stored["status"] = {**stored.get("status", {}), **copy.deepcopy(status)}  # a merge patch's top level
         stored["metadata"]["resourceVersion"] = str(next(_versions))
         return copy.deepcopy(stored)
 

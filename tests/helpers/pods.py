@@ -91,6 +91,9 @@ class PodAsProcess:
         if container is self.container:
             args[args.index("--host") + 1] = self.host
             args[args.index("--port") + 1] = str(self.port)
+        elif "--progress-port" in args:  # the download's progress, on the pod's address as the engine will be
+            args[args.index("--progress-port") + 1] = str(self.port)
+            args += ["--progress-host", self.host]
         return [binary, *container["command"][1:], *args]
 
     def env(self, container: dict | None = None) -> dict[str, str]:

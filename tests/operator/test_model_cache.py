@@ -49,7 +49,8 @@ def test_a_shared_claim_is_mounted_and_left_alone() -> None:
 def test_the_init_container_downloads_with_the_token_and_the_operators_endpoint() -> None:
     (fetch,) = pod(CACHED, hub_endpoint="http://hub-mirror.infra:8080")["initContainers"]
     assert fetch["command"] == ["vif-runtime", "fetch"]
-    assert fetch["args"] == ["org/Model-1B", "--revision", "main", "--cache", "/models/cache", "--link", LINK]
+    assert fetch["args"] == ["org/Model-1B", "--revision", "main", "--cache", "/models/cache", "--link", LINK,
+                             "--progress-port", "8000", "--hold-failure", "30"]  # fmt: skip
     assert fetch["env"] == [
         {"name": "HF_ENDPOINT", "value": "http://hub-mirror.infra:8080"},
         {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": TOKEN}},

@@ -65,6 +65,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
   verbs: [get, list, watch, create, patch, delete]
+# Its progress: the operator lists a downloading model's pods to ask them (read only).
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list]
 # The replicas' NetworkPolicy (spec.networkPolicy).
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]

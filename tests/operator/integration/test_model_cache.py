@@ -5,6 +5,7 @@ replica answers from the cache."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from helpers.kubelet import StandInKubelet, routed_pod_ips
 from helpers.operator_process import OperatorProcess
 from helpers.runtime_process import MODEL
 
-from .conftest import apply_model, model_manifest
+from .conftest import apply_model, condition, model_manifest, model_with
 
 pytestmark = pytest.mark.servers
 REPO = "vif-test/cached-smollm2"
@@ -93,5 +94,46 @@ def test_two_replicas_and_a_replaced_pod_share_one_download(
                 assert answer.status_code == 200, answer.text
             assert "in the cache" in replacement.runner.log.read_text(errors="replace")
             assert kubelet.error is None, repr(kubelet.error)
+
+            # status.download: Ready once an engine serves from the cache (kubectl get im's Download column)
+            model = wait_for(lambda: downloaded("cached", namespace, "Ready"), "status.download Ready", 60)
+            assert model["status"]["download"]["source"] == f"{REPO}@main"
+            assert "Ready" in kubectl("get", "im", "cached", "-n", namespace).stdout.splitlines()[1].split()
+    finally:
+        operator.kill()
+
+
+def downloaded(name: str, namespace: str, phase: str) -> dict | None:
+    model = get("inferencemodel", name, namespace)
+    download = ((model or {}).get("status") or {}).get("download") or {}
+    return model if download.get("phase") == phase else None
+
+
+def test_a_failed_download_is_degraded_with_its_cause_and_an_event(
+    namespace: str, tmp_path: Path, hub: HubServer, volume: str
+) -> None:
+    """A repository the hub does not have: the fetch's failure, read from the pod, names it within seconds."""
+    operator = OperatorProcess(namespace, tmp_path, ("--hub-endpoint", hub.url))
+    operator.start()
+    try:
+        pods = StandInKubelet(namespace, "app.kubernetes.io/name=vif-runtime", tmp_path / "pods")
+        with routed_pod_ips(), pods:
+            missing = spec(volume)
+            missing["model"]["huggingFace"]["id"] = "vif-test/absent"
+            missing["replicas"] = 1
+            apply_model(namespace, model_manifest("absent", missing))
+            # bounded by the fetch's 30 s hold on its failure, which the operator asks for every 5 s
+            model = wait_for(lambda: model_with("absent", namespace, "Degraded", "True"), "Degraded=True", 120)
+            degraded = condition(model, "Degraded")
+            assert degraded is not None and degraded["reason"] == "DownloadFailed"
+            assert "vif-test/absent@main" in degraded["message"] and "no such repository" in degraded["message"]
+            assert model["status"]["download"]["summary"].startswith("Failed: vif-test/absent@main")
+            events = wait_for(
+                lambda: [e for e in json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
+                         if e["involvedObject"]["name"] == "absent" and e["reason"] == "DownloadFailed"],
+                "a DownloadFailed event",
+            )  # fmt: skip
+            assert events[0]["type"] == "Warning"
+            assert not hub.file_requests("vif-test/absent")  # nothing fetched, nothing to serve
     finally:
         operator.kill()

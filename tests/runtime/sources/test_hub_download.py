@@ -10,9 +10,11 @@ import sys
 import threading
 from pathlib import Path
 
+import httpx
 import pytest
 
 from helpers.hub_server import HubServer, file_sha256, model_files
+from helpers.processes import free_port
 from helpers.waits import wait_for
 from vif.runtime.sources.cache import COMPLETE, ensure_hub_model
 from vif.runtime.sources.fetch import DownloadError
@@ -115,3 +117,43 @@ def test_fetch_downloads_once_links_the_folder_and_logs_its_progress(hub: HubSer
     missing = fetch(hub, "vif-test/absent", "--cache", str(cache))
     assert missing.returncode == 1
     assert missing.stderr.strip().splitlines()[-1].startswith("vif-runtime fetch: vif-test/absent")
+
+
+def test_fetch_reports_its_progress_and_holds_its_failure(hub: HubServer, tmp_path: Path) -> None:
+    """What the operator reads from a download's pod: bytes while they flow, then the stall that ended it."""
+    files = model_files()
+    hub.add_repo("vif-test/progress", files)
+    port = free_port()
+    cmd = [str(Path(sys.executable).parent / "vif-runtime"), "fetch", "vif-test/progress", "--cache", str(tmp_path),
+           "--stall-timeout", "1", "--progress-host", "127.0.0.1", "--progress-port", str(port),
+           "--hold-failure", "120"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env={**os.environ, "HF_ENDPOINT": hub.url}, stderr=subprocess.PIPE, text=True)
+    seen: list[dict] = []
+
+    def progress() -> dict | None:
+        try:
+            seen.append(httpx.get(f"http://127.0.0.1:{port}/progress", timeout=2).json())
+        except httpx.TransportError:
+            return None
+        return seen[-1]
+
+    partial = lambda: next(tmp_path.rglob("model.safetensors.part"), None)  # noqa: E731
+    try:
+        wait_for(
+            lambda: (p := partial()) is not None and p.stat().st_size > 0, "the weights half-downloaded", 120, 0.01
+        )
+        os.kill(hub.proc.pid, signal.SIGSTOP)
+        try:
+            wait_for(lambda: (s := progress()) is not None and s["phase"] == "Failed", "the stall reported", 60)
+        finally:
+            os.kill(hub.proc.pid, signal.SIGCONT)
+        downloading = [s for s in seen if s["phase"] == "Downloading"]
+        assert downloading, seen  # asked while the hub was stopped, before the stall timed out
+        total = sum(p.stat().st_size for p in files.values())
+        assert {s["bytesTotal"] for s in seen} == {total}
+        assert 0 < downloading[-1]["bytesDone"] < total
+        assert seen[-1]["message"] == "model.safetensors: stalled: no byte for 1 s, after 5 attempts"
+        assert proc.poll() is None  # still answering with its failure (--hold-failure)
+    finally:
+        proc.kill()
+        proc.wait()
