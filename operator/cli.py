@@ -44,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("VIF_HUB_ENDPOINT", ""),
         help="the Hugging Face endpoint models' downloads use (a mirror; default huggingface.co)",
     )
+    parser.add_argument(
+        "--operator-namespace",
+        default=os.environ.get("VIF_OPERATOR_NAMESPACE", ""),
+        help="the operator's namespace: replicas' NetworkPolicy lets it ask a download's progress (the chart sets it)",
+    )
     parser.add_argument("--health-port", type=int, default=8080, help="liveness endpoint: GET /healthz")
     parser.add_argument(
         "--peering", default=None, help="kopf peering name, so replicas do not fight (needs crds/kopf-peering.yaml)"
@@ -77,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     settings = OperatorSettings(
         args.runtime_image, policy_from_args(args), args.prometheus_address, args.network_policy,
-        args.monitoring_namespace, args.hub_endpoint,
+        args.monitoring_namespace, args.hub_endpoint, args.operator_namespace,
     )  # fmt: skip
     memo = kopf.Memo(cluster=cluster, settings=settings, workers=args.workers)  # handlers.configure adds the rest
     kopf.run(

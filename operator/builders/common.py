@@ -24,8 +24,9 @@ HF_CACHE = "/models/hf-cache"
 class OperatorSettings:
     """What the operator brings to every model: the default runtime image, the policy models must meet, the
     Prometheus KEDA's triggers query (empty: none known), whether models get a NetworkPolicy unless they say, the
-    namespace whose pods scrape the replicas (empty: none let through), and the Hugging Face endpoint models'
-    downloads use (empty: huggingface.co)."""
+    namespace whose pods scrape the replicas (empty: none let through), the Hugging Face endpoint models'
+    downloads use (empty: huggingface.co), and the operator's own namespace, let through to ask a download's
+    progress (empty: not known)."""
 
     runtime_image: str = "vif-runtime:0.1.0"
     policy: Policy = field(default_factory=Policy)
@@ -33,6 +34,7 @@ class OperatorSettings:
     network_policy: bool = False
     monitoring_namespace: str = ""
     hub_endpoint: str = ""
+    operator_namespace: str = ""
 
 
 @dataclass(frozen=True)

@@ -66,3 +66,13 @@ def test_without_a_router_and_a_list_nothing_reaches_the_replicas() -> None:
     assert built is not None and built["spec"]["ingress"] == []  # the policy's own meaning: deny all
     plain = {**MODEL, "routing": {"strategy": "none"}, "networkPolicy": {"fromPodLabels": {"app": "client"}}}
     assert sources(plain, network_policy=True) == [{"podSelector": {"matchLabels": {"app": "client"}}}]
+
+
+def test_the_operators_namespace_asks_a_downloads_progress() -> None:
+    cached = {
+        "model": {"huggingFace": {"id": "org/Model-1B"}, "cache": {"size": "20Gi"}},
+        "networkPolicy": {"mode": "on"},
+    }
+    operator = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "vif-system"}}}
+    assert operator in sources(cached, operator_namespace="vif-system")
+    assert operator not in sources({**MODEL, "networkPolicy": {"mode": "on"}}, operator_namespace="vif-system")
