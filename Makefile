@@ -62,14 +62,19 @@ unit: install
 integration: model test-servers
 	$(VENV)/bin/pytest -m integration -q
 
-# The real servers the tests start (tests/helpers/hub_server.py): olah, a Hugging Face-compatible hub, in a venv of
-# its own, cached by version under ~/.cache/vif/tools.
+# The real servers the tests start: olah, a Hugging Face-compatible hub (tests/helpers/hub_server.py), and moto, an
+# S3-compatible store (tests/helpers/s3_server.py), each in a venv of its own, cached by version under
+# ~/.cache/vif/tools.
 TOOLS ?= $(HOME)/.cache/vif/tools
 OLAH := $(TOOLS)/olah-0.5.4/bin/olah-cli
 $(OLAH):
 	rm -rf $(TOOLS)/olah-0.5.4 && python3 -m venv $(TOOLS)/olah-0.5.4
 	$(TOOLS)/olah-0.5.4/bin/pip install -q olah==0.5.4
-test-servers: $(OLAH)
+MOTO := $(TOOLS)/moto-5.2.5/bin/moto_server
+$(MOTO):
+	rm -rf $(TOOLS)/moto-5.2.5 && python3 -m venv $(TOOLS)/moto-5.2.5
+	$(TOOLS)/moto-5.2.5/bin/pip install -q "moto[server]==5.2.5"
+test-servers: $(OLAH) $(MOTO)
 
 cluster-test: install cluster-up
 	$(VENV)/bin/pytest -m cluster -q

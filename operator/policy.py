@@ -1,5 +1,5 @@
 """What an InferenceModel may ask for in a shared cluster: images, ServiceAccounts, Service types, priority
-classes, env names and vLLM flags.
+classes, env names, vLLM flags, placement, and the S3 stores its credentials may go to.
 
 Creating an InferenceModel is the right to run a workload with the operator's rights (docs/security.md); this
 policy bounds that workload, by allow-lists. The operator checks it before applying anything (`policy_violations`),
@@ -86,7 +86,8 @@ class Policy:
     """The operator's limits on what a model may run; the defaults are safe for a shared cluster.
 
     Empty `allowed_image_prefixes` means only the runtime image's own repository; empty
-    `allowed_service_accounts` and `allowed_priority_classes` mean the field must stay unset.
+    `allowed_service_accounts`, `allowed_priority_classes` and `allowed_s3_endpoints` mean the field must stay
+    unset.
     """
 
     allowed_image_prefixes: tuple[str, ...] = ()
@@ -98,6 +99,13 @@ class Policy:
     allowed_toleration_keys: tuple[str, ...] = ALLOWED_TOLERATION_KEYS
     allowed_node_label_keys: tuple[str, ...] = ALLOWED_NODE_LABEL_KEYS
     allowed_pod_annotation_keys: tuple[str, ...] = ALLOWED_POD_ANNOTATION_KEYS
+    allowed_s3_endpoints: tuple[str, ...] = ()
+
+    def s3_endpoint_allowed(self, endpoint: str) -> bool:
+        """The store a model's S3 credentials may be sent to: the URL or under it (`http://store:9000` allows
+        `http://store:9000/x`, not `http://store:90001`). None allowed by default: only AWS's own (no endpoint)."""
+        prefixes = (p.rstrip("/") for p in self.allowed_s3_endpoints)
+        return any(endpoint.rstrip("/") == p or endpoint.startswith(p + "/") for p in prefixes)
 
     def image_allowed(self, image: str, runtime_image: str) -> bool:
         repo = image_repository(image)
@@ -195,6 +203,10 @@ def policy_violations(spec: InferenceModelSpec, policy: Policy, runtime_image: s
     for i, env in enumerate(spec.env):
         if not policy.env_allowed(env.name):
             found.append(f"spec.env[{i}].name: {env.name} is not an allowed env name (docs/security.md)")
+    s3 = spec.model.s3
+    if s3 is not None and s3.endpoint is not None and not policy.s3_endpoint_allowed(s3.endpoint):
+        found.append(f"spec.model.s3.endpoint: {s3.endpoint} is not an allowed S3 endpoint "
+                     f"({_allowed(policy.allowed_s3_endpoints)})")  # fmt: skip
     for i, arg in enumerate(spec.engine.extra_args):
         problem = policy.extra_arg_problem(arg)
         if problem is not None:
@@ -229,6 +241,13 @@ def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         help="a PriorityClass spec.priorityClassName may name (repeatable); default: none",
+    )
+    group.add_argument(
+        "--allowed-s3-endpoint",
+        action="append",
+        default=[],
+        help="an S3-compatible store's URL spec.model.s3.endpoint may be (or be under; repeatable); default: none,"
+        " only AWS's own",
     )
     group.add_argument(
         "--allowed-env-patterns",
@@ -270,4 +289,5 @@ def policy_from_args(args: argparse.Namespace) -> Policy:
         allowed_toleration_keys=_comma_list(args.allowed_toleration_keys, ALLOWED_TOLERATION_KEYS),
         allowed_node_label_keys=_comma_list(args.allowed_node_label_keys, ALLOWED_NODE_LABEL_KEYS),
         allowed_pod_annotation_keys=_comma_list(args.allowed_pod_annotation_keys, ALLOWED_POD_ANNOTATION_KEYS),
+        allowed_s3_endpoints=tuple(args.allowed_s3_endpoint),
     )

@@ -81,6 +81,28 @@ class HuggingFaceSource(APIModel):
     )
 
 
+class S3ModelSource(APIModel):
+    """A model under an S3 prefix, on AWS or any S3-compatible store; downloaded into `model.cache`."""
+
+    uri: str = Field(
+        pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/([^.]|\.[^.])*)?$",
+        max_length=1024,
+        description="s3://bucket/prefix: every object under the prefix (no `..`).",
+    )
+    endpoint: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
+        max_length=512,
+        description="The store's URL (default AWS's for the region); path-style requests.",
+    )
+    region: str | None = Field(None, pattern=r"^[a-z0-9-]{1,32}$", description="Default us-east-1.")
+    credentials_secret: DNSLabel | None = Field(
+        None,
+        description="A Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN, optional),"
+        " given to the download only; none for a public bucket.",
+    )
+
+
 class ModelCache(APIModel):
     """A volume the model is downloaded into once, by the first replica's init container (`vif-runtime fetch`),
     and that every replica mounts read-only: a new replica, a restart or a scale from zero loads from it. Either a
@@ -107,12 +129,14 @@ class ModelCache(APIModel):
 
 
 class ModelSource(APIModel):
-    """Where the weights are: exactly one of a path in the image, a PVC, or a Hugging Face id."""
+    """Where the weights are: exactly one of a path in the image, a PVC, a Hugging Face id or an S3 prefix."""
 
     model_config = ConfigDict(json_schema_extra=cel(
-        "[has(self.path), has(self.pvc), has(self.huggingFace)].filter(x, x).size() == 1",
-        "set exactly one of model.path, model.pvc and model.huggingFace",
-        ("!has(self.cache) || has(self.huggingFace)", "model.cache holds a download: only with model.huggingFace"),
+        "[has(self.path), has(self.pvc), has(self.huggingFace), has(self.s3)].filter(x, x).size() == 1",
+        "set exactly one of model.path, model.pvc, model.huggingFace and model.s3",
+        ("!has(self.cache) || has(self.huggingFace) || has(self.s3)",
+         "model.cache holds a download: only with model.huggingFace or model.s3"),
+        ("!has(self.s3) || has(self.cache)", "model.s3 is downloaded into model.cache: set it"),
     ))  # fmt: skip
 
     path: str | None = Field(
@@ -120,10 +144,11 @@ class ModelSource(APIModel):
     )
     pvc: PVCSource | None = None
     hugging_face: HuggingFaceSource | None = None
+    s3: S3ModelSource | None = None
     cache: ModelCache | None = Field(
         None,
-        description="Download a huggingFace model once into a shared volume (docs/models.md); without it each pod"
-        " downloads the model itself into an emptyDir.",
+        description="Download a huggingFace or s3 model once into a shared volume (docs/models.md); without it"
+        " each pod downloads a huggingFace model itself into an emptyDir.",
     )
 
 

@@ -41,17 +41,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def fetch(argv: list[str]) -> int:
     """What a model's init container runs before the engine's: the download, once per cache volume."""
-    from vif.runtime.sources.cache import STALL_TIMEOUT, ensure_hub_model, logged
+    from vif.runtime.sources.cache import STALL_TIMEOUT, ensure_model, logged, remote_source
     from vif.runtime.sources.fetch import DownloadError, Progress
-    from vif.runtime.sources.huggingface import REPO_ID, HubSource
+    from vif.runtime.sources.huggingface import REPO_ID
     from vif.runtime.sources.progress import DownloadProgress, serving_progress
+    from vif.runtime.sources.s3 import S3_URI
 
     parser = argparse.ArgumentParser(
         prog="vif-runtime fetch",
-        description="Download a Hugging Face model (HF_ENDPOINT, HF_TOKEN) into the cache, resumed and verified;"
-        " nothing to do if it is there. Prints the model's folder.",
+        description="Download a Hugging Face model (HF_ENDPOINT, HF_TOKEN) or an S3 prefix (AWS_ENDPOINT_URL,"
+        " AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) into the cache, resumed and verified; nothing to do"
+        " if it is there. Prints the model's folder.",
     )
-    parser.add_argument("model", help="ORG/NAME")
+    parser.add_argument("model", help="ORG/NAME or s3://bucket/prefix")
     parser.add_argument("--revision", default=None, help="a branch, tag or commit (default main)")
     parser.add_argument("--cache", type=Path, default=None, help="default $VIF_MODEL_CACHE, else ~/.cache/vif/models")
     parser.add_argument("--link", type=Path, default=None, help="a symlink to make (or move) to the model's folder")
@@ -65,8 +67,8 @@ def fetch(argv: list[str]) -> int:
         help="seconds a failed download keeps answering /progress with its failure before it exits",
     )
     args = parser.parse_args(argv)
-    if re.fullmatch(REPO_ID, args.model) is None:
-        parser.error(f"{args.model}: not a Hugging Face id (ORG/NAME)")
+    if re.fullmatch(REPO_ID, args.model) is None and re.fullmatch(S3_URI, args.model) is None:
+        parser.error(f"{args.model}: neither a Hugging Face id (ORG/NAME) nor an S3 URI (s3://bucket/prefix)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     state = DownloadProgress()
 
@@ -78,8 +80,8 @@ def fetch(argv: list[str]) -> int:
         if args.progress_port:
             stack.enter_context(serving_progress(state, args.progress_host, args.progress_port))
         try:
-            source = HubSource.from_environment(args.model, args.revision)
-            folder = ensure_hub_model(source, args.cache, report, args.stall_timeout, link=args.link)
+            source = remote_source(args.model, args.revision)
+            folder = ensure_model(source, args.cache, report, args.stall_timeout, link=args.link)
         except DownloadError as exc:
             print(f"vif-runtime fetch: {exc}", file=sys.stderr)
             state.fail(str(exc))
@@ -232,7 +234,7 @@ def _chosen_model(args: argparse.Namespace, named: str | None, flags: dict[str, 
     if named is not None:
         if args.config is not None:
             raise LookupError(f"{named}: give MODEL or --config, not both")
-        folder = _fetched(named, flags) if is_hub_id(named) else named
+        folder = _fetched(named, flags) if is_hub_id(named) or named.startswith("s3://") else named
         return named_model(folder, served or args.model_name or named)
     if served is not None:
         raise LookupError("--served-model-name names MODEL; an entry of --config is served under its own name")
@@ -245,21 +247,19 @@ def _chosen_model(args: argparse.Namespace, named: str | None, flags: dict[str, 
 
 
 def _fetched(repo: str, flags: dict[str, Any]) -> str:
-    """A Hugging Face model in the local cache (`--download-dir`, else `$VIF_MODEL_CACHE`, else ~/.cache/vif/models),
-    at vLLM's `--revision`, downloaded with a progress bar if it is not there yet."""
+    """A Hugging Face model (at vLLM's `--revision`) or an S3 prefix in the local cache (`--download-dir`, else
+    `$VIF_MODEL_CACHE`, else ~/.cache/vif/models), downloaded with a progress bar if it is not there yet."""
     from tqdm import tqdm
 
-    from vif.runtime.sources.cache import ensure_hub_model
+    from vif.runtime.sources.cache import ensure_model, remote_source
     from vif.runtime.sources.fetch import DownloadError
-    from vif.runtime.sources.huggingface import HubSource
 
     def bar(what: str, total: int) -> Callable[[int], object]:
         return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"download {what}").update
 
     root = flags.pop("download_dir", None)
     try:
-        folder = ensure_hub_model(HubSource.from_environment(repo, flags.pop("revision", None)),
-                                  Path(root) if root else None, bar)  # fmt: skip
+        folder = ensure_model(remote_source(repo, flags.pop("revision", None)), Path(root) if root else None, bar)
     except DownloadError as exc:
         raise LookupError(str(exc)) from None
     return str(folder)

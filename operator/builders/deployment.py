@@ -60,8 +60,8 @@ def runtime_env(ref: ModelRef) -> list[dict[str, Any]]:
         if source.token_secret is not None:
             secret = {"name": source.token_secret.name, "key": source.token_secret.key}
             env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": secret}})
-    elif source is not None:
-        env.append({"name": "HF_HUB_OFFLINE", "value": "1"})  # loaded from the cache; the token stays in `fetch`
+    elif cached_source(ref) is not None:
+        env.append({"name": "HF_HUB_OFFLINE", "value": "1"})  # loaded from the cache; credentials stay in `fetch`
     if ref.spec.api_key_secret is not None:
         secret = {"name": ref.spec.api_key_secret.name, "key": ref.spec.api_key_secret.key}
         env.append({"name": "VIF_API_KEYS", "valueFrom": {"secretKeyRef": secret}})

@@ -1,7 +1,8 @@
-"""A Hugging Face model downloaded once into a volume every replica shares (`spec.model.cache`).
+"""A Hugging Face model or an S3 prefix downloaded once into a volume every replica shares (`spec.model.cache`).
 
 The claim is the model's own, `<name>-model-cache`, or one that models share. Each replica's init container
-`fetch` runs `vif-runtime fetch` into it, with the only copy of the Hugging Face token. The first downloads
+`fetch` runs `vif-runtime fetch` into it, with the only copy of the credentials (the Hugging Face token, the S3
+keys). The first downloads
 (resumed, verified, published whole: runtime/sources/cache.py); those that start meanwhile wait on its lock, and
 every later one, of this model or another of the same source and revision, finds the model there and exits.
 The engine's container mounts the volume read-only, and its config names the model by a link the fetch keeps per
@@ -14,7 +15,9 @@ from typing import Any
 
 from vif.operator.builders.common import RUNTIME_PORT, ModelRef, OperatorSettings
 from vif.operator.builders.security import TMP_DIR, TMP_VOLUME, container_security_context
-from vif.operator.spec import HuggingFaceSource, ModelCache
+from vif.operator.spec import HuggingFaceSource, ModelCache, S3ModelSource
+
+RemoteSource = HuggingFaceSource | S3ModelSource
 
 MODEL_CACHE = "/models/cache"
 VOLUME = "model-cache"
@@ -23,12 +26,13 @@ VOLUME = "model-cache"
 HOLD_FAILURE_SECONDS = 30
 
 
-def cached_source(ref: ModelRef) -> tuple[HuggingFaceSource, ModelCache] | None:
-    """The model's Hugging Face source and its cache, when it has one (the CRD allows a cache only there)."""
+def cached_source(ref: ModelRef) -> tuple[RemoteSource, ModelCache] | None:
+    """The model's remote source and its cache, when it has one (the CRD allows a cache only there)."""
     source = ref.spec.model
-    if source.cache is None or source.hugging_face is None:
+    remote = source.hugging_face or source.s3
+    if source.cache is None or remote is None:
         return None
-    return source.hugging_face, source.cache
+    return remote, source.cache
 
 
 def engine_downloads(ref: ModelRef) -> bool:
@@ -42,15 +46,21 @@ def claim_name(ref: ModelRef, cache: ModelCache) -> str:
     return cache.claim_name or f"{ref.name}-model-cache"
 
 
-def cached_model_path(source: HuggingFaceSource) -> str:
-    """Where the engine finds the model: the fetch's link for the revision (a branch name may hold `/`)."""
+def cached_model_path(source: RemoteSource) -> str:
+    """Where the engine finds the model: the fetch's link for the revision (a branch name may hold `/`) or the
+    S3 prefix."""
+    if isinstance(source, S3ModelSource):
+        return f"{MODEL_CACHE}/revisions/s3/{source.uri.removeprefix('s3://').strip('/').replace('/', '--')}"
     return f"{MODEL_CACHE}/revisions/{source.id.replace('/', '--')}/{(source.revision or 'main').replace('/', '--')}"
 
 
 def source_of(ref: ModelRef) -> str:
-    """The download's source as `ORG/NAME@REVISION`: a new one is a new download."""
+    """The download's source as `ORG/NAME@REVISION` or its S3 URI: a new one is a new download."""
     cached = cached_source(ref)
-    return "" if cached is None else f"{cached[0].id}@{cached[0].revision or 'main'}"
+    if cached is None:
+        return ""
+    source = cached[0]
+    return source.uri if isinstance(source, S3ModelSource) else f"{source.id}@{source.revision or 'main'}"
 
 
 def build_model_cache_claim(ref: ModelRef) -> dict[str, Any] | None:
@@ -75,15 +85,12 @@ def fetch_container(ref: ModelRef, settings: OperatorSettings, image: str) -> di
     if cached is None:
         return None
     source = cached[0]
-    env: list[dict[str, Any]] = []
-    if settings.hub_endpoint:
-        env.append({"name": "HF_ENDPOINT", "value": settings.hub_endpoint})
-    if source.token_secret is not None:
-        secret = {"name": source.token_secret.name, "key": source.token_secret.key}
-        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": secret}})
-    args = [source.id, "--revision", source.revision or "main", "--cache", MODEL_CACHE,
-            "--link", cached_model_path(source), "--progress-port", str(RUNTIME_PORT),
-            "--hold-failure", str(HOLD_FAILURE_SECONDS)]  # fmt: skip
+    if isinstance(source, S3ModelSource):
+        env, args = s3_env(source), [source.uri]
+    else:
+        env, args = hub_env(source, settings), [source.id, "--revision", source.revision or "main"]
+    args += ["--cache", MODEL_CACHE, "--link", cached_model_path(source), "--progress-port", str(RUNTIME_PORT),
+             "--hold-failure", str(HOLD_FAILURE_SECONDS)]  # fmt: skip
     return {
         "name": "fetch",
         "image": image,
@@ -93,6 +100,30 @@ def fetch_container(ref: ModelRef, settings: OperatorSettings, image: str) -> di
         "volumeMounts": [{"name": VOLUME, "mountPath": MODEL_CACHE}, {"name": TMP_VOLUME, "mountPath": TMP_DIR}],
         "securityContext": container_security_context(),
     }
+
+
+def hub_env(source: HuggingFaceSource, settings: OperatorSettings) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = []
+    if settings.hub_endpoint:
+        env.append({"name": "HF_ENDPOINT", "value": settings.hub_endpoint})
+    if source.token_secret is not None:
+        secret = {"name": source.token_secret.name, "key": source.token_secret.key}
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": secret}})
+    return env
+
+
+def s3_env(source: S3ModelSource) -> list[dict[str, Any]]:
+    """The standard AWS variables: the store (checked against the policy's allowed endpoints), the region, and the
+    keys from the model's Secret (the session token only if the Secret has one)."""
+    env: list[dict[str, Any]] = [{"name": "AWS_REGION", "value": source.region or "us-east-1"}]
+    if source.endpoint is not None:
+        env.append({"name": "AWS_ENDPOINT_URL", "value": source.endpoint})
+    if source.credentials_secret is not None:
+        for key, optional in (("AWS_ACCESS_KEY_ID", False), ("AWS_SECRET_ACCESS_KEY", False),
+                              ("AWS_SESSION_TOKEN", True)):  # fmt: skip
+            ref = {"name": source.credentials_secret, "key": key, "optional": optional}
+            env.append({"name": key, "valueFrom": {"secretKeyRef": ref}})
+    return env
 
 
 def model_cache_volume(ref: ModelRef) -> tuple[dict[str, Any], dict[str, Any]] | None:

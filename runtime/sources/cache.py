@@ -1,9 +1,10 @@
-"""The local model cache: one folder per source and commit, published only once every file is verified.
+"""The local model cache: one folder per source and version, published only once every file is verified.
 
 ```
 <root>/huggingface/<org>--<name>/<commit>/          the model, complete (holds .vif-complete)
 <root>/huggingface/<org>--<name>/<commit>.partial/  a download in progress or interrupted: resumed from here
 <root>/huggingface/<org>--<name>/<commit>.lock      held while one process fills it
+<root>/s3/<bucket>/<prefix>/<listing hash>/         the same for an S3 prefix (s3.py: S3 has no commit)
 ```
 
 A caller that must name the folder before the commit is known (the operator writes the engine's model path into
@@ -23,11 +24,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
-from vif.runtime.sources.fetch import Progress, RemoteFile, fetch_file
-from vif.runtime.sources.huggingface import HubSource, list_files
+from vif.runtime.sources.fetch import DownloadError, Progress, RemoteFile, fetch_file
+from vif.runtime.sources.huggingface import HubSource
+from vif.runtime.sources.s3 import S3Source
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +71,32 @@ def logged(what: str, total: int, every: float = 10.0) -> Progress:
     return update
 
 
-def ensure_hub_model(
-    source: HubSource,
+class ModelSource(Protocol):
+    """Where a model comes from (`HubSource`, `S3Source`): its files at one version, and how to describe it."""
+
+    @property
+    def headers(self) -> dict[str, str]: ...
+
+    @property
+    def cache_dir(self) -> str: ...
+
+    def describe(self) -> str: ...
+
+    def list_files(self, client: httpx.Client) -> tuple[str, list[RemoteFile]]: ...
+
+
+def remote_source(model: str, revision: str | None = None) -> ModelSource:
+    """`s3://bucket/prefix`, or a Hugging Face `ORG/NAME` at `revision`, with the environment's endpoint and
+    credentials."""
+    if model.startswith("s3://"):
+        if revision:
+            raise DownloadError(f"{model}: an S3 prefix has no revisions (--revision)")
+        return S3Source.from_uri(model)
+    return HubSource.from_environment(model, revision)
+
+
+def ensure_model(
+    source: ModelSource,
     root: Path | None = None,
     progress: ProgressFactory = quiet,
     stall_timeout: float = STALL_TIMEOUT,
@@ -80,8 +107,8 @@ def ensure_hub_model(
     given; raises `DownloadError`."""
     timeout = httpx.Timeout(connect=10.0, read=stall_timeout, write=stall_timeout, pool=stall_timeout)
     with httpx.Client(timeout=timeout, follow_redirects=True, trust_env=False) as client:
-        commit, files = list_files(client, source)
-        folder = (root or default_root()) / "huggingface" / source.repo.replace("/", "--") / commit
+        version, files = source.list_files(client)
+        folder = (root or default_root()) / source.cache_dir / version
         if (folder / COMPLETE).exists():
             log.info("%s: in the cache at %s", source.describe(), folder)
         else:
@@ -104,7 +131,7 @@ def _point(link: Path, folder: Path) -> None:
 
 
 def _fill(
-    client: httpx.Client, files: list[RemoteFile], folder: Path, progress: Progress, attempts: int, source: HubSource
+    client: httpx.Client, files: list[RemoteFile], folder: Path, progress: Progress, attempts: int, source: ModelSource
 ) -> None:
     staging = folder.with_name(folder.name + ".partial")
     started = time.monotonic()

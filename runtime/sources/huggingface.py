@@ -43,8 +43,16 @@ class HubSource:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
+    @property
+    def cache_dir(self) -> str:
+        """The cache's folder for this repository, below which each commit is a version."""
+        return f"huggingface/{self.repo.replace('/', '--')}"
+
     def describe(self) -> str:
         return f"{self.repo}@{self.revision} on {self.endpoint}"
+
+    def list_files(self, client: httpx.Client) -> tuple[str, list[RemoteFile]]:
+        return list_files(client, self)
 
 
 def list_files(client: httpx.Client, source: HubSource) -> tuple[str, list[RemoteFile]]:

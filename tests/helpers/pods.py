@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -79,9 +80,11 @@ class PodAsProcess:
         return {m["mountPath"]: claims[volumes[m["name"]]] for m in self.mounts() if m["name"] in volumes}
 
     def localize(self, text: str) -> str:
-        for image_path in sorted(self.paths, key=len, reverse=True):  # /models/cache before /models
-            text = text.replace(image_path, self.paths[image_path])
-        return text
+        """Each image path in `text` mapped once, where a path starts (not inside `s3://models/x`), the longest
+        first (/models/cache before /models)."""
+        names = "|".join(re.escape(p) for p in sorted(self.paths, key=len, reverse=True))
+        pattern = re.compile(rf"""(^|["'=\s])({names})(?=/|["'\s]|$)""")
+        return pattern.sub(lambda m: m[1] + self.paths[m[2]], text)
 
     def command(self, container: dict | None = None) -> list[str]:
         """`container`'s command line here (the pod's container, on the mapped host and port, by default)."""

@@ -101,3 +101,25 @@ def test_hugging_face_adapters_keep_the_engines_own_download() -> None:
     names = [e["name"] for e in spec["containers"][0]["env"]]
     assert "HF_TOKEN" in names and "HF_HUB_OFFLINE" not in names
     assert "hf-cache" in {v["name"] for v in spec["volumes"]} and spec["initContainers"]
+
+
+S3 = {"model": {"s3": {"uri": "s3://models/org/llama-8b", "endpoint": "http://store.infra:9000", "region": "eu-west-1",
+                       "credentialsSecret": "s3-keys"}, "cache": {"size": "20Gi"}}}  # fmt: skip
+
+
+def test_an_s3_prefix_is_fetched_with_the_keys_only_the_init_container_gets() -> None:
+    spec = pod(S3)
+    (fetch,) = spec["initContainers"]
+    assert fetch["args"][:5] == ["s3://models/org/llama-8b", "--cache", "/models/cache", "--link",
+                                 "/models/cache/revisions/s3/models--org--llama-8b"]  # fmt: skip
+    env = {e["name"]: e.get("value") or e["valueFrom"]["secretKeyRef"] for e in fetch["env"]}
+    assert env["AWS_ENDPOINT_URL"] == "http://store.infra:9000" and env["AWS_REGION"] == "eu-west-1"
+    assert env["AWS_ACCESS_KEY_ID"] == {"name": "s3-keys", "key": "AWS_ACCESS_KEY_ID", "optional": False}
+    assert env["AWS_SESSION_TOKEN"]["optional"] is True
+    (runtime,) = spec["containers"]
+    assert not [e for e in runtime["env"] if e["name"].startswith("AWS_")]
+    assert {"name": "HF_HUB_OFFLINE", "value": "1"} in runtime["env"]
+    entry = json.loads(children(S3)["ConfigMap"]["data"]["model_config.json"])["chat"]
+    assert entry["model_path"] == "/models/cache/revisions/s3/models--org--llama-8b"
+    public = {"model": {"s3": {"uri": "s3://open-models/x"}, "cache": {"claimName": "models"}}}
+    assert [e["name"] for e in pod(public)["initContainers"][0]["env"]] == ["AWS_REGION"]  # no keys, AWS's endpoint

@@ -328,3 +328,18 @@ def test_placement_off_the_key_lists_is_refused(spec: dict[str, Any], message: s
 def test_pod_affinity_is_not_node_placement() -> None:
     anti = {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}}
     assert violations(affinity=anti) == []
+
+
+def test_s3_credentials_go_only_to_allowed_stores() -> None:
+    def refused(endpoint: str | None, *allowed: str) -> list[str]:
+        s3: dict = {"uri": "s3://models/x", **({"endpoint": endpoint} if endpoint else {})}
+        spec = InferenceModelSpec.model_validate({"model": {"s3": s3, "cache": {"size": "1Gi"}}})
+        return policy_violations(spec, Policy(allowed_s3_endpoints=allowed), "vif-runtime:0.1.0")
+
+    assert refused(None) == []  # AWS's own
+    assert refused("http://elsewhere.example:9000") == [
+        "spec.model.s3.endpoint: http://elsewhere.example:9000 is not an allowed S3 endpoint"
+        " (none allowed: leave it unset)"
+    ]
+    assert refused("http://store.infra:9000/", "http://store.infra:9000") == []
+    assert refused("http://store.infra:90001", "http://store.infra:9000")

@@ -216,6 +216,10 @@ CASES: dict[str, dict[str, Any]] = {
         }
     },
     "placement-mesh-opt-out": {"podAnnotations": {"sidecar.istio.io/inject": "false"}},
+    "s3-aws": {"model": {"s3": {"uri": "s3://models/x"}, "cache": {"size": "1Gi"}}},
+    "s3-elsewhere": {
+        "model": {"s3": {"uri": "s3://models/x", "endpoint": "http://elsewhere.example:9000"}, "cache": {"size": "1Gi"}}
+    },
 }
 
 

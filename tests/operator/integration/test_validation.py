@@ -33,18 +33,20 @@ BASE = {"model": {"path": "/models/m"}}
         ({**BASE, "colour": "blue"}, 'unknown field "spec.colour"'),
         (
             {"model": {"path": "/m", "huggingFace": {"id": "a/b"}}},
-            "set exactly one of model.path, model.pvc and model.huggingFace",
+            "set exactly one of model.path, model.pvc, model.huggingFace and model.s3",
         ),
-        ({"model": {}}, "set exactly one of model.path, model.pvc and model.huggingFace"),
+        ({"model": {}}, "set exactly one of model.path, model.pvc, model.huggingFace and model.s3"),
         (
             {"model": {"path": "/m", "cache": {"size": "1Gi"}}},
-            "model.cache holds a download: only with model.huggingFace",
+            "model.cache holds a download: only with model.huggingFace or model.s3",
         ),
         ({"model": {"huggingFace": {"id": "a/b", "revision": "x/../y"}}}, "spec.model.huggingFace.revision"),
         (
             {"model": {"huggingFace": {"id": "a/b"}, "cache": {"size": "1Gi", "claimName": "models"}}},
             "model.cache takes size (a claim of the model's own) or claimName (a claim models share), not both",
         ),
+        ({"model": {"s3": {"uri": "s3://models/x"}}}, "model.s3 is downloaded into model.cache: set it"),
+        ({"model": {"s3": {"uri": "s3://models/../x"}, "cache": {"size": "1Gi"}}}, "spec.model.s3.uri"),
         ({**BASE, "replicas": -1}, "spec.replicas in body should be greater than or equal to 0"),
         ({**BASE, "service": {"type": "Ingress"}}, 'spec.service.type: Unsupported value: "Ingress"'),
         ({"servedName": "x"}, "spec.model: Required value"),

@@ -16,7 +16,7 @@ import pytest
 from helpers.hub_server import HubServer, file_sha256, model_files
 from helpers.processes import free_port
 from helpers.waits import wait_for
-from vif.runtime.sources.cache import COMPLETE, ensure_hub_model
+from vif.runtime.sources.cache import COMPLETE, ensure_model
 from vif.runtime.sources.fetch import DownloadError
 from vif.runtime.sources.huggingface import HubSource
 
@@ -28,13 +28,13 @@ def source(hub: HubServer, repo: str, revision: str = "main") -> HubSource:
 def test_a_model_is_fetched_whole_and_verified_once(hub: HubServer, tmp_path: Path) -> None:
     files = model_files()
     commit = hub.add_repo("vif-test/once", files)
-    folder = ensure_hub_model(source(hub, "vif-test/once"), tmp_path)
+    folder = ensure_model(source(hub, "vif-test/once"), tmp_path)
     assert folder == tmp_path / "huggingface" / "vif-test--once" / commit
     assert sorted(p.name for p in folder.iterdir()) == sorted([*files, COMPLETE])
     assert {name: file_sha256(folder / name) for name in files} == {n: file_sha256(p) for n, p in files.items()}
     assert len(hub.file_requests("vif-test/once")) == len(files)
 
-    again = ensure_hub_model(source(hub, "vif-test/once"), tmp_path)  # a second model of the same source
+    again = ensure_model(source(hub, "vif-test/once"), tmp_path)  # a second model of the same source
     assert again == folder
     assert len(hub.file_requests("vif-test/once")) == len(files)  # nothing fetched again
 
@@ -42,7 +42,7 @@ def test_a_model_is_fetched_whole_and_verified_once(hub: HubServer, tmp_path: Pa
 def test_a_corrupted_file_is_refused_and_nothing_is_published(hub: HubServer, tmp_path: Path) -> None:
     hub.add_repo("vif-test/corrupt", model_files(), corrupt=frozenset({"model.safetensors"}))
     with pytest.raises(DownloadError, match=r"model\.safetensors: sha256 mismatch: the source lists [0-9a-f]{64}"):
-        ensure_hub_model(source(hub, "vif-test/corrupt"), tmp_path)
+        ensure_model(source(hub, "vif-test/corrupt"), tmp_path)
     cached = list((tmp_path / "huggingface" / "vif-test--corrupt").iterdir())
     assert not any((p / COMPLETE).exists() for p in cached if p.is_dir())
     assert not list(tmp_path.rglob("model.safetensors*"))  # the bad bytes are gone, not left to resume from
@@ -60,7 +60,7 @@ def test_a_missing_repository_or_revision_is_named(
 ) -> None:
     hub.add_repo("vif-test/revisions", {"config.json": model_files()["config.json"]})
     with pytest.raises(DownloadError, match=message) as raised:
-        ensure_hub_model(source(hub, repo, revision), tmp_path)
+        ensure_model(source(hub, repo, revision), tmp_path)
     assert f"{repo}@{revision} on {hub.url}" in str(raised.value)
 
 
@@ -71,7 +71,7 @@ def test_a_stalled_hub_fails_in_bounded_time_and_the_next_try_completes(hub: Hub
 
     def download() -> None:
         try:
-            ensure_hub_model(source(hub, "vif-test/stall"), tmp_path, stall_timeout=2, attempts=2)
+            ensure_model(source(hub, "vif-test/stall"), tmp_path, stall_timeout=2, attempts=2)
         except BaseException as exc:
             errors.append(exc)
 
@@ -91,7 +91,7 @@ def test_a_stalled_hub_fails_in_bounded_time_and_the_next_try_completes(hub: Hub
     assert str(errors[0]) == "model.safetensors: stalled: no byte for 2 s, after 2 attempts"
     assert not list(tmp_path.rglob(COMPLETE))
 
-    folder = ensure_hub_model(source(hub, "vif-test/stall"), tmp_path)  # from where it stopped
+    folder = ensure_model(source(hub, "vif-test/stall"), tmp_path)  # from where it stopped
     assert file_sha256(folder / "model.safetensors") == file_sha256(files["model.safetensors"])
 
 
