@@ -108,6 +108,8 @@ class DownloadWatch:
 
 def _downloading(body: dict[str, Any]) -> ModelRef | None:
     """The model, if it downloads into a cache and that download is not known to be Ready (for its source now)."""
+    if not ((body.get("spec") or {}).get("model") or {}).get("cache"):
+        return None  # most models: decided without parsing the spec, every round, for each of them
     try:
         ref = parse(body)
     except InvalidSpec:
