@@ -76,16 +76,21 @@ def fetch(argv: list[str]) -> int:
         to_log, to_state = logged(what, total), state.reporter(what, total)
         return lambda n: (to_log(n), to_state(n))
 
+    served = False
     with contextlib.ExitStack() as stack:
         if args.progress_port:
-            stack.enter_context(serving_progress(state, args.progress_host, args.progress_port))
+            try:
+                stack.enter_context(serving_progress(state, args.progress_host, args.progress_port))
+                served = True
+            except OSError as exc:  # progress is for people to read: the download goes on without it
+                log.warning("not serving /progress on %s:%d: %s", args.progress_host, args.progress_port, exc)
         try:
             source = remote_source(args.model, args.revision)
             folder = ensure_model(source, args.cache, report, args.stall_timeout, link=args.link)
         except DownloadError as exc:
             print(f"vif-runtime fetch: {exc}", file=sys.stderr)
             state.fail(str(exc))
-            time.sleep(args.hold_failure if args.progress_port else 0)
+            time.sleep(args.hold_failure if served else 0)
             return 1
         state.finish()
     print(folder)

@@ -10,6 +10,7 @@ where a real kubelet's readiness probe would.
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import subprocess
@@ -120,9 +121,19 @@ class StandInKubelet:
         configmap_data = {"data": configmap.data}
         port = raw["spec"]["containers"][0]["ports"][0]["containerPort"]
         runner = PodAsProcess(template, configmap_data, self.root / raw["metadata"]["name"], host=ip, port=port,
-                              claims=self._claims(raw["spec"]))  # fmt: skip
+                              claims=self._claims(raw["spec"]), secrets=self._secrets(raw["spec"]))  # fmt: skip
         grace = float(raw["spec"].get("terminationGracePeriodSeconds") or 30)
         return Container(raw["metadata"]["name"], ip, runner.run(), runner, grace)
+
+    def _secrets(self, pod_spec: dict[str, Any]) -> dict[str, dict[str, str]]:
+        """Each Secret the containers' env names -> its data, decoded, as a kubelet hands it to the container."""
+        containers = [*pod_spec.get("initContainers", []), *pod_spec["containers"]]
+        refs = [v["valueFrom"]["secretKeyRef"] for c in containers for v in c.get("env", []) if "valueFrom" in v]
+        read = self.core.read_namespaced_secret
+        return {
+            name: {k: base64.b64decode(v).decode() for k, v in (read(name, self.namespace).data or {}).items()}
+            for name in {r["name"] for r in refs}
+        }
 
     def _claims(self, pod_spec: dict[str, Any]) -> dict[str, Path]:
         """Each PersistentVolumeClaim of the pod -> the hostPath of the volume bound to it (the scheduler places

@@ -44,9 +44,12 @@ class PodAsProcess:
         host: str = "127.0.0.1",
         port: int | None = None,
         claims: dict[str, Path] | None = None,
+        secrets: dict[str, dict[str, str]] | None = None,
     ) -> None:
         """Listens on `host`:`port` (a free local port unless given); a PersistentVolumeClaim mounts as its folder
-        in `claims` (claim name -> the bound volume's path here)."""
+        in `claims` (claim name -> the bound volume's path here); a Secret's key in env comes from `secrets` (name ->
+        decoded data)."""
+        self.secrets = secrets or {}
         self.pod = deployment["spec"]["template"]["spec"]
         self.container = self.pod["containers"][0]
         self.init_containers = self.pod.get("initContainers", [])
@@ -100,10 +103,17 @@ class PodAsProcess:
         return [binary, *container["command"][1:], *args]
 
     def env(self, container: dict | None = None) -> dict[str, str]:
+        """The container's env over this process's; a Secret's key from `secrets` (an optional one may be absent)."""
         env = dict(os.environ)
         for var in (container or self.container).get("env", []):
-            assert "value" in var, f"{var['name']} comes from a Secret: not part of the default CPU model"
-            env[var["name"]] = self.localize(var["value"])
+            if "value" in var:
+                env[var["name"]] = self.localize(var["value"])
+                continue
+            ref = var["valueFrom"]["secretKeyRef"]
+            value = self.secrets.get(ref["name"], {}).get(ref["key"])
+            assert value is not None or ref.get("optional"), f"{var['name']}: {ref} not given to the stand-in"
+            if value is not None:
+                env[var["name"]] = value
         return env
 
     def run(self) -> subprocess.Popen[bytes]:
