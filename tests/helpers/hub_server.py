@@ -17,10 +17,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 
-from helpers.processes import free_port, stop_group
+from helpers.processes import answers, free_port, stop_group
 from helpers.waits import wait_for
 
 OLAH_VERSION = "0.5.4"
@@ -117,8 +116,8 @@ def start_hub(workdir: Path) -> HubServer:
     url = f"http://127.0.0.1:{port}"
     probe = f"{url}/api/models/no/such/revision/main"  # any answer at all: it is up
     with contextlib.suppress(AssertionError):  # a timeout is reported below, with the server's log
-        wait_for(lambda: proc.poll() is not None or _answers(probe), "olah answering", timeout=60, every=0.2)
-    if proc.poll() is not None or not _answers(probe):
+        wait_for(lambda: proc.poll() is not None or answers(probe), "olah answering", timeout=60, every=0.2)
+    if proc.poll() is not None or not answers(probe):
         stop_group(proc, grace=5)
         pytest.fail(f"olah did not answer on {url}:\n{log.read_text(errors='replace')[-3000:]}")
     return HubServer(url, proc, log, mirrors)
@@ -131,11 +130,3 @@ def running_hub(workdir: Path) -> Iterator[HubServer]:
         yield server
     finally:
         stop_group(server.proc, grace=10)
-
-
-def _answers(url: str) -> bool:
-    try:
-        httpx.get(url, timeout=2)
-    except httpx.TransportError:
-        return False
-    return True

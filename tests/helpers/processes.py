@@ -1,4 +1,5 @@
-"""Stopping the servers tests start: the whole process group, since vLLM's engine runs in child processes."""
+"""Processes tests start: a free port, whether a server answers, and stopping the whole process group (vLLM's engine
+runs in child processes)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 import signal
 import socket
 import subprocess
+
+import httpx
 
 
 def free_port() -> int:
@@ -22,3 +25,12 @@ def stop_group(proc: subprocess.Popen[bytes], grace: float = 60) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def answers(url: str) -> bool:
+    """Anything answers HTTP at `url` (a server that is up, whatever the status)."""
+    try:
+        httpx.get(url, timeout=2)
+    except httpx.TransportError:
+        return False
+    return True

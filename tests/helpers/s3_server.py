@@ -14,10 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 
-from helpers.processes import free_port, stop_group
+from helpers.processes import answers, free_port, stop_group
 from helpers.waits import wait_for
 
 MOTO_VERSION = "5.2.5"
@@ -77,17 +76,9 @@ def running_s3(workdir: Path) -> Iterator[S3Server]:
     server = S3Server(url, proc, log)
     try:
         with contextlib.suppress(AssertionError):
-            wait_for(lambda: proc.poll() is not None or _answers(url), "moto answering", timeout=60, every=0.2)
-        if proc.poll() is not None or not _answers(url):
+            wait_for(lambda: proc.poll() is not None or answers(url), "moto answering", timeout=60, every=0.2)
+        if proc.poll() is not None or not answers(url):
             pytest.fail(f"moto did not answer on {url}:\n{log.read_text(errors='replace')[-3000:]}")
         yield server
     finally:
         stop_group(proc, grace=10)
-
-
-def _answers(url: str) -> bool:
-    try:
-        httpx.get(url, timeout=2)
-    except httpx.TransportError:
-        return False
-    return True

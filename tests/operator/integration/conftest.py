@@ -3,6 +3,7 @@ and the real operator as a process. If the plane is not up, every test here fail
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,6 +51,12 @@ def model_with(name: str, namespace: str, kind: str, status: str) -> dict | None
     model = get("inferencemodel", name, namespace)
     found = condition(model, kind)
     return model if found is not None and found["status"] == status else None
+
+
+def events_of(name: str, namespace: str, reason: str) -> list[dict[str, Any]]:
+    """The events of object `name` with `reason`, oldest first as the API lists them."""
+    items = json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
+    return [e for e in items if e["involvedObject"]["name"] == name and e["reason"] == reason]
 
 
 def reconciled(name: str, namespace: str) -> dict | None:

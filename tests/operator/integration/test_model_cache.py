@@ -5,7 +5,7 @@ is downloaded once, and every replica answers from the cache; a failed download 
 
 from __future__ import annotations
 
-import json
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from helpers.operator_process import OperatorProcess
 from helpers.runtime_process import MODEL
 from helpers.s3_server import CREDENTIALS, S3Server, running_s3
 
-from .conftest import apply_model, condition, model_manifest, model_with
+from .conftest import apply_model, condition, events_of, model_manifest, model_with
 
 pytestmark = pytest.mark.servers
 REPO = "vif-test/cached-smollm2"
@@ -64,44 +64,51 @@ def volume(namespace: str, tmp_path: Path) -> Iterator[str]:
     kubectl("delete", "pv", namespace, "--wait=false", check=False)
 
 
-def test_two_replicas_and_a_replaced_pod_share_one_download(
-    namespace: str, tmp_path: Path, hub: HubServer, volume: str
-) -> None:
-    operator = OperatorProcess(namespace, tmp_path, ("--hub-endpoint", hub.url))
+@contextlib.contextmanager
+def operating(namespace: str, tmp_path: Path, *args: str) -> Iterator[StandInKubelet]:
+    """The operator (with `args`) and the stand-in kubelet running the model's pods, on routed pod addresses."""
+    operator = OperatorProcess(namespace, tmp_path, args)
     operator.start()
     try:
         pods = StandInKubelet(namespace, "app.kubernetes.io/name=vif-runtime", tmp_path / "pods")
         with routed_pod_ips(), pods as kubelet:
-            apply_model(namespace, model_manifest("cached", spec(volume)))
-
-            def serving(count: int) -> bool:
-                running = kubelet.running()
-                return len(running) == count and all(c.answers_ready() for c in running)
-
-            wait_for(lambda: serving(2), "both replicas answering", SETTLE)
-            assert len(hub.file_requests(REPO)) == len(model_files())  # one download for both
-            claim = get("persistentvolumeclaim", "cached-model-cache", namespace)
-            assert claim is not None and claim["spec"]["volumeName"] == volume
-
-            before = {c.name for c in kubelet.running()}
-            first = kubelet.running()[0]
-            kubectl("delete", "pod", first.name, "-n", namespace, "--wait=false")
-            wait_for(lambda: len(kubelet.containers) == 3 and serving(2), "the replaced pod answering", SETTLE)
-            assert len(hub.file_requests(REPO)) == len(model_files())  # the new pod loaded from the cache
-            replacement = next(c for c in kubelet.running() if c.name not in before)
-            for container in kubelet.running():
-                body = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8}
-                answer = httpx.post(f"{container.url}/v1/chat/completions", json=body, timeout=120)
-                assert answer.status_code == 200, answer.text
-            assert "in the cache" in replacement.runner.log.read_text(errors="replace")
-            assert kubelet.error is None, repr(kubelet.error)
-
-            # status.download: Ready once an engine serves from the cache (kubectl get im's Download column)
-            model = wait_for(lambda: downloaded("cached", namespace, "Ready"), "status.download Ready", 60)
-            assert model["status"]["download"]["source"] == f"{REPO}@main"
-            assert "Ready" in kubectl("get", "im", "cached", "-n", namespace).stdout.splitlines()[1].split()
+            yield kubelet
     finally:
         operator.kill()
+
+
+def test_two_replicas_and_a_replaced_pod_share_one_download(
+    namespace: str, tmp_path: Path, hub: HubServer, volume: str
+) -> None:
+    with operating(namespace, tmp_path, "--hub-endpoint", hub.url) as kubelet:
+        apply_model(namespace, model_manifest("cached", spec(volume)))
+
+        def serving(count: int) -> bool:
+            running = kubelet.running()
+            return len(running) == count and all(c.answers_ready() for c in running)
+
+        wait_for(lambda: serving(2), "both replicas answering", SETTLE)
+        assert len(hub.file_requests(REPO)) == len(model_files())  # one download for both
+        claim = get("persistentvolumeclaim", "cached-model-cache", namespace)
+        assert claim is not None and claim["spec"]["volumeName"] == volume
+
+        before = {c.name for c in kubelet.running()}
+        first = kubelet.running()[0]
+        kubectl("delete", "pod", first.name, "-n", namespace, "--wait=false")
+        wait_for(lambda: len(kubelet.containers) == 3 and serving(2), "the replaced pod answering", SETTLE)
+        assert len(hub.file_requests(REPO)) == len(model_files())  # the new pod loaded from the cache
+        replacement = next(c for c in kubelet.running() if c.name not in before)
+        for container in kubelet.running():
+            body = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8}
+            answer = httpx.post(f"{container.url}/v1/chat/completions", json=body, timeout=120)
+            assert answer.status_code == 200, answer.text
+        assert "in the cache" in replacement.runner.log.read_text(errors="replace")
+        assert kubelet.error is None, repr(kubelet.error)
+
+        # status.download: Ready once an engine serves from the cache (kubectl get im's Download column)
+        model = wait_for(lambda: downloaded("cached", namespace, "Ready"), "status.download Ready", 60)
+        assert model["status"]["download"]["source"] == f"{REPO}@main"
+        assert "Ready" in kubectl("get", "im", "cached", "-n", namespace).stdout.splitlines()[1].split()
 
 
 @pytest.fixture
@@ -115,34 +122,28 @@ def store(tmp_path: Path) -> Iterator[S3Server]:
 def test_an_s3_model_is_downloaded_and_answers(namespace: str, tmp_path: Path, store: S3Server, volume: str) -> None:
     """model.s3 on moto (a real S3-compatible server) through an allowed endpoint, with the keys from the model's
     Secret: the fetch signs its requests with them."""
-    operator = OperatorProcess(namespace, tmp_path, ("--allowed-s3-endpoint", store.url))
-    operator.start()
-    try:
-        pods = StandInKubelet(namespace, "app.kubernetes.io/name=vif-runtime", tmp_path / "pods")
-        with routed_pod_ips(), pods as kubelet:
-            keys = [f"--from-literal={k}={CREDENTIALS[k]}" for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
-            kubectl("create", "secret", "generic", "s3-keys", "-n", namespace, *keys)
-            source = {"uri": "s3://models/smollm2", "endpoint": store.url, "credentialsSecret": "s3-keys"}
-            s3 = {**spec(volume), "replicas": 1, "model": {"s3": source, "cache": spec(volume)["model"]["cache"]}}
-            apply_model(namespace, model_manifest("from-s3", s3))
+    with operating(namespace, tmp_path, "--allowed-s3-endpoint", store.url) as kubelet:
+        keys = [f"--from-literal={k}={CREDENTIALS[k]}" for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
+        kubectl("create", "secret", "generic", "s3-keys", "-n", namespace, *keys)
+        source = {"uri": "s3://models/smollm2", "endpoint": store.url, "credentialsSecret": "s3-keys"}
+        s3 = {**spec(volume), "replicas": 1, "model": {"s3": source, "cache": spec(volume)["model"]["cache"]}}
+        apply_model(namespace, model_manifest("from-s3", s3))
 
-            def serving() -> bool:
-                running = kubelet.running()
-                return len(running) == 1 and all(c.answers_ready() for c in running)
+        def serving() -> bool:
+            running = kubelet.running()
+            return len(running) == 1 and all(c.answers_ready() for c in running)
 
-            # one replica: sharing the download between replicas is the Hugging Face test's, and the source's own
-            # (tests/runtime/sources/test_s3_download.py)
-            wait_for(serving, "the replica answering", SETTLE)
-            assert len(store.object_requests("models", "smollm2")) == len(model_files())
-            for container in kubelet.running():
-                body = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8}
-                answer = httpx.post(f"{container.url}/v1/chat/completions", json=body, timeout=120)
-                assert answer.status_code == 200, answer.text
-            model = wait_for(lambda: downloaded("from-s3", namespace, "Ready"), "status.download Ready", 60)
-            assert model["status"]["download"]["source"] == "s3://models/smollm2"
-            assert kubelet.error is None, repr(kubelet.error)
-    finally:
-        operator.kill()
+        # one replica: sharing the download between replicas is the Hugging Face test's, and the source's own
+        # (tests/runtime/sources/test_s3_download.py)
+        wait_for(serving, "the replica answering", SETTLE)
+        assert len(store.object_requests("models", "smollm2")) == len(model_files())
+        for container in kubelet.running():
+            body = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8}
+            answer = httpx.post(f"{container.url}/v1/chat/completions", json=body, timeout=120)
+            assert answer.status_code == 200, answer.text
+        model = wait_for(lambda: downloaded("from-s3", namespace, "Ready"), "status.download Ready", 60)
+        assert model["status"]["download"]["source"] == "s3://models/smollm2"
+        assert kubelet.error is None, repr(kubelet.error)
 
 
 def downloaded(name: str, namespace: str, phase: str) -> dict | None:
@@ -155,27 +156,17 @@ def test_a_failed_download_is_degraded_with_its_cause_and_an_event(
     namespace: str, tmp_path: Path, hub: HubServer, volume: str
 ) -> None:
     """A repository the hub does not have: the fetch's failure, read from the pod, names it within seconds."""
-    operator = OperatorProcess(namespace, tmp_path, ("--hub-endpoint", hub.url))
-    operator.start()
-    try:
-        pods = StandInKubelet(namespace, "app.kubernetes.io/name=vif-runtime", tmp_path / "pods")
-        with routed_pod_ips(), pods:
-            missing = spec(volume)
-            missing["model"]["huggingFace"]["id"] = "vif-test/absent"
-            missing["replicas"] = 1
-            apply_model(namespace, model_manifest("absent", missing))
-            # bounded by the fetch's 30 s hold on its failure, which the operator asks for every 5 s
-            model = wait_for(lambda: model_with("absent", namespace, "Degraded", "True"), "Degraded=True", 120)
-            degraded = condition(model, "Degraded")
-            assert degraded is not None and degraded["reason"] == "DownloadFailed"
-            assert "vif-test/absent@main" in degraded["message"] and "no such repository" in degraded["message"]
-            assert model["status"]["download"]["summary"].startswith("Failed: vif-test/absent@main")
-            events = wait_for(
-                lambda: [e for e in json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
-                         if e["involvedObject"]["name"] == "absent" and e["reason"] == "DownloadFailed"],
-                "a DownloadFailed event",
-            )  # fmt: skip
-            assert events[0]["type"] == "Warning"
-            assert not hub.file_requests("vif-test/absent")  # nothing fetched, nothing to serve
-    finally:
-        operator.kill()
+    with operating(namespace, tmp_path, "--hub-endpoint", hub.url):
+        missing = spec(volume)
+        missing["model"]["huggingFace"]["id"] = "vif-test/absent"
+        missing["replicas"] = 1
+        apply_model(namespace, model_manifest("absent", missing))
+        # bounded by the fetch's 30 s hold on its failure, which the operator asks for every 5 s
+        model = wait_for(lambda: model_with("absent", namespace, "Degraded", "True"), "Degraded=True", 120)
+        degraded = condition(model, "Degraded")
+        assert degraded is not None and degraded["reason"] == "DownloadFailed"
+        assert "vif-test/absent@main" in degraded["message"] and "no such repository" in degraded["message"]
+        assert model["status"]["download"]["summary"].startswith("Failed: vif-test/absent@main")
+        events = wait_for(lambda: events_of("absent", namespace, "DownloadFailed"), "a DownloadFailed event")
+        assert events[0]["type"] == "Warning"
+        assert not hub.file_requests("vif-test/absent")  # nothing fetched, nothing to serve

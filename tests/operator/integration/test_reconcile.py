@@ -10,6 +10,7 @@ from .conftest import (
     OperatorProcess,
     apply_model,
     condition,
+    events_of,
     get,
     kubectl,
     model_manifest,
@@ -121,11 +122,7 @@ def test_a_spec_the_policy_refuses_is_degraded_with_an_event(namespace: str, ope
     model = wait_for(lambda: model_with("elsewhere", namespace, "Degraded", "True"), "Degraded=True")
     degraded = condition(model, "Degraded")
     assert degraded["reason"] == "PolicyViolation" and "registry.example/other:1" in degraded["message"]
-    events = wait_for(
-        lambda: [e for e in json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
-                 if e["involvedObject"]["name"] == "elsewhere" and e["reason"] == "PolicyViolation"],
-        "a PolicyViolation event",
-    )  # fmt: skip
+    events = wait_for(lambda: events_of("elsewhere", namespace, "PolicyViolation"), "a PolicyViolation event")
     assert events[0]["type"] == "Warning"
     assert get("deployment", "elsewhere", namespace) is None
     assert operator_process.proc is not None and operator_process.proc.poll() is None  # no crash
