@@ -50,3 +50,29 @@ def test_a_suite_that_always_passes_exits_zero(tmp_path: Path) -> None:
     result = flake_check(tmp_path, 3, {"steady": STEADY, "other": STEADY.replace("steady", "other")})
     assert result.returncode == 0, result.stdout
     assert "every test passed every run" in result.stdout
+
+
+FIXTURED = """
+import pytest
+
+
+@pytest.fixture
+def namespace(tmp_path):
+    (tmp_path / "made").write_text("")
+    yield tmp_path
+    (tmp_path / "made").unlink()
+
+
+@pytest.mark.parametrize("kind", ["a", "b"])
+def test_uses_a_fresh_fixture_each_run(namespace, kind):
+    assert (namespace / "made").exists() and len(list(namespace.iterdir())) == 1
+"""
+
+
+def test_each_run_gets_fresh_function_fixtures(tmp_path: Path) -> None:
+    """Repeating one collected item would hand its second run the first run's torn-down fixtures."""
+    result = flake_check(tmp_path, 3, {"fixtured": FIXTURED})
+    assert result.returncode == 0, result.stdout
+    assert "flake-check: 2 tests, 3 runs" in result.stdout
+    assert "runs with no failure: 3 of 3" in result.stdout
+    assert "6 passed" in result.stdout
