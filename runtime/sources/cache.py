@@ -144,7 +144,10 @@ def _fill(
             continue
         if partial.exists():
             progress(partial.stat().st_size)
-        fetch_file(client, remote, partial, progress, attempts, source.headers)
+        try:
+            fetch_file(client, remote, partial, progress, attempts, source.headers)
+        except DownloadError as exc:  # named by its file; the status and the log name the model too
+            raise DownloadError(f"{source.describe()}: {exc}") from None
         partial.rename(target)
     (staging / COMPLETE).write_text(f"{source.describe()}\n")
     staging.rename(folder)

@@ -152,21 +152,37 @@ def downloaded(name: str, namespace: str, phase: str) -> dict | None:
     return model if download.get("phase") == phase else None
 
 
+@pytest.mark.parametrize(
+    ("repo", "revision", "corrupt", "cause"),
+    [
+        ("vif-test/absent", "main", False, "no such repository"),
+        (REPO, "v9", False, "no such re"),  # olah's mirror says repository where the Hub says revision
+        ("vif-test/corrupted", "main", True, "sha256 mismatch"),
+    ],
+    ids=["missing-repository", "missing-revision", "corrupted-weights"],
+)
 def test_a_failed_download_is_degraded_with_its_cause_and_an_event(
-    namespace: str, tmp_path: Path, hub: HubServer, volume: str
+    namespace: str, tmp_path: Path, hub: HubServer, volume: str, repo: str, revision: str, corrupt: bool, cause: str
 ) -> None:
-    """A repository the hub does not have: the fetch's failure, read from the pod, names it within seconds."""
-    with operating(namespace, tmp_path, "--hub-endpoint", hub.url):
-        missing = spec(volume)
-        missing["model"]["huggingFace"]["id"] = "vif-test/absent"
-        missing["replicas"] = 1
-        apply_model(namespace, model_manifest("absent", missing))
+    """The fetch's failure, read from the pod, names its cause within seconds; no engine starts on a part of it."""
+    if corrupt:
+        hub.add_repo(repo, model_files(), corrupt=frozenset({"model.safetensors"}))
+    with operating(namespace, tmp_path, "--hub-endpoint", hub.url) as kubelet:
+        failing = spec(volume)
+        failing["model"]["huggingFace"].update(id=repo, revision=revision)
+        failing["replicas"] = 1
+        apply_model(namespace, model_manifest("failing", failing))
         # bounded by the fetch's 30 s hold on its failure, which the operator asks for every 5 s
-        model = wait_for(lambda: model_with("absent", namespace, "Degraded", "True"), "Degraded=True", 120)
+        model = wait_for(lambda: model_with("failing", namespace, "Degraded", "True"), "Degraded=True", 120)
         degraded = condition(model, "Degraded")
         assert degraded is not None and degraded["reason"] == "DownloadFailed"
-        assert "vif-test/absent@main" in degraded["message"] and "no such repository" in degraded["message"]
-        assert model["status"]["download"]["summary"].startswith("Failed: vif-test/absent@main")
-        events = wait_for(lambda: events_of("absent", namespace, "DownloadFailed"), "a DownloadFailed event")
+        assert f"{repo}@{revision}" in degraded["message"] and cause in degraded["message"], degraded["message"]
+        assert model["status"]["download"]["summary"].startswith(f"Failed: {repo}@{revision}")
+        events = wait_for(lambda: events_of("failing", namespace, "DownloadFailed"), "a DownloadFailed event")
         assert events[0]["type"] == "Warning"
-        assert not hub.file_requests("vif-test/absent")  # nothing fetched, nothing to serve
+        # the pod ends when the fetch does (its hold over): the engine's container never ran on a part of it
+        ended = wait_for(lambda: all(c.proc.poll() for c in kubelet.containers.values()), "the pod's fetch ending")
+        assert ended and kubelet.containers
+        for container in kubelet.containers.values():
+            assert f"serving {MODEL} from" not in container.runner.log.read_text(errors="replace"), "an engine started"
+        assert kubelet.error is None, repr(kubelet.error)

@@ -1,14 +1,21 @@
 """Structured outputs on the real engine: every answer follows its JSON schema, regex or choice list, on the three
-protocols, streamed and not; a schema the backend cannot compile is a 400 naming the field it came from."""
+protocols, streamed and not; a schema the backend cannot compile is a 400 naming the field it came from; a slow one stalls no other request."""
 
 from __future__ import annotations
 
 import json
 import re
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import jsonschema
 import pytest
+
+from helpers.cluster import wait_for
+from helpers.exposition import metric
+
+from .conftest import Server
 
 NESTED = {
     "type": "object",
@@ -91,3 +98,33 @@ def test_a_constraint_the_backend_cannot_compile_is_a_400(
         r = http.post(path, json={**body, "stream": stream})
         assert r.status_code == 400, r.text
         assert r.json()["error"]["param"] == param
+
+
+def slow_schema(salt: str) -> dict:
+    """A schema under the 16 KiB bound that takes the backend seconds to compile: 190 strings, each with its own
+    pattern of bounded repeats. The salt makes its text new, so the backend's grammar cache cannot answer it."""
+    properties = {
+        f"{salt}{i}": {"type": "string", "pattern": f"^[a-z]{{{i % 7 + 1},{i % 11 + 9}}}[0-9]{{2,{i % 5 + 3}}}$"}
+        for i in range(190)
+    }
+    return {"type": "object", "properties": properties, "required": list(properties)}
+
+
+def test_a_slow_schema_compiles_while_other_requests_go_on(server: Server, http: httpx.Client) -> None:
+    """The engine compiles constraints in a thread pool of its own: while one waits for its grammar, the scheduler
+    serves the rest. Asserted by order, not by time: the probe and the small chat finish while the slow request is
+    still waiting in the engine for its grammar."""
+    body = {"prompt": "x", "response_format": response_format(slow_schema(f"p{uuid.uuid4().hex[:6]}")), "max_tokens": 2}
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(http.post, "/v1/completions", json=body)
+        wait_for(
+            lambda: metric(http.get("/metrics").text, "vllm:num_requests_waiting") >= 1,
+            "the slow request waiting in the engine for its grammar",
+            30,
+            every=0.05,
+        )
+        assert httpx.get(server.base_url + "/health").status_code == 200
+        small = http.post("/v1/chat/completions", json={"messages": ASK, "max_tokens": 4})
+        assert small.status_code == 200, small.text
+        assert not slow.done(), "the slow schema compiled before the small chat was served: it proves nothing"
+        assert slow.result().status_code == 200, slow.result().text

@@ -41,8 +41,11 @@ def test_a_model_is_fetched_whole_and_verified_once(hub: HubServer, tmp_path: Pa
 
 def test_a_corrupted_file_is_refused_and_nothing_is_published(hub: HubServer, tmp_path: Path) -> None:
     hub.add_repo("vif-test/corrupt", model_files(), corrupt=frozenset({"model.safetensors"}))
-    with pytest.raises(DownloadError, match=r"model\.safetensors: sha256 mismatch: the source lists [0-9a-f]{64}"):
+    with pytest.raises(
+        DownloadError, match=r"model\.safetensors: sha256 mismatch: the source lists [0-9a-f]{64}"
+    ) as raised:
         ensure_model(source(hub, "vif-test/corrupt"), tmp_path)
+    assert str(raised.value).startswith(f"vif-test/corrupt@main on {hub.url}: ")  # the model, for its status
     cached = list((tmp_path / "huggingface" / "vif-test--corrupt").iterdir())
     assert not any((p / COMPLETE).exists() for p in cached if p.is_dir())
     assert not list(tmp_path.rglob("model.safetensors*"))  # the bad bytes are gone, not left to resume from
@@ -88,7 +91,10 @@ def test_a_stalled_hub_fails_in_bounded_time_and_the_next_try_completes(hub: Hub
     finally:
         os.kill(hub.proc.pid, signal.SIGCONT)
     assert len(errors) == 1 and isinstance(errors[0], DownloadError)
-    assert str(errors[0]) == "model.safetensors: stalled: no byte for 2 s, after 2 attempts"
+    assert (
+        str(errors[0])
+        == f"vif-test/stall@main on {hub.url}: model.safetensors: stalled: no byte for 2 s, after 2 attempts"
+    )
     assert not list(tmp_path.rglob(COMPLETE))
 
     folder = ensure_model(source(hub, "vif-test/stall"), tmp_path)  # from where it stopped
@@ -152,7 +158,8 @@ def test_fetch_reports_its_progress_and_holds_its_failure(hub: HubServer, tmp_pa
         total = sum(p.stat().st_size for p in files.values())
         assert {s["bytesTotal"] for s in seen} == {total}
         assert 0 < downloading[-1]["bytesDone"] < total
-        assert seen[-1]["message"] == "model.safetensors: stalled: no byte for 1 s, after 5 attempts"
+        stalled = "model.safetensors: stalled: no byte for 1 s, after 5 attempts"
+        assert seen[-1]["message"] == f"vif-test/progress@main on {hub.url}: {stalled}"
         assert proc.poll() is None  # still answering with its failure (--hold-failure)
     finally:
         proc.kill()
