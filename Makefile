@@ -109,7 +109,7 @@ e2e: install model cluster-up images
 e2e-kind: install
 	e2e/kind.sh
 
-# The CRD is generated from the spec models (operator/spec.py); a test fails when the file is stale.
+# The CRD is generated from the spec models (operator/spec/); a test fails when the file is stale.
 crds: install
 	$(PY) -m vif.operator.crd > crds/inference.vif.dev_inferencemodels.yaml
 	cp crds/*.yaml charts/vif-operator/crds/

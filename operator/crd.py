@@ -143,7 +143,7 @@ class _NoAliases(yaml.SafeDumper):
 
 
 def render_crd() -> str:
-    header = "# Generated from operator/spec.py by `make crds`; do not edit by hand.\n"
+    header = "# Generated from operator/spec/ by `make crds`; do not edit by hand.\n"
     return header + yaml.dump(build_crd(), Dumper=_NoAliases, sort_keys=False, width=120)
 
 

@@ -25,9 +25,9 @@ def test_stdlib_operator_is_not_shadowed_from_the_checkout() -> None:
 
 
 def test_operator_maps_to_its_folder() -> None:
-    import vif.operator.spec
+    import vif.operator.crd
 
-    assert Path(vif.operator.spec.__file__).parent == REPO / "operator"
+    assert Path(vif.operator.crd.__file__).parent == REPO / "operator"
 
 
 def test_console_script_is_installed() -> None:

@@ -1,186 +1,25 @@
-"""The `InferenceModel` API (inference.vif.dev/v1alpha1): the one source of the CRD's schema.
-
-`vif.operator.crd` turns these models into the CustomResourceDefinition in `crds/`; a test fails when the
-file and the models differ. Field names are camelCase on the wire, snake_case in Python. Cross-field rules
-are CEL (`x-kubernetes-validations`) so the API server refuses bad objects before the operator sees them.
-"""
+"""`InferenceModelSpec`: what a user asks for, from the engine's settings to routing, scaling and placement."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict, Field, field_validator
 
-GROUP = "inference.vif.dev"
-VERSION = "v1alpha1"
-KIND = "InferenceModel"
-PLURAL = "inferencemodels"
-
-Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(m|[KMGTPE]i?)?$", description="A Kubernetes quantity.")]
-# No `..` anywhere (RE2 has no lookahead): every dot is followed by a non-dot, or ends the string.
-NO_DOTDOT = r"^([^.]|\.[^.])*\.?$"
-DNSLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
-DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-DNSSubdomain = Annotated[str, Field(min_length=1, max_length=253, pattern=rf"^{DNS_LABEL}(\.{DNS_LABEL})*$")]
-# The pods' termination grace period: a 5 s preStop wait, a 5 s drain and a 10 s exit margin, plus at least 5 s for
-# in-flight requests (operator/builders/lifecycle.py); at most an hour.
-MIN_GRACE_SECONDS = 25
-DEFAULT_GRACE_SECONDS = 60
-MAX_GRACE_SECONDS = 3600
-MAX_ADAPTERS = 32  # bounds the CEL rules' cost over spec.adapters
-
-
-def cel(rule: str, message: str, *more: tuple[str, str]) -> dict[str, Any]:
-    """CEL validation rules for the CRD schema of the model they are attached to: a rule and its message, then
-    more (rule, message) pairs (a schema has one `x-kubernetes-validations` list)."""
-    rules = [(rule, message), *more]
-    return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
-
-
-def sub(model: type[BaseModel]) -> Any:
-    """A nested object that defaults to all its own defaults; the CRD gets `default: {}` so the API server fills it."""
-    return Field(default_factory=model, json_schema_extra={"default": {}})
-
-
-class APIModel(BaseModel):
-    """camelCase on the wire; unknown fields refused (the API server prunes them, strict clients get errors)."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
-
-
-class SecretKeyRef(APIModel):
-    name: DNSLabel
-    key: str = Field("token", min_length=1)
-
-
-class ConfigMapKeyRef(APIModel):
-    name: DNSLabel
-    key: str = Field(
-        min_length=1,
-        pattern=r"^([-_a-zA-Z0-9]|\.[-_a-zA-Z0-9])+\.?$",
-        description="A key of the ConfigMap (no `/`, no `..`).",
-    )
-
-
-class PVCSource(APIModel):
-    claim_name: DNSLabel
-    path: str = Field("", pattern=NO_DOTDOT, description="Folder of the model inside the volume (no `..`).")
-
-
-class HuggingFaceSource(APIModel):
-    id: str = Field(pattern=r"^[\w.-]+/[\w.-]+$", description="A Hugging Face repository id, org/name.")
-    revision: str | None = Field(
-        None,
-        max_length=128,
-        pattern=r"^[A-Za-z0-9][-_A-Za-z0-9/]*(\.[-_A-Za-z0-9/]+)*$",
-        description="A branch, tag or commit (default main); no `..`.",
-    )
-    token_secret: SecretKeyRef | None = Field(
-        None, description="Secret holding HF_TOKEN for gated models (with `cache`, only the download sees it)."
-    )
-
-
-class S3ModelSource(APIModel):
-    """A model under an S3 prefix, on AWS or any S3-compatible store; downloaded into `model.cache`."""
-
-    uri: str = Field(
-        pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/([^.]|\.[^.])*)?$",
-        max_length=1024,
-        description="s3://bucket/prefix: every object under the prefix (no `..`).",
-    )
-    endpoint: str | None = Field(
-        None,
-        pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
-        max_length=512,
-        description="The store's URL (default AWS's for the region); path-style requests.",
-    )
-    region: str | None = Field(None, pattern=r"^[a-z0-9-]{1,32}$", description="Default us-east-1.")
-    credentials_secret: DNSLabel | None = Field(
-        None,
-        description="A Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN, optional),"
-        " given to the download only; none for a public bucket.",
-    )
-
-
-class ModelCache(APIModel):
-    """A volume the model is downloaded into once, by the first replica's init container (`vif-runtime fetch`),
-    and that every replica mounts read-only: a new replica, a restart or a scale from zero loads from it. Either a
-    claim of the model's own (`size`), or an existing claim that several models share (`claimName`): the cache is
-    laid out by source and commit, so a second model of the same source and revision downloads nothing."""
-
-    model_config = ConfigDict(json_schema_extra=cel(
-        "has(self.size) != has(self.claimName)",
-        "model.cache takes size (a claim of the model's own) or claimName (a claim models share), not both",
-    ))  # fmt: skip
-
-    size: Quantity | None = Field(
-        None, description="A claim `<name>-model-cache` of this size, made and deleted with the model."
-    )
-    storage_class_name: DNSSubdomain | None = Field(None, description="That claim's class (default: the cluster's).")
-    access_mode: Literal["ReadWriteMany", "ReadWriteOnce"] = Field(
-        "ReadWriteMany",
-        description="That claim's access: ReadWriteMany lets replicas on every node share one download;"
-        " ReadWriteOnce keeps the model's pods on the claim's node.",
-    )
-    claim_name: DNSLabel | None = Field(
-        None, description="Instead: an existing claim of the namespace that models share; never deleted by vif."
-    )
-
-
-class ModelSource(APIModel):
-    """Where the weights are: exactly one of a path in the image, a PVC, a Hugging Face id or an S3 prefix."""
-
-    model_config = ConfigDict(json_schema_extra=cel(
-        "[has(self.path), has(self.pvc), has(self.huggingFace), has(self.s3)].filter(x, x).size() == 1",
-        "set exactly one of model.path, model.pvc, model.huggingFace and model.s3",
-        ("!has(self.cache) || has(self.huggingFace) || has(self.s3)",
-         "model.cache holds a download: only with model.huggingFace or model.s3"),
-        ("!has(self.s3) || has(self.cache)", "model.s3 is downloaded into model.cache: set it"),
-    ))  # fmt: skip
-
-    path: str | None = Field(
-        None, pattern=r"^/([^.]|\.[^.])*\.?$", description="An absolute path inside the runtime image (no `..`)."
-    )
-    pvc: PVCSource | None = None
-    hugging_face: HuggingFaceSource | None = None
-    s3: S3ModelSource | None = None
-    cache: ModelCache | None = Field(
-        None,
-        description="Download a huggingFace or s3 model once into a shared volume (docs/models.md); without it"
-        " each pod downloads a huggingFace model itself into an emptyDir.",
-    )
-
-
-class AdapterHuggingFace(APIModel):
-    id: str = Field(
-        pattern=r"^[A-Za-z0-9][-_.A-Za-z0-9]*/[A-Za-z0-9][-_.A-Za-z0-9]*$",
-        description="A Hugging Face repository id, org/name; downloaded at start (a gated one needs the model's"
-        " huggingFace.tokenSecret).",
-    )
-
-
-class Adapter(APIModel):
-    """A LoRA adapter served beside the model under its name: exactly one of a path, a PVC or a Hugging Face id."""
-
-    model_config = ConfigDict(json_schema_extra=cel(
-        "[has(self.path), has(self.pvc), has(self.huggingFace)].filter(x, x).size() == 1",
-        "set exactly one of path, pvc and huggingFace in each of adapters",
-    ))  # fmt: skip
-
-    name: str = Field(
-        min_length=1,
-        max_length=128,
-        pattern=r"^[A-Za-z0-9_][-_.:/A-Za-z0-9]*$",
-        description="The name clients send as `model` to use the adapter.",
-    )
-    path: str | None = Field(
-        None,
-        pattern=r"^/([^.]|\.[^.])*\.?$",
-        description="An absolute path in the pod (no `..`): in the image, or in the model's own PVC under /models/pvc.",
-    )
-    pvc: PVCSource | None = Field(None, description="A PVC (mounted read-only) and the adapter's folder in it.")
-    hugging_face: AdapterHuggingFace | None = None
+from vif.operator.spec.schema import (
+    DEFAULT_GRACE_SECONDS,
+    MAX_ADAPTERS,
+    MAX_GRACE_SECONDS,
+    MIN_GRACE_SECONDS,
+    APIModel,
+    ConfigMapKeyRef,
+    DNSLabel,
+    Quantity,
+    SecretKeyRef,
+    cel,
+    sub,
+)
+from vif.operator.spec.sources import Adapter, ModelSource
 
 
 class EngineSettings(APIModel):
@@ -404,38 +243,3 @@ class InferenceModelSpec(APIModel):
         " requests get the rest but 10 (the runtime's --shutdown-timeout).",
     )
     pod_annotations: dict[str, str] = Field(default_factory=dict, description="Extra annotations on the pods.")
-
-
-class Condition(APIModel):
-    type: Literal["Ready", "Progressing", "Degraded"]
-    status: Literal["True", "False", "Unknown"]
-    reason: str
-    message: str = ""
-    last_transition_time: str | None = None
-    observed_generation: int | None = None
-
-
-class DownloadStatus(APIModel):
-    """A `model.cache` download as its replicas' `fetch` last reported it (operator/download_status.py)."""
-
-    phase: Literal["Pending", "Downloading", "Verifying", "Ready", "Failed"]
-    bytes_done: int = 0
-    bytes_total: int = 0
-    bytes_per_second: int = Field(0, description="0 while unknown.")
-    seconds_left: int = Field(0, description="0 while unknown.")
-    message: str = Field("", description="Why it failed.")
-    source: str = Field("", description="What was downloaded: ORG/NAME@REVISION.")
-    summary: str = Field("", description="One line, as `kubectl get im` shows it.")
-
-
-class InferenceModelStatus(APIModel):
-    model_config = ConfigDict(extra="allow")  # kopf keeps its own bookkeeping under status
-
-    observed_generation: int | None = None
-    served_name: str | None = Field(None, description="The model name clients send.")
-    replicas: int = 0
-    ready_replicas: int = 0
-    selector: str | None = Field(None, description="The pods' label selector, for the scale subresource.")
-    endpoint: str | None = Field(None, description="In-cluster URL of the OpenAI-compatible API.")
-    conditions: list[Condition] = Field(default_factory=list)
-    download: DownloadStatus | None = Field(None, description="The download into `model.cache`, while and once it ran.")
