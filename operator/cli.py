@@ -16,38 +16,33 @@ from vif.operator.kube_api import KubeAPI, load_kube_config
 from vif.operator.policy import add_policy_arguments, policy_from_args
 from vif.operator.watch_cache import ChildCache, InstalledCRDs
 
+# OperatorSettings' strings: a flag each (named as the field), defaulted from the env var the chart sets.
+SETTINGS_FLAGS = (
+    ("--runtime-image", "VIF_RUNTIME_IMAGE", "the image of models without spec.image"),
+    ("--prometheus-address", "VIF_PROMETHEUS_ADDRESS",
+     "the Prometheus KEDA's triggers query for the models' load, e.g. http://prometheus-operated.monitoring:9090"),
+    ("--monitoring-namespace", "VIF_MONITORING_NAMESPACE",
+     "the namespace whose pods may scrape the replicas through their NetworkPolicy (e.g. monitoring)"),
+    ("--hub-endpoint", "VIF_HUB_ENDPOINT",
+     "the Hugging Face endpoint models' downloads use (a mirror; default huggingface.co)"),
+    ("--operator-namespace", "VIF_OPERATOR_NAMESPACE",
+     "the operator's namespace: replicas' NetworkPolicy lets it ask a download's progress (the chart sets it)"),
+)  # fmt: skip
 
-def main(argv: list[str] | None = None) -> int:
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vif-operator", description=__doc__)
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument("--namespace", "-n", action="append", default=[], help="watch this namespace (repeatable)")
     scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace (the default)")
-    parser.add_argument("--runtime-image", default=os.environ.get("VIF_RUNTIME_IMAGE", OperatorSettings.runtime_image))
-    parser.add_argument(
-        "--prometheus-address",
-        default=os.environ.get("VIF_PROMETHEUS_ADDRESS", ""),
-        help="the Prometheus KEDA's triggers query for the models' load, e.g. http://prometheus-operated.monitoring:9090",
-    )
+    for flag, env, what in SETTINGS_FLAGS:
+        default = os.environ.get(env, getattr(OperatorSettings, flag[2:].replace("-", "_")))
+        parser.add_argument(flag, default=default, help=f"{what} (default ${env})")
     parser.add_argument(
         "--network-policy",
         action=argparse.BooleanOptionalAction,
         default=os.environ.get("VIF_NETWORK_POLICY", "") == "true",
-        help="give models a NetworkPolicy unless their spec.networkPolicy.mode says otherwise",
-    )
-    parser.add_argument(
-        "--monitoring-namespace",
-        default=os.environ.get("VIF_MONITORING_NAMESPACE", ""),
-        help="the namespace whose pods may scrape the replicas through their NetworkPolicy (e.g. monitoring)",
-    )
-    parser.add_argument(
-        "--hub-endpoint",
-        default=os.environ.get("VIF_HUB_ENDPOINT", ""),
-        help="the Hugging Face endpoint models' downloads use (a mirror; default huggingface.co)",
-    )
-    parser.add_argument(
-        "--operator-namespace",
-        default=os.environ.get("VIF_OPERATOR_NAMESPACE", ""),
-        help="the operator's namespace: replicas' NetworkPolicy lets it ask a download's progress (the chart sets it)",
+        help="give models a NetworkPolicy unless their spec.networkPolicy.mode says otherwise ($VIF_NETWORK_POLICY)",
     )
     parser.add_argument("--health-port", type=int, default=8080, help="liveness endpoint: GET /healthz")
     parser.add_argument(
@@ -62,7 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--verbose", action="store_true")
     add_policy_arguments(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> OperatorSettings:
+    named = {flag[2:].replace("-", "_") for flag, _, _ in SETTINGS_FLAGS} | {"network_policy"}
+    return OperatorSettings(policy=policy_from_args(args), **{name: getattr(args, name) for name in named})
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     if args.peering is not None and args.priority == 0:
         # Replicas of equal priority all pause (kopf's rule), so each takes a random one: one of them works.
@@ -80,10 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     cluster = Cluster(
         api, ChildCache(), InstalledCRDs(lambda name: api.get("CustomResourceDefinition", None, name) is not None)
     )
-    settings = OperatorSettings(
-        args.runtime_image, policy_from_args(args), args.prometheus_address, args.network_policy,
-        args.monitoring_namespace, args.hub_endpoint, args.operator_namespace,
-    )  # fmt: skip
+    settings = settings_from(args)
     memo = kopf.Memo(cluster=cluster, settings=settings, workers=args.workers)  # handlers.configure adds the rest
     kopf.run(
         clusterwide=not args.namespace,
