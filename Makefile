@@ -8,13 +8,13 @@ CONFIG := runtime/conf/model_config.json
 
 .PHONY: help install model run test unit integration cluster-test lint format bench lock clean crds e2e e2e-kind \
 	images test-images \
-	operator-install-check bench-operator bench-abuse bench-routing bench-cold-start profile flake-check test-servers
+	operator-install-check bench-operator bench-abuse bench-routing bench-cold-start profile flake-check test-servers chaos
 
 help:
 	@echo "make run [MODEL=dir|ORG/NAME ARGS=...] | test | unit | integration | cluster-test | lint | format | bench | model | install"
 	@echo "     crds | lock | clean | cluster-build | cluster-up | cluster-down | images | test-images"
 	@echo "     autoscaling-build | autoscaling-up | autoscaling-down"
-	@echo "     flake-check SUITE=<pytest selection> N=<runs> | test-servers"
+	@echo "     flake-check SUITE=<pytest selection> N=<runs> | test-servers | chaos"
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -101,6 +101,11 @@ SUITE ?= tests
 flake-check: N = 10
 flake-check: model test-servers cluster-up images autoscaling-build
 	VIF_IMAGES=$(IMAGES) $(PY) tests/flake_check.py --runs $(N) "$(SUITE)"
+
+# Faults on the local plane, one table at the end (e2e/chaos; its chaos_*.py files are not part of `make test`):
+# it kills the plane's own API server and etcd (docs/reliability.md), so run it alone.
+chaos: install cluster-up
+	$(VENV)/bin/pytest -q -p no:cacheprovider e2e/chaos/chaos_*.py
 
 # The e2e suite alone: against the local control plane (CI), or on kind where Docker runs.
 e2e: install model cluster-up images

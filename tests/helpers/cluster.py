@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +56,26 @@ def require_cluster() -> None:
     ready = kubectl("get", "--raw", "/readyz", check=False)
     if ready.returncode != 0 or ready.stdout.strip() != "ok":
         pytest.fail(f"the control plane is not ready (`make cluster-up`): {ready.stderr.strip()}")
+
+
+def with_crds() -> Path:
+    """The plane, with vif's CRDs applied and served: what every test of the operator starts from."""
+    require_cluster()
+    kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    wait_established("inferencemodels.inference.vif.dev")
+    return KUBECONFIG
+
+
+@contextlib.contextmanager
+def fresh_namespace(prefix: str = "vif-test") -> Iterator[str]:
+    """A namespace of its own for one test, deleted (without waiting) after it."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    kubectl("create", "namespace", name)
+    kubectl("create", "serviceaccount", "default", "-n", name, check=False)  # in case the SA controller is slow
+    try:
+        yield name
+    finally:
+        kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def cached_tool(name: str) -> Path:

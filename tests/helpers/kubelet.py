@@ -26,6 +26,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 from helpers.cluster import KUBECONFIG
+from helpers.operator_process import OperatorProcess
 from helpers.pods import PodAsProcess, mounted_configmap
 from helpers.processes import stop_group
 
@@ -154,3 +155,16 @@ class StandInKubelet:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@contextmanager
+def operating(namespace: str, tmp_path: Path, *args: str) -> Iterator[StandInKubelet]:
+    """The operator (with `args`) and the stand-in kubelet running the model's pods, on routed pod addresses."""
+    operator = OperatorProcess(namespace, tmp_path, args)
+    operator.start()
+    try:
+        pods = StandInKubelet(namespace, "app.kubernetes.io/name=vif-runtime", tmp_path / "pods")
+        with routed_pod_ips(), pods as kubelet:
+            yield kubelet
+    finally:
+        operator.kill()

@@ -4,7 +4,6 @@ and the real operator as a process. If the plane is not up, every test here fail
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import pytest
 import yaml
 
 from helpers.autoscaling_stack import Stack, running_stack
-from helpers.cluster import KUBECONFIG, get, kubectl, require_cluster, wait_established, wait_for
+from helpers.cluster import KUBECONFIG, fresh_namespace, get, kubectl, wait_for, with_crds
 from helpers.markers import mark_folder
 from helpers.operator_process import OperatorProcess
 
@@ -69,19 +68,13 @@ def reconciled(name: str, namespace: str) -> dict | None:
 
 @pytest.fixture(scope="session")
 def cluster() -> Path:
-    require_cluster()
-    kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    wait_established("inferencemodels.inference.vif.dev")
-    return KUBECONFIG
+    return with_crds()
 
 
 @pytest.fixture
 def namespace(cluster: Path) -> Iterator[str]:
-    name = f"vif-test-{uuid.uuid4().hex[:8]}"
-    kubectl("create", "namespace", name)
-    kubectl("create", "serviceaccount", "default", "-n", name, check=False)  # in case the SA controller is slow
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with fresh_namespace() as name:
+        yield name
 
 
 @pytest.fixture

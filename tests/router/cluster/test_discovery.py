@@ -4,7 +4,6 @@ Deployment behind it changes the router's endpoint set; no ready replica means /
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import httpx
 import pytest
 import yaml
 
-from helpers.cluster import KUBECONFIG, kubectl, require_cluster, wait_for
+from helpers.cluster import KUBECONFIG, fresh_namespace, kubectl, require_cluster, wait_for
 from helpers.router_process import running_router
 
 LABELS = {"app": "replicas"}
@@ -52,10 +51,8 @@ def workload(replicas: int) -> str:
 @pytest.fixture
 def namespace() -> Iterator[str]:
     require_cluster()
-    name = f"vif-router-{uuid.uuid4().hex[:8]}"
-    kubectl("create", "namespace", name)
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with fresh_namespace("vif-router") as name:
+        yield name
 
 
 @pytest.fixture
