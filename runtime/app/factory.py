@@ -29,12 +29,13 @@ from vif.runtime.app.errors import error_bytes
 from vif.runtime.app.inference import InferenceEndpoint
 from vif.runtime.app.lifecycle import Lifecycle
 from vif.runtime.app.limiter import SequenceLimiter
-from vif.runtime.app.middleware import PROTOCOL_PATHS, APIKeyAuth, BodySizeLimit, RequestObserver
+from vif.runtime.app.middleware import APIKeyAuth, BodySizeLimit, RequestObserver
 from vif.runtime.app.openapi import build_openapi
 from vif.runtime.app.settings import ServerSettings
 from vif.runtime.app.tokenizer import TOKENIZER_PATHS, TokenizerEndpoint
 from vif.runtime.engine.types import EngineClient
 from vif.runtime.protocols.errors import APIError
+from vif.runtime.routes import PROTOCOL_PATHS
 from vif.runtime.serving.base import BaseServingEngine
 from vif.runtime.serving.context import ServedModel
 from vif.runtime.serving.metrics import RuntimeMetrics

@@ -18,17 +18,11 @@ from vif.runtime.api_keys import KeyCheck
 from vif.runtime.app.errors import send_error
 from vif.runtime.app.logs import request_id_var
 from vif.runtime.protocols.errors import APIError
+from vif.runtime.routes import PROTOCOL_PATHS
 from vif.runtime.serving.metrics import RuntimeMetrics
 
 log = logging.getLogger("vif.runtime.access")
 
-PROTOCOL_PATHS = {
-    "/v1/chat/completions": "chat",
-    "/chat/completions": "chat",
-    "/v1/completions": "completion",
-    "/completions": "completion",
-    "/generate": "generate",
-}
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/openapi.json"})
 REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import orjson
 
+from vif.runtime.routes import PROTOCOL_PATHS, Protocol
+
 DEFAULT_PREFIX_CHARS = 256
 MAX_PARSE_BYTES = 1 << 20
 SEPARATOR = "\x1e"  # between messages, so ["ab", "c"] and ["a", "bc"] differ
@@ -72,11 +74,13 @@ def completion_prefix(body: dict[str, Any]) -> str | None:
 
 Extractor = Callable[[dict[str, Any]], str | None]
 
-EXTRACTORS: dict[str, Extractor] = {
-    "/v1/chat/completions": chat_prefix,
-    "/v1/completions": completion_prefix,
-    "/generate": generate_prefix,
+_BY_PROTOCOL: dict[Protocol, Extractor] = {
+    "chat": chat_prefix,
+    "completion": completion_prefix,
+    "generate": generate_prefix,
 }
+# Every inference path the runtime serves, aliases too: a path missing here would be a 404 at the router.
+EXTRACTORS: dict[str, Extractor] = {path: _BY_PROTOCOL[protocol] for path, protocol in PROTOCOL_PATHS.items()}
 
 
 def routing_key(

@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from vif.runtime.router.app import Router, RouterSettings, create_app
 from vif.runtime.router.endpoints import EndpointSet
+from vif.runtime.routes import PROTOCOL_PATHS
 
 WAIT = 5.0  # seconds any condition a test waits for may take before the test fails
 
@@ -101,7 +102,7 @@ class FakeReplica:
     BREAK = b"BREAK"
 
     def app(self) -> Starlette:
-        paths = ["/v1/chat/completions", "/v1/completions", "/generate", "/tokenize", "/detokenize"]
+        paths = [*PROTOCOL_PATHS, "/tokenize", "/detokenize"]
         return Starlette(
             routes=[
                 Route("/ready", self.readiness, methods=["GET"]),

@@ -8,7 +8,11 @@ import socket
 
 import httpx
 import orjson
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.routing import Route
 
+from helpers.fake_engine import FakeEngine
 from tests.router.conftest import (
     WAIT,
     FakeReplica,
@@ -18,6 +22,13 @@ from tests.router.conftest import (
     listening_socket,
     wait_until,
 )
+from vif.runtime.app.factory import create_app as create_runtime_app
+from vif.runtime.router.app import create_app
+from vif.runtime.router.endpoints import EndpointSet
+from vif.runtime.routes import PROTOCOL_PATHS
+from vif.runtime.serving.context import ServedModel
+from vif.runtime.serving.metrics import RuntimeMetrics
+from vif.runtime.serving.registry import serving_classes
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "Hello"}]}
 
@@ -42,11 +53,9 @@ async def test_every_forwarded_route_reaches_the_replica(
     url, _ = await start_router([served.url])
     async with httpx.AsyncClient(base_url=url, timeout=WAIT) as client:
         assert (await client.get("/v1/models")).status_code == 200
-        for path in ["/v1/completions", "/generate", "/tokenize", "/detokenize"]:
-            assert (await client.post(path, json={"prompt": "x"})).status_code == 200
-    assert [s["path"] for s in replica.seen] == [
-        "/v1/models", "/v1/completions", "/generate", "/tokenize", "/detokenize"
-    ]  # fmt: skip
+        for path in [*PROTOCOL_PATHS, "/tokenize", "/detokenize"]:
+            assert (await client.post(path, json={"prompt": "x"})).status_code == 200, path
+    assert [s["path"] for s in replica.seen] == ["/v1/models", *PROTOCOL_PATHS, "/tokenize", "/detokenize"]
 
 
 async def test_stream_passes_through_byte_for_byte_as_sent(
@@ -313,3 +322,18 @@ async def test_body_over_the_limit_is_413(start_replica: StartReplica, start_rou
         response = await client.post("/v1/completions", json={"prompt": "x" * 200})
     assert response.status_code == 413 and response.json()["error"]["code"] == "body_too_large"
     assert replica.seen == []
+
+
+def test_the_router_forwards_every_path_the_runtime_serves() -> None:
+    """Read from both apps' routes, so a path the runtime adds (an alias: `/chat/completions`) cannot be a 404 at
+    the router; the router answers its own probes and metrics."""
+
+    def served(app: Starlette) -> set[tuple[str, str]]:
+        return {(r.path, m) for r in app.routes if isinstance(r, Route) for m in r.methods or () if m != "HEAD"}
+
+    classes = serving_classes("OpenAIServingChat")
+    runtime = create_runtime_app(ServedModel("m"), FakeEngine, classes, RuntimeMetrics("m", CollectorRegistry()))
+    own = {"/health", "/ready", "/metrics", "/openapi.json"}
+    forwarded = {(path, method) for path, method in served(runtime) if path not in own}
+    assert ("/chat/completions", "POST") in forwarded
+    assert forwarded <= served(create_app(EndpointSet(["http://127.0.0.1:1"])))
