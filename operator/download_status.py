@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from vif.operator.reasons import Reason
+
 FIELDS: dict[str, Any] = {"phase": "Pending", "bytesDone": 0, "bytesTotal": 0, "bytesPerSecond": 0,
                           "secondsLeft": 0, "message": ""}  # fmt: skip
 ORDER = {"Failed": 0, "Downloading": 1, "Verifying": 2, "Pending": 3, "Ready": 4}  # which pod's answer to report
@@ -38,7 +40,7 @@ def failure(download: dict[str, Any] | None) -> tuple[str, str] | None:
     """(reason, message) when the download failed."""
     if download is None or download.get("phase") != "Failed":
         return None
-    return "DownloadFailed", str(download.get("message") or "the download failed")
+    return Reason.DOWNLOAD_FAILED, str(download.get("message") or "the download failed")
 
 
 def summary(download: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ from vif.operator.kube_api import KINDS, APIError, retry_delay
 from vif.operator.metrics import RECONCILE_SECONDS, RECONCILES
 from vif.operator.model_runs import ModelKey, ModelRuns
 from vif.operator.names import MANAGED, MODEL_LABEL, label_selector
+from vif.operator.reasons import Reason
 from vif.operator.reconcile import CHILD_CRDS, reconcile
 from vif.operator.spec import GROUP, KIND, PLURAL, VERSION
 from vif.operator.watch_cache import ModelCache, is_newer
@@ -62,7 +63,8 @@ def converge(body: dict[str, Any], memo: kopf.Memo) -> None:
         kopf.warn(body, reason=outcome.failure[0], message=outcome.failure[1])
     for child in outcome.pruned:
         # kopf.event, not kopf.info: the posting level (WARNING, set above) filters kopf.info out
-        kopf.event(body, type="Normal", reason="Pruned", message=f"deleted {child}, which the spec no longer asks for")
+        message = f"deleted {child}, which the spec no longer asks for"
+        kopf.event(body, type="Normal", reason=Reason.PRUNED, message=message)
 
 
 def converge_latest(memo: kopf.Memo, key: ModelKey) -> None:

@@ -20,6 +20,7 @@ from vif.operator.builders.routing import router_name
 from vif.operator.download_status import failure
 from vif.operator.kube_api import APIError
 from vif.operator.policy import policy_violations
+from vif.operator.reasons import Reason
 from vif.operator.spec import InferenceModelSpec
 from vif.operator.status import build_status, condition, failed_conditions, with_transition_times
 
@@ -57,18 +58,18 @@ def reconcile(body: dict[str, Any], cluster: Cluster, settings: OperatorSettings
     try:
         ref = parse(body)
     except InvalidSpec as exc:
-        return failure_outcome(body, "InvalidSpec", str(exc))
+        return failure_outcome(body, Reason.INVALID_SPEC, str(exc))
     refused = policy_violations(ref.spec, settings.policy, settings.runtime_image)
     if refused:
-        return failure_outcome(body, "PolicyViolation", "; ".join(refused))
+        return failure_outcome(body, Reason.POLICY_VIOLATION, "; ".join(refused))
     crd_installed = SERVICE_MONITOR_CRD in cluster.crds
     if ref.spec.monitoring.service_monitor == "on" and not crd_installed:
-        return failure_outcome(body, "KindNotInstalled", f"monitoring.serviceMonitor is on but {SERVICE_MONITOR_CRD} "
-                               "is not installed (the Prometheus Operator)")  # fmt: skip
+        return failure_outcome(body, Reason.KIND_NOT_INSTALLED, f"monitoring.serviceMonitor is on but "
+                               f"{SERVICE_MONITOR_CRD} is not installed (the Prometheus Operator)")  # fmt: skip
     pool_installed = INFERENCE_POOL_CRD in cluster.crds
     if ref.spec.inference_pool.mode == "on" and not pool_installed:
-        return failure_outcome(body, "KindNotInstalled", f"inferencePool.mode is on but {INFERENCE_POOL_CRD} is not "
-                               "installed (the Gateway API Inference Extension)")  # fmt: skip
+        return failure_outcome(body, Reason.KIND_NOT_INSTALLED, f"inferencePool.mode is on but {INFERENCE_POOL_CRD}"
+                               " is not installed (the Gateway API Inference Extension)")  # fmt: skip
     keda_installed = SCALED_OBJECT_CRD in cluster.crds
     unscaled = autoscaling_problem(ref, settings, keda_installed)
     if unscaled is not None:  # served at spec.replicas, Degraded, rather than not at all
@@ -83,11 +84,11 @@ def reconcile(body: dict[str, Any], cluster: Cluster, settings: OperatorSettings
         deployment = applied.get(("Deployment", ref.name))  # the runtime's, not the router's
         pruned = prune(cluster, ref, desired, deployment)
     except NameConflict as exc:
-        return failure_outcome(body, "NameConflict", str(exc))
+        return failure_outcome(body, Reason.NAME_CONFLICT, str(exc))
     except APIError as exc:
         if exc.transient or exc.status == 404:
             raise
-        return failure_outcome(body, "ApplyFailed", exc.message)
+        return failure_outcome(body, Reason.APPLY_FAILED, exc.message)
     router = applied.get(("Deployment", router_name(ref)))
     status = build_status(ref, deployment, body["metadata"].get("generation"), _conditions(body), router)
     # A failed download (downloads.py writes it) is the more urgent: no replica can start.

@@ -7,6 +7,7 @@ from typing import Any
 
 from vif.operator.builders import ModelRef
 from vif.operator.builders.routing import wants_router
+from vif.operator.reasons import Reason
 
 
 def now() -> str:
@@ -39,9 +40,9 @@ def rollout_conditions(deployment: dict[str, Any] | None, generation: int | None
     """Ready, Progressing and Degraded from the Deployment's own status."""
     if deployment is None:
         return [
-            condition("Ready", False, "DeploymentMissing", "the Deployment does not exist yet", generation),
-            condition("Progressing", True, "Creating", "creating the Deployment", generation),
-            condition("Degraded", False, "AsExpected", "", generation),
+            condition("Ready", False, Reason.DEPLOYMENT_MISSING, "the Deployment does not exist yet", generation),
+            condition("Progressing", True, Reason.CREATING, "creating the Deployment", generation),
+            condition("Degraded", False, Reason.AS_EXPECTED, "", generation),
         ]
     dstatus = deployment.get("status", {})
     desired = deployment.get("spec", {}).get("replicas", 1)
@@ -49,24 +50,25 @@ def rollout_conditions(deployment: dict[str, Any] | None, generation: int | None
     updated = dstatus.get("updatedReplicas", 0)
     current = dstatus.get("observedGeneration", 0) >= deployment.get("metadata", {}).get("generation", 0)
     failure = rollout_failure(dstatus.get("conditions") or [])
+    counted = f"{ready}/{desired} replicas ready"
     if desired == 0:
-        ready_cond = condition("Ready", False, "ScaledToZero", "0 replicas requested", generation)
+        ready_cond = condition("Ready", False, Reason.SCALED_TO_ZERO, "0 replicas requested", generation)
     elif ready >= desired:
-        ready_cond = condition("Ready", True, "ReplicasReady", f"{ready}/{desired} replicas ready", generation)
+        ready_cond = condition("Ready", True, Reason.REPLICAS_READY, counted, generation)
     else:
-        ready_cond = condition("Ready", False, "ReplicasNotReady", f"{ready}/{desired} replicas ready", generation)
+        ready_cond = condition("Ready", False, Reason.REPLICAS_NOT_READY, counted, generation)
     rolling = not current or updated < desired or ready < desired
     progressing = condition(
         "Progressing",
         rolling,
-        "RollingOut" if rolling else "RolloutComplete",
+        Reason.ROLLING_OUT if rolling else Reason.ROLLOUT_COMPLETE,
         f"{updated}/{desired} updated",
         generation,
     )
     if failure is not None:
         degraded = condition("Degraded", True, failure[0], failure[1], generation)
     else:
-        degraded = condition("Degraded", False, "AsExpected", "", generation)
+        degraded = condition("Degraded", False, Reason.AS_EXPECTED, "", generation)
     return [ready_cond, progressing, degraded]
 
 
@@ -102,7 +104,7 @@ def with_router(
     else:
         message = f"0/{router.get('spec', {}).get('replicas', 1)} router replicas ready"
     return [
-        condition("Ready", False, "RouterNotReady", message, generation)
+        condition("Ready", False, Reason.ROUTER_NOT_READY, message, generation)
         if c["type"] == "Ready" and c["status"] == "True"
         else c
         for c in conditions
@@ -117,10 +119,10 @@ def wakes_from_zero(ref: ModelRef) -> bool:
 
 
 def _serving_from_zero(cond: dict[str, Any], generation: int | None) -> dict[str, Any]:
-    if cond["type"] != "Ready" or cond["reason"] != "ScaledToZero":
+    if cond["type"] != "Ready" or cond["reason"] != Reason.SCALED_TO_ZERO:
         return cond
     message = "scaled to zero while idle: the router holds the next request until a replica is ready"
-    return condition("Ready", True, "ScaledToZero", message, generation)
+    return condition("Ready", True, Reason.SCALED_TO_ZERO, message, generation)
 
 
 def build_status(

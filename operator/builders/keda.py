@@ -15,6 +15,7 @@ from vif.operator.builders.common import ModelRef, OperatorSettings
 from vif.operator.builders.routing import replicas_service_name, wants_router
 from vif.operator.builders.scaling import deployment_target, scale_down_behavior
 from vif.operator.names import MANAGED_BY_LABEL, MODEL_LABEL
+from vif.operator.reasons import Reason
 from vif.operator.spec import DEFAULT_TARGETS
 
 SCALED_OBJECT_CRD = "scaledobjects.keda.sh"
@@ -26,8 +27,6 @@ HPA_EXCLUDED_LABELS = {"scaledobject.keda.sh/hpa-excluded-labels": f"{MANAGED_BY
 QUEUE_SERIES = "vllm:num_requests_(waiting|running)"
 KV_CACHE_SERIES = "vllm:kv_cache_usage_perc"  # 0..1
 ROUTER_PENDING_SERIES = "vif_router_pending_requests"
-KEDA_REQUIRED = "KEDARequired"
-PROMETHEUS_MISSING = "PrometheusAddressMissing"
 
 
 def scraped_service(ref: ModelRef) -> str:
@@ -105,9 +104,9 @@ def autoscaling_problem(ref: ModelRef, settings: OperatorSettings, keda_installe
     fallback = f"serving spec.replicas ({ref.spec.replicas}) without autoscaling"
     if not keda_installed and (scaling.min_replicas == 0 or scaling.metric == "kv-cache"):
         needs = "autoscaling.minReplicas 0" if scaling.min_replicas == 0 else "autoscaling.metric kv-cache"
-        return KEDA_REQUIRED, f"{needs} needs KEDA, and {SCALED_OBJECT_CRD} is not installed; {fallback}"
+        return Reason.KEDA_REQUIRED, f"{needs} needs KEDA, and {SCALED_OBJECT_CRD} is not installed; {fallback}"
     if keda_installed and scaling.metric != "cpu" and not settings.prometheus_address:
-        return PROMETHEUS_MISSING, (
+        return Reason.PROMETHEUS_ADDRESS_MISSING, (
             f"autoscaling.metric {scaling.metric} is a Prometheus query and the operator has no Prometheus address"
             f" (--prometheus-address, chart value autoscaling.prometheusAddress); {fallback}"
         )
