@@ -24,6 +24,11 @@ ADMIN_KUBECONFIG=$CLUSTER_DIR/admin.kubeconfig
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 NODE_NAME=kwok-node-0
 SERVICE_CIDR=10.96.0.0/16
+# kwok's pod and node addresses: RFC 2544's benchmarking range, which no LAN or VPN uses, because the tests' stand-in
+# kubelet routes it to this machine (tests/helpers/kubelet.py); a /15 holds the thousands of pods of the many-model
+# tests.
+POD_CIDR=198.18.0.1/15
+NODE_IP=198.18.0.1
 
 command -v kubectl >/dev/null || { echo "up.sh: kubectl is needed (Debian package kubectl)" >&2; exit 1; }
 command -v openssl >/dev/null || { echo "up.sh: openssl is needed" >&2; exit 1; }
@@ -324,8 +329,8 @@ HOME=$CLUSTER_DIR/kwok-home start kwok \
 	--config "$BIN_DIR/kwok-stages.yaml" \
 	--manage-all-nodes=false \
 	--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
-	--cidr=10.0.0.1/16 \
-	--node-ip=10.0.0.1 \
+	--cidr="$POD_CIDR" \
+	--node-ip="$NODE_IP" \
 	--node-lease-duration-seconds=40
 
 # --- the simulated node ----------------------------------------------------------------------

@@ -2,8 +2,9 @@
 an IP gets its init containers and its container run here (`PodAsProcess`) listening on that IP and the container's port, and a pod that is
 being deleted, or is gone, gets SIGTERM on its main process and then its grace period, as a kubelet does.
 
-kwok gives pods addresses from 10.0.0.0/16; `routed_pod_ips` makes that whole range local to this machine (a local
-route on loopback, root only), so a process can bind a pod's IP and a router reach it at its EndpointSlice address.
+kwok gives pods addresses from 198.18.0.0/15 (RFC 2544's benchmarking range, which no LAN or VPN uses);
+`routed_pod_ips` makes that whole range local to this machine (a local route on loopback, root only), so a process
+can bind a pod's IP and a router reach it at its EndpointSlice address.
 kwok still marks a pod Ready at once, before its engine has loaded: the router's probes and holding cover that gap,
 where a real kubelet's readiness probe would.
 """
@@ -30,7 +31,7 @@ from helpers.operator_process import OperatorProcess
 from helpers.pods import PodAsProcess, mounted_configmap
 from helpers.processes import stop_group
 
-POD_CIDR = "10.0.0.0/16"  # e2e/cluster/up.sh: kwok --cidr
+POD_CIDR = "198.18.0.0/15"  # e2e/cluster/up.sh: kwok --cidr
 
 
 @contextmanager
