@@ -18,7 +18,7 @@ import pytest
 
 from helpers.cluster import kubectl, wait_for
 from helpers.model_fleet import apply_fleet, wait_all_ready
-from helpers.operator_process import OperatorProcess
+from helpers.operator_process import OperatorProcess, running_operator
 from vif.operator.names import MANAGED_BY_LABEL, MODEL_LABEL
 
 from .conftest import Row
@@ -32,10 +32,8 @@ SETTLE = 600  # bounded, not timed: 300 models on two cores
 
 @pytest.fixture
 def operator(namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    running = OperatorProcess(namespace, tmp_path)
-    running.start()
-    yield running
-    running.kill()
+    with running_operator(namespace, tmp_path) as running:
+        yield running
 
 
 def items(kind: str, namespace: str) -> list[dict[str, Any]]:

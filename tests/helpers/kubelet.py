@@ -27,7 +27,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 from helpers.cluster import KUBECONFIG
-from helpers.operator_process import OperatorProcess
+from helpers.operator_process import running_operator
 from helpers.pods import PodAsProcess, mounted_configmap
 from helpers.processes import stop_group
 
@@ -161,11 +161,6 @@ class StandInKubelet:
 @contextmanager
 def operating(namespace: str, tmp_path: Path, *args: str) -> Iterator[StandInKubelet]:
     """The operator (with `args`) and the stand-in kubelet running the model's pods, on routed pod addresses."""
-    operator = OperatorProcess(namespace, tmp_path, args)
-    operator.start()
-    try:
-        pods = StandInKubelet(namespace, "app.kubernetes.io/name=vif-runtime", tmp_path / "pods")
-        with routed_pod_ips(), pods as kubelet:
-            yield kubelet
-    finally:
-        operator.kill()
+    pods = StandInKubelet(namespace, "app.kubernetes.io/name=vif-runtime", tmp_path / "pods")
+    with running_operator(namespace, tmp_path, *args), routed_pod_ips(), pods as kubelet:
+        yield kubelet

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -59,3 +61,14 @@ class OperatorProcess:
 
     def log(self) -> str:
         return "\n".join(self.log_path().read_text(errors="replace").splitlines()[-30:])
+
+
+@contextlib.contextmanager
+def running_operator(namespace: str, log_dir: Path, *args: str) -> Iterator[OperatorProcess]:
+    """The operator, started with `args` and healthy while inside, killed on the way out."""
+    operator = OperatorProcess(namespace, log_dir, args)
+    operator.start()
+    try:
+        yield operator
+    finally:
+        operator.kill()

@@ -14,7 +14,7 @@ import yaml
 from helpers.autoscaling_stack import Stack, running_stack
 from helpers.cluster import KUBECONFIG, fresh_namespace, get, kubectl, wait_for, with_crds
 from helpers.markers import mark_folder
-from helpers.operator_process import OperatorProcess
+from helpers.operator_process import OperatorProcess, running_operator
 
 __all__ = ["KUBECONFIG", "OperatorProcess", "get", "kubectl", "wait_for"]
 
@@ -79,10 +79,8 @@ def namespace(cluster: Path) -> Iterator[str]:
 
 @pytest.fixture
 def operator_process(namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(namespace, tmp_path)
-    op.start()
-    yield op
-    op.kill()
+    with running_operator(namespace, tmp_path) as operator:
+        yield operator
 
 
 @pytest.fixture(scope="module")
