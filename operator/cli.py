@@ -30,13 +30,18 @@ SETTINGS_FLAGS = (
 )  # fmt: skip
 
 
+def setting_of(flag: str) -> str:
+    """The OperatorSettings field a flag of SETTINGS_FLAGS sets: `--hub-endpoint` -> `hub_endpoint`."""
+    return flag.removeprefix("--").replace("-", "_")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vif-operator", description=__doc__)
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument("--namespace", "-n", action="append", default=[], help="watch this namespace (repeatable)")
     scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace (the default)")
     for flag, env, what in SETTINGS_FLAGS:
-        default = os.environ.get(env, getattr(OperatorSettings, flag[2:].replace("-", "_")))
+        default = os.environ.get(env, getattr(OperatorSettings, setting_of(flag)))
         parser.add_argument(flag, default=default, help=f"{what} (default ${env})")
     parser.add_argument(
         "--network-policy",
@@ -61,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace) -> OperatorSettings:
-    named = {flag[2:].replace("-", "_") for flag, _, _ in SETTINGS_FLAGS} | {"network_policy"}
+    named = {setting_of(flag) for flag, _, _ in SETTINGS_FLAGS} | {"network_policy"}
     return OperatorSettings(policy=policy_from_args(args), **{name: getattr(args, name) for name in named})
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vif.operator.builders import OperatorSettings
-from vif.operator.cli import SETTINGS_FLAGS, build_parser, settings_from
+from vif.operator.cli import SETTINGS_FLAGS, build_parser, setting_of, settings_from
 
 
 def test_every_setting_comes_from_its_flag(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -16,7 +16,7 @@ def test_every_setting_comes_from_its_flag(monkeypatch: pytest.MonkeyPatch) -> N
         build_parser().parse_args([*given, "--network-policy", "--allowed-s3-endpoint", "http://s3"])
     )
     for flag, _, _ in SETTINGS_FLAGS:
-        assert getattr(settings, flag[2:].replace("-", "_")) == f"value of {flag}"
+        assert getattr(settings, setting_of(flag)) == f"value of {flag}"
     assert settings.network_policy is True
     assert settings.policy.allowed_s3_endpoints == ("http://s3",)
 
