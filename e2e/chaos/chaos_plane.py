@@ -51,12 +51,13 @@ def left_behind(namespace: str, models: set[str]) -> list[str]:
     """What a fault left wrong: a model with more or fewer children than it should have, a child of no model, a
     status whose ready replicas are not its Deployment's."""
     found = []
+    listed = {kind: items(kind, namespace) for kind in CHILDREN_PER_MODEL}
     for kind, per_model in CHILDREN_PER_MODEL.items():
-        owners = Counter(c["metadata"]["labels"].get(MODEL_LABEL) for c in items(kind, namespace))
+        owners = Counter(c["metadata"]["labels"].get(MODEL_LABEL) for c in listed[kind])
         found += [f"{n} {kind} of {owner}" for owner, n in owners.items() if owner in models and n != per_model]
         found += [f"{n} orphaned {kind} of {owner}" for owner, n in owners.items() if owner not in models]
         found += [f"no {kind} of {model}" for model in models if model not in owners]
-    deployments = {d["metadata"]["name"]: d for d in items("deployments", namespace)}
+    deployments = {d["metadata"]["name"]: d for d in listed["deployments"]}
     for model in json.loads(kubectl("get", "inferencemodels", "-n", namespace, "-o", "json").stdout)["items"]:
         name, status = model["metadata"]["name"], model.get("status") or {}
         ready = (deployments.get(name, {}).get("status") or {}).get("readyReplicas", 0)
