@@ -19,6 +19,7 @@ ALLOWED_EXTRA_ARGS = (
     "--max-body-bytes",
     "--body-timeout",
     "--send-timeout",
+    "--max-unsent-bytes",
     "--log-level",
     "--log-format",
     # the model as vLLM runs it

@@ -76,6 +76,12 @@ def own_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES)
     parser.add_argument("--body-timeout", type=float, default=30.0, help="seconds for a body to arrive (then 408)")
     parser.add_argument("--send-timeout", type=float, default=30.0, help="a stream nobody reads is aborted after")
+    parser.add_argument(
+        "--max-unsent-bytes",
+        type=int,
+        default=64 << 20,
+        help="answers the engine has finished, buffered for slow readers after their slots are freed",
+    )
     parser.add_argument("--drain-seconds", type=float, default=5.0, help="after SIGTERM, /ready 503, still serving")
     parser.add_argument("--shutdown-timeout", type=float, default=30.0, help="then in-flight requests get this long")
     parser.add_argument("--allowed-root", action="append", default=[], help="extra folder config paths may use")
@@ -151,6 +157,7 @@ def _build(
         max_body_bytes=args.max_body_bytes,
         body_timeout=args.body_timeout,
         send_timeout=args.send_timeout,
+        max_unsent_bytes=args.max_unsent_bytes,
         drain_seconds=args.drain_seconds,
         shutdown_timeout=args.shutdown_timeout,
     )

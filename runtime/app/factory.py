@@ -103,7 +103,9 @@ def create_app(
 ) -> Starlette:
     settings = settings or ServerSettings()
     state = lifecycle or Lifecycle()
-    limiter = SequenceLimiter(settings.limit_concurrency or 1, settings.max_sequences_per_request)
+    limiter = SequenceLimiter(
+        settings.limit_concurrency or 1, settings.max_sequences_per_request, settings.max_unsent_bytes
+    )
     # One worker: two would contend with the event loop for the GIL, and a waiting loop can lose the handoff to
     # the other worker again and again (a 300 ms stall of /health under 16 bodies of 40,000 messages; ~30 ms with one).
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vif-prepare")

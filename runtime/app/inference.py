@@ -2,6 +2,8 @@
 
 Everything that can refuse a request happens before the status line: the serving class's `prepare`, the
 concurrency slot and, for streams, the engine's admission of the request (the first chunk is awaited first).
+The slot goes back when the engine is done, not when the client has read the answer (`limiter.Slot`): a stream's
+chunks are read from the engine as they come and queued for a client that reads more slowly.
 Every body is prepared on one worker thread, as vLLM's server renders and tokenises on one, after a child
 process has vetted a very large one (`body_check.py`): the tokenizer releases the GIL, so a burst of long prompts
 (1,024 tokens take ~4.5 ms each) no longer holds up the event loop and every stream on it.
@@ -26,7 +28,7 @@ from starlette.types import Receive, Scope, Send
 from vif.runtime.app.body_check import BodyChecker
 from vif.runtime.app.errors import JSON_HEADERS, ErrorShape, as_api_error, error_event, plain_shape, send_error
 from vif.runtime.app.lifecycle import Lifecycle
-from vif.runtime.app.limiter import SequenceLimiter
+from vif.runtime.app.limiter import SequenceLimiter, Slot
 from vif.runtime.asgi import BodyTimeout, ClientGone, read_body, until_disconnect
 from vif.runtime.engine.types import EngineDeadError
 from vif.runtime.protocols.errors import APIError
@@ -72,11 +74,11 @@ class InferenceEndpoint:
             body = await read_request_body(receive, self.body_timeout)
             ctx = await self._prepare(serving, body, scope["state"]["request_id"])
             scope["state"]["model"] = ctx.model  # the request's metrics carry the name it is served under
-            with self.limiter.slot(ctx.sequences), self.lifecycle.tracked():
+            with self.limiter.slot(ctx.sequences) as slot, self.lifecycle.tracked():
                 if ctx.stream:
-                    await self._stream(serving, ctx, receive, send)
+                    await self._stream(serving, ctx, slot, receive, send)
                 else:
-                    await self._respond(serving, ctx, receive, send)
+                    await self._respond(serving, ctx, slot, receive, send)
         except asyncio.CancelledError:
             if not self.lifecycle.aborting:
                 raise
@@ -95,15 +97,22 @@ class InferenceEndpoint:
         return ctx
 
     async def _respond(
-        self, serving: BaseServingEngine, ctx: RequestContext[Any], receive: Receive, send: Send
+        self, serving: BaseServingEngine, ctx: RequestContext[Any], slot: Slot, receive: Receive, send: Send
     ) -> None:
         body = orjson.dumps(await until_disconnect(receive, serving.respond(ctx)))
-        await send({"type": "http.response.start", "status": 200, "headers": JSON_HEADERS})
-        await send({"type": "http.response.body", "body": body})
+        slot.hand_back(len(body))
+        try:
+            async with asyncio.timeout(self.send_timeout):
+                await send({"type": "http.response.start", "status": 200, "headers": JSON_HEADERS})
+                await send({"type": "http.response.body", "body": body})
+        except TimeoutError:
+            log.warning("the client read nothing for %ss: response dropped", self.send_timeout)
 
-    async def _stream(self, serving: BaseServingEngine, ctx: RequestContext[Any], receive: Receive, send: Send) -> None:
+    async def _stream(
+        self, serving: BaseServingEngine, ctx: RequestContext[Any], slot: Slot, receive: Receive, send: Send
+    ) -> None:
         async with aclosing(serving.stream(ctx)) as chunks:
-            await EventStream(self, serving.create_error_response, send, receive, ctx.model).run(chunks)
+            await EventStream(self, serving.create_error_response, send, receive, ctx.model).run(chunks, slot)
 
     def _error(self, exc: BaseException) -> APIError:
         if isinstance(exc, EngineDeadError):
@@ -115,8 +124,9 @@ class EventStream:
     """Server-sent events after a 200, ending with `[DONE]`; an error on the way is one error event.
 
     It stops (closing the chunks, which aborts the engine request) when the client disconnects, when the
-    client reads nothing for `send_timeout` (so a stalled reader holds no slot and queues nothing), and when the
-    shutdown deadline aborts in-flight requests.
+    client reads nothing for `send_timeout`, and when the shutdown deadline aborts in-flight requests. The chunks
+    are read ahead of a slow client into a queue, so the engine request ends when the engine is done and the slot
+    is handed back then (when the limiter's budget for unsent answers has room).
     """
 
     def __init__(
@@ -128,7 +138,7 @@ class EventStream:
         self.receive = receive
         self.model = model
 
-    async def run(self, chunks: AsyncIterator[dict[str, Any]]) -> None:
+    async def run(self, chunks: AsyncIterator[dict[str, Any]], slot: Slot | None = None) -> None:
         """Errors before the first chunk (the engine refusing the request) are raised, for an HTTP error."""
         task = asyncio.current_task()
         assert task is not None
@@ -147,9 +157,7 @@ class EventStream:
             await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
             started = True
             if first is not None:
-                await self._send(_event(first))
-                async for chunk in chunks:
-                    await self._send(_event(chunk))
+                await self._relay(first, chunks, slot)
             await self._send(SSE_DONE, more=False)
         except asyncio.CancelledError:
             if gone:
@@ -169,6 +177,43 @@ class EventStream:
             await self._fail(self.endpoint._error(exc))
         finally:
             watcher.cancel()
+
+    async def _relay(self, first: dict[str, Any], chunks: AsyncIterator[dict[str, Any]], slot: Slot | None) -> None:
+        """Send `first` and the chunks after it while a task reads them from the engine as they come; an engine
+        error is raised here after the chunks before it were sent."""
+        queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
+        head = _event(first)
+        queue.put_nowait(head)
+        unsent = len(head)  # the queue's bytes and the event being sent
+
+        async def read_ahead() -> None:
+            nonlocal unsent
+            try:
+                async for chunk in chunks:
+                    event = _event(chunk)
+                    unsent += len(event)
+                    queue.put_nowait(event)
+            except BaseException as exc:  # the engine's error, or a cancellation from inside the engine's stream
+                queue.put_nowait(exc)
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                queue.put_nowait(None)
+            if slot is not None:
+                slot.hand_back(unsent)
+
+        reader = asyncio.create_task(read_ahead())
+        try:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                await self._send(item)
+                unsent -= len(item)
+                if slot is not None:
+                    slot.sent(len(item))
+        finally:
+            reader.cancel()  # the client left or stalled, or a shutdown: the chunks are closed, the request aborted
+            await asyncio.wait([reader])
 
     async def _send(self, data: bytes, more: bool = True) -> None:
         async with asyncio.timeout(self.endpoint.send_timeout):

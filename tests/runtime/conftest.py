@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
 
 from helpers.fake_engine import FakeEngine
 from helpers.waits import eventually, ready
@@ -31,9 +32,12 @@ def metrics() -> RuntimeMetrics:
 
 
 @pytest.fixture
-async def make_client(engine: FakeEngine, metrics: RuntimeMetrics) -> AsyncIterator[Callable[..., object]]:
-    """An async factory: `client = await make_client(settings=..., classes=..., lifecycle=..., model=...)`, app
-    started and ready."""
+async def make_app(
+    engine: FakeEngine, metrics: RuntimeMetrics
+) -> AsyncIterator[Callable[..., Awaitable[tuple[Starlette, httpx.AsyncClient]]]]:
+    """An async factory: `app, client = await make_app(settings=..., classes=..., lifecycle=..., model=...)`, the
+    app started and ready, and a client driving it in process (httpx's ASGI transport takes each answer whole: a
+    test of a slow reader calls the app itself)."""
     stack: list[tuple[object, httpx.AsyncClient]] = []
 
     async def factory(
@@ -41,7 +45,7 @@ async def make_client(engine: FakeEngine, metrics: RuntimeMetrics) -> AsyncItera
         classes: dict[str, type[BaseServingEngine]] | None = None,
         lifecycle: Lifecycle | None = None,
         model: ServedModel | None = None,
-    ) -> httpx.AsyncClient:
+    ) -> tuple[Starlette, httpx.AsyncClient]:
         classes = classes or serving_classes("OpenAIServingChat")
         app = create_app(model or ServedModel(MODEL), lambda: engine, classes, metrics, settings, lifecycle)
         lifespan = app.router.lifespan_context(app)
@@ -50,9 +54,20 @@ async def make_client(engine: FakeEngine, metrics: RuntimeMetrics) -> AsyncItera
         # the engine loads in a background task
         await eventually(lambda: ready(client), "the app's engine loaded (/ready 200)")
         stack.append((lifespan, client))
-        return client
+        return app, client
 
     yield factory
     for lifespan, client in stack:
         await client.aclose()
         await lifespan.__aexit__(None, None, None)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def make_client(make_app: Callable[..., Awaitable[tuple[Starlette, httpx.AsyncClient]]]) -> Callable[..., object]:
+    """An async factory: `client = await make_client(settings=..., classes=..., lifecycle=..., model=...)`, app
+    started and ready."""
+
+    async def factory(*args: object, **kwargs: object) -> httpx.AsyncClient:
+        return (await make_app(*args, **kwargs))[1]
+
+    return factory

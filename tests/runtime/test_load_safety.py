@@ -7,9 +7,12 @@ import asyncio
 import threading
 import time
 
+import orjson
 import pytest
+from starlette.applications import Starlette
 
 from helpers.fake_engine import FakeEngine
+from helpers.waits import eventually
 from vif.runtime.app.body_check import BodyChecker
 from vif.runtime.app.factory import ServerSettings
 from vif.runtime.app.inference import EventStream, InferenceEndpoint
@@ -110,6 +113,101 @@ async def test_a_stream_nobody_reads_is_aborted(engine: FakeEngine) -> None:
 
     await asyncio.wait_for(EventStream(endpoint, APIError.body, send, receive).run(chunks()), 5)
     assert sent[0]["status"] == 200 and len(sent) == 3
+
+
+class StalledReader:
+    """A raw ASGI client that sends its whole body, then takes the first message of the answer and reads nothing
+    more (its socket's buffer full) until `read_on` is set; it never disconnects."""
+
+    def __init__(self, body: dict) -> None:
+        self.request = [{"type": "http.request", "body": orjson.dumps(body)}]
+        self.messages: list[dict] = []
+        self.read_on = asyncio.Event()
+
+    def call(self, app: Starlette, path: str) -> asyncio.Task:
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+            "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
+            "headers": [(b"host", b"vif"), (b"content-type", b"application/json")],
+            "client": ("127.0.0.1", 1), "server": ("vif", 80),
+        }  # fmt: skip
+        return asyncio.create_task(app(scope, self.receive, self.send))
+
+    async def receive(self) -> dict:
+        if self.request:
+            return self.request.pop()
+        await asyncio.Event().wait()
+        return {}
+
+    async def send(self, message: dict) -> None:
+        self.messages.append(message)
+        if message["type"] == "http.response.body":
+            await self.read_on.wait()
+
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.messages if m["type"] == "http.response.body")
+
+
+async def test_a_slow_reader_hands_its_slot_back_when_the_engine_is_done(make_app, engine: FakeEngine) -> None:
+    """The engine's work is over long before a slow client has read it: the sequences go back then, and the answer
+    still reaches the client whole."""
+    engine.delay = 0.001
+    app, client = await make_app(ServerSettings(limit_concurrency=1, send_timeout=60))
+    stream = {**CHAT, "stream": True, **LONG}
+    reader = StalledReader(stream)
+    stalled = reader.call(app, "/v1/chat/completions")
+    await eventually(lambda: len(reader.messages) == 2, "the first event sent to a client that reads nothing")
+    assert reader.messages[0]["status"] == 200
+
+    async def another_answered() -> bool:
+        return (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200
+
+    await eventually(another_answered, "the one slot free again while the first client reads nothing", every=0.02)
+    assert not stalled.done() and not engine.aborted
+    reader.read_on.set()
+    await asyncio.wait_for(stalled, 5)
+    whole = await client.post("/v1/chat/completions", json=stream)  # the same stream, read at once
+    assert _contents(reader.body()) == _contents(whole.content)
+    assert reader.body().endswith(b"data: [DONE]\n\n") and len(_contents(reader.body())) == LONG["max_tokens"]
+
+
+async def test_a_whole_answer_waits_without_a_slot_and_is_dropped_after_the_send_timeout(
+    make_app, engine: FakeEngine
+) -> None:
+    app, client = await make_app(ServerSettings(limit_concurrency=1, send_timeout=60))
+    reader = StalledReader(CHAT)
+    stalled = reader.call(app, "/v1/chat/completions")
+    await eventually(lambda: len(reader.messages) == 2, "the answer's body sent to a client that reads nothing")
+    assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200
+    assert not stalled.done()
+    reader.read_on.set()
+    await asyncio.wait_for(stalled, 5)
+    assert orjson.loads(reader.body())["choices"][0]["message"]["content"] == engine.reply
+
+    app, client = await make_app(ServerSettings(limit_concurrency=1, send_timeout=0.2))
+    never = StalledReader(CHAT)
+    await asyncio.wait_for(never.call(app, "/v1/chat/completions"), 5)  # returns: the answer is dropped
+    assert [m["type"] for m in never.messages] == ["http.response.start", "http.response.body"]
+
+
+def test_a_slot_is_handed_back_within_the_budget_for_unsent_answers() -> None:
+    limiter = SequenceLimiter(limit=4, per_request=4, max_unsent_bytes=100)
+    with limiter.slot(2) as first, limiter.slot(2) as second:
+        assert limiter.active == 4
+        assert first.hand_back(60) and limiter.active == 2 and limiter.unsent == 60
+        assert not first.hand_back(60), "a slot goes back once"
+        assert not second.hand_back(60), "past the budget the slot is kept"
+        assert limiter.active == 2 and limiter.unsent == 60
+        first.sent(50)
+        assert limiter.unsent == 10 and second.hand_back(60) and limiter.active == 0 and limiter.unsent == 70
+        second.sent(1000)  # only what was counted is taken off
+        assert limiter.unsent == 10
+    assert limiter.active == 0 and limiter.unsent == 0
+
+
+def _contents(sse: bytes) -> list[str]:
+    events = [line.removeprefix(b"data: ") for line in sse.split(b"\n\n") if line.startswith(b"data: {")]
+    return [c["delta"]["content"] for e in events for c in orjson.loads(e)["choices"] if c["delta"].get("content")]
 
 
 def _metrics():
