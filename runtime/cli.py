@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vif.runtime.api_keys import MAX_BODY_BYTES
+from vif.runtime.shared.api_keys import MAX_BODY_BYTES
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -219,6 +219,6 @@ def _fetched(repo: str, flags: dict[str, Any]) -> str:
 
 
 def _api_keys(args: argparse.Namespace) -> tuple[str, ...]:
-    from vif.runtime.api_keys import load_api_keys
+    from vif.runtime.shared.api_keys import load_api_keys
 
     return load_api_keys(args.api_key, args.api_keys_file)

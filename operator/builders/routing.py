@@ -21,7 +21,7 @@ ROUTER_MEMORY_REQUEST = "128Mi"
 ROUTER_MEMORY_LIMIT_BYTES = 512 << 20
 ROUTER_MEMORY_LIMIT = f"{ROUTER_MEMORY_LIMIT_BYTES >> 20}Mi"
 # The router holds requests in memory while no replica is ready: so many of the largest bodies (the runtime's own
-# limit, vif.runtime.api_keys.MAX_BODY_BYTES) fit in half its memory limit, the rest is its own and the bodies in
+# limit, vif.runtime.shared.api_keys.MAX_BODY_BYTES) fit in half its memory limit, the rest is its own and the bodies in
 # flight to replicas.
 ROUTER_MAX_BODY_BYTES = 4 << 20
 ROUTER_MAX_HELD = ROUTER_MEMORY_LIMIT_BYTES // 2 // ROUTER_MAX_BODY_BYTES

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 
-import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -35,10 +34,11 @@ from vif.runtime.app.settings import ServerSettings
 from vif.runtime.app.tokenizer import TOKENIZER_PATHS, TokenizerEndpoint
 from vif.runtime.engine.types import EngineClient
 from vif.runtime.protocols.errors import APIError
-from vif.runtime.routes import PROTOCOL_PATHS
 from vif.runtime.serving.base import BaseServingEngine
 from vif.runtime.serving.context import ServedModel
 from vif.runtime.serving.metrics import RuntimeMetrics
+from vif.runtime.shared.asgi import json_response
+from vif.runtime.shared.routes import PROTOCOL_PATHS
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +87,6 @@ async def start_engine(load_engine: Callable[[], EngineClient]) -> EngineClient:
         engine.shutdown()
         raise
     return engine
-
-
-def json_response(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status, headers, media_type="application/json")
 
 
 def create_app(

@@ -29,12 +29,12 @@ from vif.runtime.app.body_check import BodyChecker
 from vif.runtime.app.errors import JSON_HEADERS, ErrorShape, as_api_error, error_event, plain_shape, send_error
 from vif.runtime.app.lifecycle import Lifecycle
 from vif.runtime.app.limiter import SequenceLimiter, Slot
-from vif.runtime.asgi import BodyTimeout, ClientGone, read_body, until_disconnect
 from vif.runtime.engine.types import EngineDeadError
 from vif.runtime.protocols.errors import APIError
 from vif.runtime.serving.base import BaseServingEngine
 from vif.runtime.serving.context import RequestContext
 from vif.runtime.serving.metrics import RuntimeMetrics
+from vif.runtime.shared.asgi import BodyTimeout, ClientGone, read_body, until_disconnect
 
 log = logging.getLogger(__name__)
 

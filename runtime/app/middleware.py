@@ -14,12 +14,12 @@ from collections.abc import Sequence
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vif.runtime.api_keys import KeyCheck
 from vif.runtime.app.errors import send_error
 from vif.runtime.app.logs import request_id_var
 from vif.runtime.protocols.errors import APIError
-from vif.runtime.routes import PROTOCOL_PATHS
 from vif.runtime.serving.metrics import RuntimeMetrics
+from vif.runtime.shared.api_keys import KeyCheck
+from vif.runtime.shared.routes import PROTOCOL_PATHS
 
 log = logging.getLogger("vif.runtime.access")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vif.runtime.api_keys import MAX_BODY_BYTES
+from vif.runtime.shared.api_keys import MAX_BODY_BYTES
 
 
 @dataclass(frozen=True)

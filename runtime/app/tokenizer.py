@@ -17,11 +17,11 @@ from vif.runtime.app.body_check import BodyChecker
 from vif.runtime.app.errors import JSON_HEADERS, as_api_error, send_error
 from vif.runtime.app.inference import prepare_body, read_request_body
 from vif.runtime.app.lifecycle import Lifecycle
-from vif.runtime.asgi import ClientGone
 from vif.runtime.protocols.errors import APIError
 from vif.runtime.protocols.tokenize import DetokenizeRequest, TokenizeRequest
 from vif.runtime.serving.context import ServedModel
 from vif.runtime.serving.tokenization import ServingTokenization
+from vif.runtime.shared.asgi import ClientGone
 
 Answer = Callable[[ServingTokenization, bytes], dict[str, Any]]
 

@@ -10,15 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from vif.runtime.api_keys import MAX_BODY_BYTES, KeyCheck
-from vif.runtime.asgi import BodyTimeout, BodyTooLarge, ClientGone, read_body, until_disconnect
 from vif.runtime.router.endpoints import EndpointSet
 from vif.runtime.router.errors import RouterError, send_error
 from vif.runtime.router.holding import Holding
@@ -27,6 +24,15 @@ from vif.runtime.router.prefix import DEFAULT_PREFIX_CHARS, EXTRACTORS, Extracto
 from vif.runtime.router.probes import Prober
 from vif.runtime.router.proxy import BrokenStream, Proxy, pool_client
 from vif.runtime.router.strategies import DEFAULT_LOAD_FACTOR, build_strategy
+from vif.runtime.shared.api_keys import MAX_BODY_BYTES, KeyCheck
+from vif.runtime.shared.asgi import (
+    BodyTimeout,
+    BodyTooLarge,
+    ClientGone,
+    json_response,
+    read_body,
+    until_disconnect,
+)
 
 # Forwarded without a routing key: they carry no prompt worth keeping near its cache.
 PLAIN_ROUTES = {"/v1/models": ["GET"], "/tokenize": ["POST"], "/detokenize": ["POST"]}
@@ -112,10 +118,6 @@ class ForwardedRoute:
                 f"The request body did not arrive within {settings.body_timeout:g} seconds.", status=408,
                 type="invalid_request_error", code="body_timeout",
             ) from None  # fmt: skip
-
-
-def json_response(body: object, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status, media_type="application/json")
 
 
 def create_app(

@@ -10,10 +10,10 @@ import os
 import sys
 from pathlib import Path
 
-from vif.runtime.api_keys import load_api_keys
 from vif.runtime.router.app import RouterSettings
 from vif.runtime.router.endpoints import normalize_url
 from vif.runtime.router.strategies import STRATEGIES
+from vif.runtime.shared.api_keys import load_api_keys
 
 log = logging.getLogger("vif.router")
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from vif.runtime.routes import PROTOCOL_PATHS, Protocol
+from vif.runtime.shared.routes import PROTOCOL_PATHS, Protocol
 
 DEFAULT_PREFIX_CHARS = 256
 MAX_PARSE_BYTES = 1 << 20

@@ -20,8 +20,6 @@ from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[2]
 LOCKS = REPO / "runtime" / "requirements"
-# Beside pyproject.toml's dependencies and its `cpu` extra: vif-router's --service discovery imports kubernetes.
-EXTRA_ROOTS = ("kubernetes",)
 # pip and setuptools are pinned by install.sh itself; the project is installed from the checkout.
 UNLOCKED = {"pip", "setuptools", "vllm-inference-framework"}
 HEADERS = {
@@ -39,8 +37,10 @@ HEADERS = {
 
 
 def runtime_roots() -> list[str]:
+    """pyproject.toml's dependencies, its `cpu` extra (the engine) and its `router` extra (vif-router's discovery)."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    return [*project["dependencies"], *project["optional-dependencies"]["cpu"], *EXTRA_ROOTS]
+    extras = project["optional-dependencies"]
+    return [*project["dependencies"], *extras["cpu"], *extras["router"]]
 
 
 def closure(roots: list[str]) -> set[str]:

@@ -110,7 +110,7 @@ def test_the_router_checks_the_models_api_keys() -> None:
 
 
 def test_the_routers_held_bodies_fit_half_its_memory_limit() -> None:
-    from vif.runtime.api_keys import MAX_BODY_BYTES
+    from vif.runtime.shared.api_keys import MAX_BODY_BYTES
 
     assert ROUTER_MAX_BODY_BYTES == MAX_BODY_BYTES  # the runtime's: the router holds no body the runtime refuses
     assert parse_quantity(ROUTER_MEMORY_LIMIT) // 2 >= ROUTER_MAX_HELD * ROUTER_MAX_BODY_BYTES

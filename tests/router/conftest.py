@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from vif.runtime.router.app import Router, RouterSettings, create_app
 from vif.runtime.router.endpoints import EndpointSet
-from vif.runtime.routes import PROTOCOL_PATHS
+from vif.runtime.shared.routes import PROTOCOL_PATHS
 
 WAIT = 5.0  # seconds any condition a test waits for may take before the test fails
 

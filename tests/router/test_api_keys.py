@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from tests.router.conftest import WAIT, StartReplica, StartRouter
-from vif.runtime.api_keys import load_api_keys
 from vif.runtime.app.settings import ServerSettings
 from vif.runtime.router.app import RouterSettings
+from vif.runtime.shared.api_keys import load_api_keys
 
 KEY = {"Authorization": "Bearer k2"}
 

@@ -25,10 +25,10 @@ from tests.router.conftest import (
 from vif.runtime.app.factory import create_app as create_runtime_app
 from vif.runtime.router.app import create_app
 from vif.runtime.router.endpoints import EndpointSet
-from vif.runtime.routes import PROTOCOL_PATHS
 from vif.runtime.serving.context import ServedModel
 from vif.runtime.serving.metrics import RuntimeMetrics
 from vif.runtime.serving.registry import serving_classes
+from vif.runtime.shared.routes import PROTOCOL_PATHS
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "Hello"}]}
 

@@ -18,8 +18,8 @@ from vif.runtime.app.factory import ServerSettings
 from vif.runtime.app.inference import EventStream, InferenceEndpoint
 from vif.runtime.app.lifecycle import Lifecycle
 from vif.runtime.app.limiter import SequenceLimiter
-from vif.runtime.asgi import ClientGone, read_body
 from vif.runtime.protocols.errors import APIError
+from vif.runtime.shared.asgi import ClientGone, read_body
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 LONG = {"max_tokens": 20, "ignore_eos": True}

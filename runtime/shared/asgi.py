@@ -1,5 +1,5 @@
-"""ASGI helpers the runtime's app and the router share: reading a whole request body within a deadline, and
-running work until the client disconnects. Free of pydantic and vLLM, so the router can import it cheaply."""
+"""ASGI helpers the runtime's app and the router share: reading a whole request body within a deadline, running
+work until the client disconnects, and a JSON response."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TypeVar
 
+import orjson
+from starlette.responses import Response
 from starlette.types import Receive
 
 T = TypeVar("T")
@@ -65,3 +67,7 @@ async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
     if task.cancelled():
         raise ClientGone
     return task.result()
+
+
+def json_response(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers, media_type="application/json")

@@ -1,7 +1,4 @@
-"""API keys, shared by the runtime and the router: where they come from, and checking a request's header.
-
-Free of pydantic and vLLM, like vif.runtime.asgi, so the router can import it cheaply.
-"""
+"""API keys, shared by the runtime and the router: where they come from, and checking a request's header."""
 
 from __future__ import annotations
 
