@@ -104,7 +104,7 @@ flake-check: model test-servers cluster-up images autoscaling-build
 
 # Faults on the local plane, one table at the end (e2e/chaos; its chaos_*.py files are not part of `make test`):
 # it kills the plane's own API server and etcd (docs/reliability.md), so run it alone.
-chaos: install cluster-up
+chaos: model cluster-up
 	$(VENV)/bin/pytest -q -p no:cacheprovider e2e/chaos/chaos_*.py
 
 # The e2e suite alone: against the local control plane (CI), or on kind where Docker runs.
