@@ -18,9 +18,11 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from vif.operator.builders import ModelRef, content_hash
+from vif.operator.builders import content_hash
+from vif.operator.kinds import DEPLOYMENT
 from vif.operator.kube_api import APIError, KubeAPI
 from vif.operator.metrics import CHILD_APPLIES
+from vif.operator.model_ref import ModelRef
 from vif.operator.names import APPLIED_HASH, FIELD_MANAGER, controller_uid
 from vif.operator.watch_cache import ChildCache, InstalledCRDs
 
@@ -131,8 +133,8 @@ def _retire_replaced(cluster: Cluster, ref: ModelRef, child: dict[str, Any]) -> 
 def _hand_over_replicas(api: KubeAPI, live: dict[str, Any]) -> None:
     meta = live["metadata"]
     patch = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
+        "apiVersion": DEPLOYMENT.api_version,
+        "kind": DEPLOYMENT.name,
         "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
         "spec": {"replicas": live.get("spec", {}).get("replicas", 1)},
     }

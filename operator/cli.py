@@ -11,9 +11,9 @@ import kopf
 import prometheus_client
 
 from vif.operator.apply import Cluster
-from vif.operator.builders import OperatorSettings
 from vif.operator.kube_api import KubeAPI, load_kube_config
 from vif.operator.policy import add_policy_arguments, policy_from_args
+from vif.operator.settings import OperatorSettings
 from vif.operator.watch_cache import ChildCache, InstalledCRDs
 
 # OperatorSettings' strings: a flag each (named as the field), defaulted from the env var the chart sets.

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from vif.operator.kinds import CRD, INFERENCE_MODEL
 from vif.operator.spec import GROUP, KIND, PLURAL, VERSION, InferenceModelSpec, InferenceModelStatus
 
 CRD_FILE = f"{GROUP}_{PLURAL}.yaml"
@@ -82,9 +83,9 @@ def build_crd() -> dict[str, Any]:
     status["x-kubernetes-preserve-unknown-fields"] = True  # kopf keeps its own progress notes there
     ready = '.status.conditions[?(@.type=="Ready")].status'
     return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{PLURAL}.{GROUP}"},
+        "apiVersion": CRD.api_version,
+        "kind": CRD.name,
+        "metadata": {"name": INFERENCE_MODEL.crd},
         "spec": {
             "group": GROUP,
             "names": {

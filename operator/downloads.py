@@ -20,11 +20,11 @@ from typing import Any
 import urllib3
 
 from vif.operator.apply import Cluster
-from vif.operator.builders import ModelRef
 from vif.operator.builders.common import RUNTIME_PORT
 from vif.operator.builders.model_cache import cached_source, source_of
 from vif.operator.download_status import report, settled
 from vif.operator.kube_api import APIError
+from vif.operator.model_ref import ModelRef
 from vif.operator.model_runs import ModelKey
 from vif.operator.reconcile import InvalidSpec, parse
 from vif.operator.spec import KIND

@@ -14,14 +14,14 @@ from typing import Any
 
 import kopf
 
-from vif.operator.builders import CHILD_KINDS
 from vif.operator.downloads import DownloadWatch
-from vif.operator.kube_api import KINDS, APIError, retry_delay
+from vif.operator.kinds import KINDS, OPTIONAL_CRDS, OWNED_KINDS
+from vif.operator.kube_api import APIError, retry_delay
 from vif.operator.metrics import RECONCILE_SECONDS, RECONCILES
 from vif.operator.model_runs import ModelKey, ModelRuns
 from vif.operator.names import MANAGED, MODEL_LABEL, label_selector
 from vif.operator.reasons import Reason
-from vif.operator.reconcile import CHILD_CRDS, reconcile
+from vif.operator.reconcile import reconcile
 from vif.operator.spec import GROUP, KIND, PLURAL, VERSION
 from vif.operator.watch_cache import ModelCache, is_newer
 
@@ -31,7 +31,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     """Watch only the operator's own children (a server-side label selector, not every object of the cluster),
     size the handler thread pool, post only warnings as Kubernetes events, and start asking downloading models'
     pods for their progress."""
-    for kind in CHILD_KINDS:
+    for kind in OWNED_KINDS:
         settings.watching.label_selectors[KINDS[kind].api_version, KINDS[kind].plural] = label_selector(MANAGED)
     settings.execution.max_workers = memo.workers
     settings.posting.level = logging.WARNING
@@ -110,7 +110,7 @@ async def crd_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any
     as gone (no new objects of it are accepted)."""
     meta = body["metadata"]
     gone = type == "DELETED" or bool(meta.get("deletionTimestamp"))
-    if memo.cluster.crds.saw(meta["name"], deleted=gone) and type is not None and meta["name"] in CHILD_CRDS:
+    if memo.cluster.crds.saw(meta["name"], deleted=gone) and type is not None and meta["name"] in OPTIONAL_CRDS:
         for key in memo.models.held():
             memo.runs.trigger(key)
 
@@ -138,5 +138,5 @@ def _register_child_watch(kind: str) -> None:
         child_changed(kind, body, type, memo)
 
 
-for _kind in CHILD_KINDS:
+for _kind in OWNED_KINDS:
     _register_child_watch(_kind)

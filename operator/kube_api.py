@@ -2,8 +2,8 @@
 
 kopf runs sync handlers in a thread pool. The Python client's dynamic client keeps a discovery cache that
 those threads corrupted under load (`KeyError: 'resources'` with 200 models applied at once). The operator
-manages a fixed set of kinds whose URL paths are known, so it needs no discovery at all: this module maps
-each kind to its path and sends requests through one urllib3 pool (thread-safe), authenticated by the
+manages a fixed set of kinds whose URL paths are known (`vif.operator.kinds`), so it needs no discovery at all:
+it sends requests to those paths through one urllib3 pool (thread-safe), authenticated by the
 client library's configuration (kubeconfig or in-cluster token, refreshed by the library's hook).
 """
 
@@ -11,53 +11,18 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.rest import RESTClientObject
 
+from vif.operator.kinds import KINDS
 from vif.operator.metrics import API_REQUESTS
-from vif.operator.names import API_VERSION, FIELD_MANAGER
-from vif.operator.spec import KIND, PLURAL
+from vif.operator.names import FIELD_MANAGER
 
 TIMEOUT_SECONDS = 30
-
-
-@dataclass(frozen=True)
-class Kind:
-    """Where a kind lives in the API: `/api/v1` for the core group, `/apis/<group>/<version>` otherwise."""
-
-    api_version: str
-    plural: str
-    namespaced: bool = True
-
-    def path(self, namespace: str | None, name: str | None = None) -> str:
-        root = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
-        scope = f"/namespaces/{quote(namespace)}" if self.namespaced and namespace else ""
-        return f"{root}{scope}/{self.plural}" + (f"/{quote(name)}" if name else "")
-
-
-KINDS: dict[str, Kind] = {
-    "ServiceAccount": Kind("v1", "serviceaccounts"),
-    "ConfigMap": Kind("v1", "configmaps"),
-    "Service": Kind("v1", "services"),
-    "Deployment": Kind("apps/v1", "deployments"),
-    "HorizontalPodAutoscaler": Kind("autoscaling/v2", "horizontalpodautoscalers"),
-    "PodDisruptionBudget": Kind("policy/v1", "poddisruptionbudgets"),
-    "ServiceMonitor": Kind("monitoring.coreos.com/v1", "servicemonitors"),
-    "InferencePool": Kind("inference.networking.k8s.io/v1", "inferencepools"),
-    "ScaledObject": Kind("keda.sh/v1alpha1", "scaledobjects"),
-    "Role": Kind("rbac.authorization.k8s.io/v1", "roles"),
-    "RoleBinding": Kind("rbac.authorization.k8s.io/v1", "rolebindings"),
-    "NetworkPolicy": Kind("networking.k8s.io/v1", "networkpolicies"),
-    "PersistentVolumeClaim": Kind("v1", "persistentvolumeclaims"),
-    "Pod": Kind("v1", "pods"),  # read only: a download's progress (downloads.py)
-    KIND: Kind(API_VERSION, PLURAL),
-    "CustomResourceDefinition": Kind("apiextensions.k8s.io/v1", "customresourcedefinitions", namespaced=False),
-}
 
 
 class APIError(Exception):

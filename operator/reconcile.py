@@ -12,21 +12,20 @@ from typing import Any
 from pydantic import ValidationError
 
 from vif.operator.apply import Cluster, NameConflict, current_children, key, prune, sync_child
-from vif.operator.builders import ModelRef, OperatorSettings, build_children, wants_service_monitor
-from vif.operator.builders.inference_pool import INFERENCE_POOL_CRD, wants_inference_pool
-from vif.operator.builders.keda import SCALED_OBJECT_CRD, autoscaling_problem
+from vif.operator.builders import build_children, wants_service_monitor
+from vif.operator.builders.inference_pool import wants_inference_pool
+from vif.operator.builders.keda import autoscaling_problem
 from vif.operator.builders.model_cache import cached_source
 from vif.operator.builders.routing import router_name
 from vif.operator.download_status import failure
+from vif.operator.kinds import INFERENCE_POOL, SCALED_OBJECT, SERVICE_MONITOR
 from vif.operator.kube_api import APIError
+from vif.operator.model_ref import ModelRef
 from vif.operator.policy import policy_violations
 from vif.operator.reasons import Reason
+from vif.operator.settings import OperatorSettings
 from vif.operator.spec import InferenceModelSpec
 from vif.operator.status import build_status, condition, failed_conditions, with_transition_times
-
-SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
-# The models' children depend on whether these exist.
-CHILD_CRDS = (SERVICE_MONITOR_CRD, SCALED_OBJECT_CRD, INFERENCE_POOL_CRD)
 
 
 @dataclass(frozen=True)
@@ -62,15 +61,15 @@ def reconcile(body: dict[str, Any], cluster: Cluster, settings: OperatorSettings
     refused = policy_violations(ref.spec, settings.policy, settings.runtime_image)
     if refused:
         return failure_outcome(body, Reason.POLICY_VIOLATION, "; ".join(refused))
-    crd_installed = SERVICE_MONITOR_CRD in cluster.crds
+    crd_installed = SERVICE_MONITOR.crd in cluster.crds
     if ref.spec.monitoring.service_monitor == "on" and not crd_installed:
         return failure_outcome(body, Reason.KIND_NOT_INSTALLED, f"monitoring.serviceMonitor is on but "
-                               f"{SERVICE_MONITOR_CRD} is not installed (the Prometheus Operator)")  # fmt: skip
-    pool_installed = INFERENCE_POOL_CRD in cluster.crds
+                               f"{SERVICE_MONITOR.crd} is not installed (the Prometheus Operator)")  # fmt: skip
+    pool_installed = INFERENCE_POOL.crd in cluster.crds
     if ref.spec.inference_pool.mode == "on" and not pool_installed:
-        return failure_outcome(body, Reason.KIND_NOT_INSTALLED, f"inferencePool.mode is on but {INFERENCE_POOL_CRD}"
+        return failure_outcome(body, Reason.KIND_NOT_INSTALLED, f"inferencePool.mode is on but {INFERENCE_POOL.crd}"
                                " is not installed (the Gateway API Inference Extension)")  # fmt: skip
-    keda_installed = SCALED_OBJECT_CRD in cluster.crds
+    keda_installed = SCALED_OBJECT.crd in cluster.crds
     unscaled = autoscaling_problem(ref, settings, keda_installed)
     if unscaled is not None:  # served at spec.replicas, Degraded, rather than not at all
         ref = replace(ref, spec=ref.spec.model_copy(update={"autoscaling": None}))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from vif.operator.builders import ModelRef
 from vif.operator.builders.routing import wants_router
+from vif.operator.model_ref import ModelRef
 from vif.operator.reasons import Reason
 
 

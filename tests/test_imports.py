@@ -99,6 +99,15 @@ def test_the_runtime_does_not_reach_into_the_router() -> None:
     assert not reaching
 
 
+def test_the_builders_import_only_what_describes_a_model() -> None:
+    """Pure builders: the spec, names, kinds, the model's reference and the operator's settings in; no client, no
+    cluster state."""
+    vif = {name for name in imported_by("vif.operator.builders") if within(name, "vif")}
+    pure = ("vif.operator.builders", "vif.operator.spec", "vif.operator.names", "vif.operator.kinds")
+    assert all(within(name, *pure, "vif.operator.model_ref", "vif.operator.settings", "vif.operator.reasons")
+               for name in vif), sorted(vif)  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("script", "packages", "lock"),
     [

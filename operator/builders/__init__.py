@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vif.operator.builders.common import ModelRef, OperatorSettings, content_hash
+from vif.operator.builders.common import content_hash
 from vif.operator.builders.configmap import build_configmap
 from vif.operator.builders.deployment import build_deployment
 from vif.operator.builders.identity import build_service_account
@@ -14,23 +14,8 @@ from vif.operator.builders.model_cache import build_model_cache_claim
 from vif.operator.builders.networking import build_network_policy, build_service, build_service_monitor
 from vif.operator.builders.routing import build_router_children
 from vif.operator.builders.scaling import build_hpa, build_pdb
-
-# Every kind a model may own (vif.operator.kube_api knows where each lives in the API).
-CHILD_KINDS = (
-    "ServiceAccount",
-    "ConfigMap",
-    "Deployment",
-    "Service",
-    "HorizontalPodAutoscaler",
-    "PodDisruptionBudget",
-    "ServiceMonitor",
-    "ScaledObject",
-    "InferencePool",
-    "Role",
-    "RoleBinding",
-    "NetworkPolicy",
-    "PersistentVolumeClaim",
-)
+from vif.operator.model_ref import ModelRef
+from vif.operator.settings import OperatorSettings
 
 
 def wants_service_monitor(ref: ModelRef, crd_installed: bool) -> bool:
@@ -60,4 +45,4 @@ def build_children(
     return children
 
 
-__all__ = ["CHILD_KINDS", "ModelRef", "OperatorSettings", "build_children", "content_hash"]
+__all__ = ["build_children", "content_hash", "wants_service_monitor"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from vif.operator.builders.common import ADAPTER_PVC_DIR, PVC_MOUNT, ModelRef
+from vif.operator.builders.common import ADAPTER_PVC_DIR, PVC_MOUNT
+from vif.operator.model_ref import ModelRef
 from vif.operator.spec import Adapter
 
 

@@ -6,8 +6,10 @@ import json
 from typing import Any
 
 from vif.operator.builders.adapters import lora_adapters
-from vif.operator.builders.common import PVC_MOUNT, TEMPLATE_DIR, ModelRef, content_hash
+from vif.operator.builders.common import PVC_MOUNT, TEMPLATE_DIR, content_hash
 from vif.operator.builders.model_cache import cached_model_path, cached_source
+from vif.operator.kinds import CONFIG_MAP
+from vif.operator.model_ref import ModelRef
 
 
 def model_source(ref: ModelRef) -> dict[str, str]:
@@ -63,10 +65,4 @@ def build_configmap(ref: ModelRef) -> dict[str, Any]:
     """Immutable and named by its content: a changed config is a new ConfigMap that only the new pods mount, so
     running pods keep the config they started with (and the old one is pruned once the rollout is done)."""
     data = {"model_config.json": json.dumps(model_config(ref), indent=2, sort_keys=True) + "\n"}
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": ref.metadata(f"{ref.name}-config-{content_hash(data)[:10]}"),
-        "immutable": True,
-        "data": data,
-    }
+    return CONFIG_MAP.manifest(ref.metadata(f"{ref.name}-config-{content_hash(data)[:10]}"), immutable=True, data=data)

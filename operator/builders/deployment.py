@@ -13,8 +13,6 @@ from vif.operator.builders.common import (
     PVC_MOUNT,
     RUNTIME_PORT,
     TEMPLATE_DIR,
-    ModelRef,
-    OperatorSettings,
     content_hash,
     shared_pod_settings,
 )
@@ -33,7 +31,10 @@ from vif.operator.builders.security import (
     pod_security_context,
     writable_volumes,
 )
+from vif.operator.kinds import DEPLOYMENT
+from vif.operator.model_ref import ModelRef
 from vif.operator.names import CONFIG_HASH
+from vif.operator.settings import OperatorSettings
 
 
 def runtime_args(ref: ModelRef) -> list[str]:
@@ -153,4 +154,4 @@ def build_deployment(ref: ModelRef, settings: OperatorSettings, configmap: dict[
     }
     if ref.spec.autoscaling is None:  # with autoscaling the HPA owns the replica count
         spec["replicas"] = ref.spec.replicas
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": ref.metadata(), "spec": spec}
+    return DEPLOYMENT.manifest(ref.metadata(), spec=spec)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from vif.operator.builders.common import ModelRef
+from vif.operator.kinds import SERVICE_ACCOUNT
+from vif.operator.model_ref import ModelRef
 
 
 def service_account_name(ref: ModelRef) -> str:
@@ -21,4 +22,4 @@ def build_service_account(ref: ModelRef) -> dict[str, Any] | None:
     if ref.spec.service_account_name:
         return None
     metadata = ref.metadata()
-    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata, "automountServiceAccountToken": False}
+    return SERVICE_ACCOUNT.manifest(metadata, automountServiceAccountToken=False)

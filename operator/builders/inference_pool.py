@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from vif.operator.builders.common import RUNTIME_PORT, ModelRef
-
-INFERENCE_POOL_CRD = "inferencepools.inference.networking.k8s.io"
-API_VERSION = "inference.networking.k8s.io/v1"
+from vif.operator.builders.common import RUNTIME_PORT
+from vif.operator.kinds import INFERENCE_POOL
+from vif.operator.model_ref import ModelRef
 
 
 def wants_inference_pool(ref: ModelRef, crd_installed: bool) -> bool:
@@ -33,4 +32,4 @@ def build_inference_pool(ref: ModelRef) -> dict[str, Any]:
         "targetPorts": [{"number": RUNTIME_PORT}],
         "endpointPickerRef": picker,
     }
-    return {"apiVersion": API_VERSION, "kind": "InferencePool", "metadata": ref.metadata(), "spec": spec}
+    return INFERENCE_POOL.manifest(ref.metadata(), spec=spec)

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from vif.operator.builders.common import ModelRef, OperatorSettings
 from vif.operator.builders.routing import replicas_service_name, wants_router
 from vif.operator.builders.scaling import deployment_target, scale_down_behavior
+from vif.operator.kinds import SCALED_OBJECT
+from vif.operator.model_ref import ModelRef
 from vif.operator.names import MANAGED_BY_LABEL, MODEL_LABEL
 from vif.operator.reasons import Reason
+from vif.operator.settings import OperatorSettings
 from vif.operator.spec import DEFAULT_TARGETS
 
-SCALED_OBJECT_CRD = "scaledobjects.keda.sh"
-KEDA_API_VERSION = "keda.sh/v1alpha1"
 # KEDA copies a ScaledObject's labels onto the HPA it makes, but these: with them the operator would watch KEDA's
 # HPA as one of the model's own children, and it would claim to be managed by the operator.
 HPA_EXCLUDED_LABELS = {"scaledobject.keda.sh/hpa-excluded-labels": f"{MANAGED_BY_LABEL},{MODEL_LABEL}"}
@@ -92,7 +92,7 @@ def build_scaled_object(ref: ModelRef, settings: OperatorSettings) -> dict[str, 
         "triggers": triggers(ref, settings),
     }
     metadata = {**ref.metadata(), "annotations": HPA_EXCLUDED_LABELS}
-    return {"apiVersion": KEDA_API_VERSION, "kind": "ScaledObject", "metadata": metadata, "spec": spec}
+    return SCALED_OBJECT.manifest(metadata, spec=spec)
 
 
 def autoscaling_problem(ref: ModelRef, settings: OperatorSettings, keda_installed: bool) -> tuple[str, str] | None:
@@ -104,7 +104,7 @@ def autoscaling_problem(ref: ModelRef, settings: OperatorSettings, keda_installe
     fallback = f"serving spec.replicas ({ref.spec.replicas}) without autoscaling"
     if not keda_installed and (scaling.min_replicas == 0 or scaling.metric == "kv-cache"):
         needs = "autoscaling.minReplicas 0" if scaling.min_replicas == 0 else "autoscaling.metric kv-cache"
-        return Reason.KEDA_REQUIRED, f"{needs} needs KEDA, and {SCALED_OBJECT_CRD} is not installed; {fallback}"
+        return Reason.KEDA_REQUIRED, f"{needs} needs KEDA, and {SCALED_OBJECT.crd} is not installed; {fallback}"
     if keda_installed and scaling.metric != "cpu" and not settings.prometheus_address:
         return Reason.PROMETHEUS_ADDRESS_MISSING, (
             f"autoscaling.metric {scaling.metric} is a Prometheus query and the operator has no Prometheus address"

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from vif.operator.builders.common import RUNTIME_PORT, ModelRef, OperatorSettings
+from vif.operator.builders.common import RUNTIME_PORT
 from vif.operator.builders.security import TMP_DIR, TMP_VOLUME, container_security_context
+from vif.operator.kinds import PVC
+from vif.operator.model_ref import ModelRef
+from vif.operator.settings import OperatorSettings
 from vif.operator.spec import HuggingFaceSource, ModelCache, S3ModelSource
 
 RemoteSource = HuggingFaceSource | S3ModelSource
@@ -73,8 +76,7 @@ def build_model_cache_claim(ref: ModelRef) -> dict[str, Any] | None:
     spec: dict[str, Any] = {"accessModes": [cache.access_mode], "resources": {"requests": {"storage": cache.size}}}
     if cache.storage_class_name is not None:
         spec["storageClassName"] = cache.storage_class_name
-    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": ref.metadata(claim_name(ref, cache)),
-            "spec": spec}  # fmt: skip
+    return PVC.manifest(ref.metadata(claim_name(ref, cache)), spec=spec)
 
 
 def fetch_container(ref: ModelRef, settings: OperatorSettings, image: str) -> dict[str, Any] | None:

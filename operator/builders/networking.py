@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from vif.operator.builders.common import ModelRef, OperatorSettings
 from vif.operator.builders.model_cache import cached_source
 from vif.operator.builders.routing import front_selector, wants_router
+from vif.operator.kinds import NETWORK_POLICY, SERVICE, SERVICE_MONITOR
+from vif.operator.model_ref import ModelRef
 from vif.operator.names import router_selector
+from vif.operator.settings import OperatorSettings
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set on every namespace by the API server
 
@@ -16,18 +18,13 @@ def build_service(ref: ModelRef) -> dict[str, Any]:
     """The model's Service (status.endpoint): in front of the router's pods, or the replicas without a router."""
     port = {"name": "http", "port": ref.spec.service.port, "targetPort": "http", "protocol": "TCP"}
     spec = {"type": ref.spec.service.type, "selector": front_selector(ref), "ports": [port]}
-    return {"apiVersion": "v1", "kind": "Service", "metadata": ref.metadata(), "spec": spec}
+    return SERVICE.manifest(ref.metadata(), spec=spec)
 
 
 def build_service_monitor(ref: ModelRef) -> dict[str, Any]:
     endpoint = {"port": "http", "path": "/metrics", "interval": ref.spec.monitoring.interval}
     spec = {"selector": {"matchLabels": ref.selector()}, "endpoints": [endpoint]}
-    return {
-        "apiVersion": "monitoring.coreos.com/v1",
-        "kind": "ServiceMonitor",
-        "metadata": ref.metadata(),
-        "spec": spec,
-    }
+    return SERVICE_MONITOR.manifest(ref.metadata(), spec=spec)
 
 
 def build_network_policy(ref: ModelRef, settings: OperatorSettings) -> dict[str, Any] | None:
@@ -48,4 +45,4 @@ def build_network_policy(ref: ModelRef, settings: OperatorSettings) -> dict[str,
         peers.append({"podSelector": {"matchLabels": wanted.from_pod_labels}})
     ingress = [{"from": peers, "ports": [{"port": "http", "protocol": "TCP"}]}] if peers else []
     spec = {"podSelector": {"matchLabels": ref.selector()}, "policyTypes": ["Ingress"], "ingress": ingress}
-    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": ref.metadata(), "spec": spec}
+    return NETWORK_POLICY.manifest(ref.metadata(), spec=spec)

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from vif.operator.builders.common import RUNTIME_PORT, ModelRef, OperatorSettings, shared_pod_settings
+from vif.operator.builders.common import RUNTIME_PORT, shared_pod_settings
 from vif.operator.builders.lifecycle import pre_stop_hook, probe
 from vif.operator.builders.security import TMP_DIR, container_security_context, pod_security_context
+from vif.operator.kinds import DEPLOYMENT, PDB, ROLE, ROLE_BINDING, SERVICE, SERVICE_ACCOUNT
+from vif.operator.model_ref import ModelRef
 from vif.operator.names import router_labels, router_selector
+from vif.operator.settings import OperatorSettings
 
 PORT_NAME = "http"  # the runtime's port name in the replicas' Service, and the router's own
-RBAC_API = "rbac.authorization.k8s.io/v1"
 ROUTER_CPU_REQUEST = "100m"
 ROUTER_MEMORY_REQUEST = "128Mi"
 ROUTER_MEMORY_LIMIT_BYTES = 512 << 20
@@ -55,28 +57,26 @@ def build_replicas_service(ref: ModelRef) -> dict[str, Any]:
     spec = {"type": "ClusterIP", "selector": ref.selector(), "ports": [port]}
     # The runtime's labels: it fronts the replicas, so a ServiceMonitor keeps scraping them through it.
     metadata = ref.metadata(replicas_service_name(ref))
-    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}
+    return SERVICE.manifest(metadata, spec=spec)
 
 
 def build_router_service_account(ref: ModelRef) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _metadata(ref, router_name(ref))}
+    return SERVICE_ACCOUNT.manifest(_metadata(ref, router_name(ref)))
 
 
 def build_router_role(ref: ModelRef) -> dict[str, Any]:
     """Read-only access to the namespace's EndpointSlices: all the router asks of the API server."""
     rule = {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}
-    return {"apiVersion": RBAC_API, "kind": "Role", "metadata": _metadata(ref, router_name(ref)), "rules": [rule]}
+    return ROLE.manifest(_metadata(ref, router_name(ref)), rules=[rule])
 
 
 def build_router_role_binding(ref: ModelRef) -> dict[str, Any]:
     name = router_name(ref)
-    return {
-        "apiVersion": RBAC_API,
-        "kind": "RoleBinding",
-        "metadata": _metadata(ref, name),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ref.namespace}],
-    }
+    return ROLE_BINDING.manifest(
+        _metadata(ref, name),
+        roleRef={"apiGroup": ROLE.group, "kind": ROLE.name, "name": name},
+        subjects=[{"kind": SERVICE_ACCOUNT.name, "name": name, "namespace": ref.namespace}],
+    )
 
 
 def router_args(ref: ModelRef) -> list[str]:
@@ -135,7 +135,7 @@ def build_router_deployment(ref: ModelRef, settings: OperatorSettings) -> dict[s
         "selector": {"matchLabels": router_selector(ref.name)},
         "template": {"metadata": {"labels": router_labels(ref.name)}, "spec": pod_spec},
     }
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _metadata(ref, router_name(ref)), "spec": spec}
+    return DEPLOYMENT.manifest(_metadata(ref, router_name(ref)), spec=spec)
 
 
 def router_placement(ref: ModelRef) -> dict[str, Any]:
@@ -162,8 +162,7 @@ def build_router_pdb(ref: ModelRef) -> dict[str, Any] | None:
     if ref.spec.routing.replicas <= 1:
         return None
     spec = {"maxUnavailable": 1, "selector": {"matchLabels": router_selector(ref.name)}}
-    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": _metadata(ref, router_name(ref)),
-            "spec": spec}  # fmt: skip
+    return PDB.manifest(_metadata(ref, router_name(ref)), spec=spec)
 
 
 def build_router_children(ref: ModelRef, settings: OperatorSettings) -> list[dict[str, Any]]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from vif.operator.builders.common import ModelRef
+from vif.operator.kinds import DEPLOYMENT, HPA, PDB
+from vif.operator.model_ref import ModelRef
 
 # The queue signal as a pods metric: the runtime's gauge of requests being served (waiting in vLLM or running),
 # under its own name, which a metrics adapter (such as prometheus-adapter) serves to the HPA. vLLM's own
@@ -34,12 +35,12 @@ def build_hpa(ref: ModelRef) -> dict[str, Any] | None:
         "behavior": scale_down_behavior(scaling.scale_down_delay_seconds),
     }
     metadata = {**ref.metadata(), "annotations": KEDA_HPA_CHECK_OFF}
-    return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": metadata, "spec": spec}
+    return HPA.manifest(metadata, spec=spec)
 
 
 def deployment_target(ref: ModelRef) -> dict[str, str]:
     """What an autoscaler scales: the model's (runtime) Deployment."""
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "name": ref.name}
+    return {"apiVersion": DEPLOYMENT.api_version, "kind": DEPLOYMENT.name, "name": ref.name}
 
 
 def scale_down_behavior(delay_seconds: int) -> dict[str, Any]:
@@ -54,4 +55,4 @@ def build_pdb(ref: ModelRef) -> dict[str, Any] | None:
     if least <= 1:
         return None
     spec = {"maxUnavailable": 1, "selector": {"matchLabels": ref.selector()}}
-    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": ref.metadata(), "spec": spec}
+    return PDB.manifest(ref.metadata(), spec=spec)

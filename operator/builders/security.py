@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from vif.operator.builders.common import HF_CACHE, ModelRef
+from vif.operator.builders.common import HF_CACHE
+from vif.operator.model_ref import ModelRef
 
 # The runtime images' user (Dockerfile.runtime: `useradd --uid 10001`, `USER 10001:10001`).
 RUNTIME_UID = 10001

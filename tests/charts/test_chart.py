@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from helpers.cluster import REPO, cached_tool, helm, kubectl, require_cluster
+from vif.operator.kinds import CRD, INFERENCE_MODEL, KINDS, POD
 
 pytestmark = pytest.mark.cluster
 CHART = str(REPO / "charts" / "vif-operator")
@@ -69,6 +70,29 @@ def test_rbac_is_least_privilege() -> None:
                 assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
                 assert "secrets" not in rule["resources"], "the operator never reads Secrets"
                 assert not {"update", "deletecollection", "escalate", "bind", "impersonate"} & set(rule["verbs"])
+
+
+OWNER_VERBS = {"get", "list", "watch", "create", "patch", "delete"}
+USES = {kind.name: OWNER_VERBS for kind in KINDS.values() if kind.owned} | {
+    POD.name: {"get", "list"},  # a download's progress
+    INFERENCE_MODEL.name: {"get", "list", "watch", "patch"},
+    CRD.name: {"get", "list", "watch"},
+}
+
+
+def test_rbac_grants_exactly_what_the_kinds_table_uses() -> None:
+    """Every kind of vif.operator.kinds gets the verbs the operator uses on it, and no more; a new row without its
+    RBAC (or RBAC left behind by a removed one) fails here."""
+    assert set(USES) == set(KINDS)
+    granted: dict[tuple[str, str], set[str]] = {}
+    for doc in render([]):
+        if doc["kind"] in {"Role", "ClusterRole"}:
+            for rule in doc["rules"]:
+                for group in rule["apiGroups"]:
+                    for resource in rule["resources"]:
+                        granted.setdefault((group, resource), set()).update(rule["verbs"])
+    for kind in KINDS.values():
+        assert granted.get((kind.group, kind.plural)) == USES[kind.name], kind.name
 
 
 def test_namespaced_install_has_no_cluster_wide_model_rights() -> None:

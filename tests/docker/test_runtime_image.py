@@ -99,8 +99,10 @@ def test_runtime_port_and_liveness_match_the_operator_and_runtime(
     from prometheus_client import CollectorRegistry
 
     from helpers.fake_engine import FakeEngine
-    from vif.operator.builders import ModelRef, OperatorSettings, build_children
+    from vif.operator.builders import build_children
     from vif.operator.builders.common import RUNTIME_PORT
+    from vif.operator.model_ref import ModelRef
+    from vif.operator.settings import OperatorSettings
     from vif.operator.spec import InferenceModelSpec
     from vif.runtime.app.factory import ServerSettings, create_app
     from vif.runtime.cli import own_parser

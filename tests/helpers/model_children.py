@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from vif.operator.builders import ModelRef, OperatorSettings, build_children
+from vif.operator.builders import build_children
 from vif.operator.builders.routing import replicas_service_name, router_name
+from vif.operator.model_ref import ModelRef
+from vif.operator.settings import OperatorSettings
 from vif.operator.spec import InferenceModelSpec
 
 

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from helpers.model_children import own_children
-from vif.operator.builders import OperatorSettings
+from vif.operator.settings import OperatorSettings
 from vif.operator.spec import InferenceModelSpec
 
 SETTINGS = OperatorSettings(runtime_image="registry.local/vif-runtime:test")

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from helpers.model_children import own_children
-from vif.operator.builders import ModelRef, OperatorSettings
 from vif.operator.builders.security import cache_env
+from vif.operator.model_ref import ModelRef
 from vif.operator.names import CONFIG_HASH
+from vif.operator.settings import OperatorSettings
 from vif.operator.spec import InferenceModelSpec
 
 SETTINGS = OperatorSettings(runtime_image="registry.local/vif-runtime:test")

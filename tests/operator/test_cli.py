@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vif.operator.builders import OperatorSettings
 from vif.operator.cli import SETTINGS_FLAGS, build_parser, setting_of, settings_from
+from vif.operator.settings import OperatorSettings
 
 
 def test_every_setting_comes_from_its_flag(monkeypatch: pytest.MonkeyPatch) -> None:

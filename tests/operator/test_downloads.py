@@ -12,10 +12,11 @@ import pytest
 
 from helpers.fake_kube import FakeKubeAPI, fake_cluster, model_body
 from helpers.processes import free_port
-from vif.operator.builders import ModelRef, OperatorSettings
 from vif.operator.download_status import FIELDS, report, settled, summary
 from vif.operator.downloads import DownloadWatch
+from vif.operator.model_ref import ModelRef
 from vif.operator.reconcile import reconcile
+from vif.operator.settings import OperatorSettings
 from vif.operator.spec import InferenceModelSpec
 from vif.operator.watch_cache import ModelCache
 from vif.runtime.sources.progress import DownloadProgress, serving_progress

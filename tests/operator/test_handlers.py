@@ -12,9 +12,9 @@ import pytest
 
 from helpers.fake_kube import FakeKubeAPI, InlineExecutor, fake_cluster, model_body
 from vif.operator import handlers
-from vif.operator.builders import OperatorSettings
 from vif.operator.kube_api import APIError, retry_delay
 from vif.operator.model_runs import ModelRuns
+from vif.operator.settings import OperatorSettings
 from vif.operator.watch_cache import ModelCache
 
 SPEC = {"model": {"path": "/models/m"}}

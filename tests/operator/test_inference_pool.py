@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from helpers.fake_kube import fake_cluster, model_body
-from vif.operator.builders import ModelRef, OperatorSettings
-from vif.operator.builders.inference_pool import INFERENCE_POOL_CRD, build_inference_pool
+from vif.operator.builders.inference_pool import build_inference_pool
+from vif.operator.kinds import INFERENCE_POOL
+from vif.operator.model_ref import ModelRef
 from vif.operator.reconcile import reconcile
+from vif.operator.settings import OperatorSettings
 from vif.operator.spec import InferenceModelSpec
 
 SPEC = {"model": {"path": "/models/SmolLM2-135M-Instruct"}}
@@ -41,13 +43,13 @@ def pools(crds: tuple[str, ...], spec: dict[str, Any]) -> tuple[list[str], Any]:
 
 
 def test_auto_makes_a_pool_only_where_the_crd_is_installed() -> None:
-    assert pools((INFERENCE_POOL_CRD,), SPEC)[0] == ["chat"]
+    assert pools((INFERENCE_POOL.crd,), SPEC)[0] == ["chat"]
     assert pools((), SPEC)[0] == []
-    assert pools((INFERENCE_POOL_CRD,), {**SPEC, "inferencePool": {"mode": "off"}})[0] == []
+    assert pools((INFERENCE_POOL.crd,), {**SPEC, "inferencePool": {"mode": "off"}})[0] == []
 
 
 def test_on_without_the_crd_says_what_is_missing() -> None:
     made, outcome = pools((), {**SPEC, "inferencePool": {"mode": "on"}})
     assert made == [] and outcome.failure is not None
     reason, message = outcome.failure
-    assert reason == "KindNotInstalled" and INFERENCE_POOL_CRD in message
+    assert reason == "KindNotInstalled" and INFERENCE_POOL.crd in message

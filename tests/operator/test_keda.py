@@ -8,11 +8,13 @@ import pytest
 from pydantic import ValidationError
 
 from helpers.fake_kube import fake_cluster, model_body
-from vif.operator.builders import CHILD_KINDS, ModelRef, OperatorSettings, build_children
-from vif.operator.builders.keda import SCALED_OBJECT_CRD, autoscaling_problem
+from vif.operator.builders import build_children
+from vif.operator.builders.keda import autoscaling_problem
 from vif.operator.crd import build_crd
-from vif.operator.kube_api import KINDS
+from vif.operator.kinds import KINDS, OWNED_KINDS, SCALED_OBJECT
+from vif.operator.model_ref import ModelRef
 from vif.operator.reconcile import reconcile
+from vif.operator.settings import OperatorSettings
 from vif.operator.spec import Autoscaling, InferenceModelSpec
 
 PROMETHEUS = "http://prometheus.monitoring:9090"
@@ -109,7 +111,7 @@ def test_a_scaled_object_stands_for_the_hpa_where_keda_is_installed() -> None:
     assert "ScaledObject" in with_keda and "HorizontalPodAutoscaler" not in with_keda
     assert "HorizontalPodAutoscaler" in without and "ScaledObject" not in without
     assert "replicas" not in with_keda["Deployment"]["spec"]  # KEDA's HPA owns the count
-    assert "ScaledObject" in CHILD_KINDS and set(CHILD_KINDS) <= set(KINDS)
+    assert "ScaledObject" in OWNED_KINDS and set(OWNED_KINDS) <= set(KINDS)
 
 
 @pytest.mark.parametrize(("autoscaling", "keda", "address", "reason"), [
@@ -152,7 +154,7 @@ def test_keda_appearing_and_going_swaps_the_hpa_and_the_scaled_object() -> None:
     assert hpa["metadata"]["annotations"]["validations.keda.sh/hpa-ownership"] == "false"
     api.calls.clear()
 
-    cluster.crds.saw(SCALED_OBJECT_CRD, deleted=False)  # the watch has not listed the HPA yet: asked for
+    cluster.crds.saw(SCALED_OBJECT.crd, deleted=False)  # the watch has not listed the HPA yet: asked for
     assert reconcile(body, cluster, SETTINGS).failure is None
     writes = api.writes()
     assert writes.index(("DELETE", "HorizontalPodAutoscaler", "chat")) < writes.index(
@@ -164,7 +166,7 @@ def test_keda_appearing_and_going_swaps_the_hpa_and_the_scaled_object() -> None:
     api.calls.clear()
     assert reconcile(body, cluster, SETTINGS).failure is None and api.calls == []  # no GET once it is there
 
-    cluster.crds.saw(SCALED_OBJECT_CRD, deleted=True)
+    cluster.crds.saw(SCALED_OBJECT.crd, deleted=True)
     outcome = reconcile(body, cluster, SETTINGS)
     assert outcome.failure is None and outcome.pruned == ("ScaledObject/chat",)
     assert ("HorizontalPodAutoscaler", "team", "chat") in api.objects

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from vif.operator.builders import ModelRef, OperatorSettings, build_children
+from vif.operator.builders import build_children
+from vif.operator.model_ref import ModelRef
+from vif.operator.settings import OperatorSettings
 from vif.operator.spec import InferenceModelSpec
 
 TOKEN = {"name": "hf", "key": "token"}

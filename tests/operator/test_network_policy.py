@@ -7,8 +7,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from vif.operator.builders import ModelRef, OperatorSettings, build_children
+from vif.operator.builders import build_children
+from vif.operator.model_ref import ModelRef
 from vif.operator.names import router_selector, selector
+from vif.operator.settings import OperatorSettings
 from vif.operator.spec import InferenceModelSpec
 
 MODEL = {"model": {"path": "/models/SmolLM2-135M-Instruct"}}

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 import yaml
 
-from vif.operator.builders import OperatorSettings
 from vif.operator.engine_flags import ALLOWED_EXTRA_ARGS
 from vif.operator.policy import (
     ALLOWED_ENV_PATTERNS,
@@ -22,6 +21,7 @@ from vif.operator.policy import (
     policy_from_args,
     policy_violations,
 )
+from vif.operator.settings import OperatorSettings
 from vif.operator.spec import InferenceModelSpec
 
 RUNTIME = "vif-runtime:0.1.0"

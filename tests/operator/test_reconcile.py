@@ -8,10 +8,10 @@ import pytest
 
 from helpers.fake_kube import FakeKubeAPI, fake_cluster, model_body
 from vif.operator.apply import HANDOVER_MANAGER, Cluster, holds
-from vif.operator.builders import OperatorSettings
 from vif.operator.kube_api import APIError
 from vif.operator.names import APPLIED_HASH
 from vif.operator.reconcile import reconcile
+from vif.operator.settings import OperatorSettings
 
 SPEC = {"model": {"path": "/models/SmolLM2-135M-Instruct"}}
 SETTINGS = OperatorSettings(runtime_image="vif-runtime:test")

@@ -10,12 +10,14 @@ from pydantic import ValidationError
 
 from helpers.fake_kube import FakeKubeAPI, fake_cluster, model_body
 from vif.operator.apply import Cluster
-from vif.operator.builders import CHILD_KINDS, ModelRef, OperatorSettings, build_children
+from vif.operator.builders import build_children
 from vif.operator.builders.routing import ROUTER_MAX_BODY_BYTES, ROUTER_MAX_HELD, ROUTER_MEMORY_LIMIT
 from vif.operator.builders.security import container_security_context, pod_security_context
-from vif.operator.kube_api import KINDS
+from vif.operator.kinds import KINDS, OWNED_KINDS
+from vif.operator.model_ref import ModelRef
 from vif.operator.names import MODEL_LABEL, router_selector, selector
 from vif.operator.reconcile import reconcile
+from vif.operator.settings import OperatorSettings
 from vif.operator.spec import InferenceModelSpec
 from vif.operator.status import build_status
 
@@ -152,7 +154,7 @@ def test_router_may_only_read_endpointslices() -> None:
 
 
 def test_every_child_kind_is_known_to_the_api_client() -> None:
-    assert {kind for kind, _ in children(ROUTED)} <= set(CHILD_KINDS) <= set(KINDS)
+    assert {kind for kind, _ in children(ROUTED)} <= set(OWNED_KINDS) <= set(KINDS)
 
 
 # Reconcile against the in-memory API.

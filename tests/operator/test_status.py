@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vif.operator.builders import ModelRef
+from vif.operator.model_ref import ModelRef
 from vif.operator.reconcile import failure_outcome
 from vif.operator.spec import InferenceModelSpec
 from vif.operator.status import build_status

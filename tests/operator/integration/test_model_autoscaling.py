@@ -22,8 +22,8 @@ from helpers.cluster import get, kubectl, wait_for
 from helpers.operator_process import OperatorProcess
 from helpers.pods import PodAsProcess, mounted_configmap, running
 from helpers.router_process import running_router
-from vif.operator.builders import ModelRef
 from vif.operator.builders.keda import load_query, pending_query, scraped_service
+from vif.operator.model_ref import ModelRef
 from vif.operator.spec import InferenceModelSpec
 
 from .conftest import apply_model, model_manifest
