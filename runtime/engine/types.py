@@ -68,6 +68,15 @@ class ParsedToolCalls:
     calls: tuple[tuple[str, str], ...]
 
 
+LOWEST_LOGPROB = -9999.0
+
+
+def finite_logprob(logprob: float) -> float:
+    """A logprob JSON can carry: a token that sampling excluded (a structured output's mask, top_k) has -inf, which a
+    JSON encoder writes as null or not at all. vLLM's server clamps to the same floor."""
+    return logprob if logprob > LOWEST_LOGPROB else LOWEST_LOGPROB  # NaN too
+
+
 @dataclass(frozen=True)
 class TokenLogprob:
     """One generated (or prompt) token, its log probability and the most likely alternatives."""

@@ -27,6 +27,7 @@ from vif.runtime.engine.types import (
     StructuredOutput,
     TokenLogprob,
     ToolCallParser,
+    finite_logprob,
 )
 
 log = logging.getLogger(__name__)
@@ -254,6 +255,6 @@ def _logprobs(
             continue
         chosen = candidates[token_id]
         ranked = sorted((lp for lp in candidates.values() if lp.rank is not None), key=lambda lp: lp.rank)
-        top = tuple((lp.decoded_token or "", lp.logprob) for lp in ranked[:top_k])
-        out.append(TokenLogprob(chosen.decoded_token or "", chosen.logprob, top))
+        top = tuple((lp.decoded_token or "", finite_logprob(lp.logprob)) for lp in ranked[:top_k])
+        out.append(TokenLogprob(chosen.decoded_token or "", finite_logprob(chosen.logprob), top))
     return tuple(out)

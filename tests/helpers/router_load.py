@@ -51,15 +51,16 @@ class SteadyLoad:
     """`workers` concurrent clients sending requests one after another in the background until stopped; the
     outcomes so far are in `outcomes`, so a test waits on what the clients saw (`wait`) rather than for a time."""
 
-    def __init__(self, url: str, workers: int, max_tokens: int = 24) -> None:
+    def __init__(self, url: str, workers: int, max_tokens: int = 24, timeout: float = 120) -> None:
         self.outcomes: list[Outcome] = []
         self.stopping = False
         self.workers = workers
-        self.task = asyncio.gather(*(self.worker(url, w, max_tokens) for w in range(workers)))
+        self.task = asyncio.gather(*(self.worker(url, w, max_tokens, timeout) for w in range(workers)))
 
-    async def worker(self, url: str, w: int, max_tokens: int) -> None:
+    async def worker(self, url: str, w: int, max_tokens: int, timeout: float) -> None:
+        """Requests one after another; `timeout` is each one's client timeout (a held request waits in it)."""
         i = 0
-        async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+        async with httpx.AsyncClient(base_url=url, timeout=timeout) as client:
             while not self.stopping:
                 outcome = await one_request(client, stream=(w + i) % 2 == 0, i=i, max_tokens=max_tokens)
                 outcome.worker = w

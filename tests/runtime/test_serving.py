@@ -6,6 +6,7 @@ import orjson
 import pytest
 
 from helpers.fake_engine import FakeEngine
+from vif.runtime.engine.types import LOWEST_LOGPROB, finite_logprob
 from vif.runtime.serving.registry import serving_classes
 
 CHAT = {"messages": [{"role": "user", "content": "What is the capital of France?"}]}
@@ -265,3 +266,8 @@ async def test_input_the_engine_refuses_is_a_400(make_client) -> None:
     assert r.status_code == 400 and "out of the vocabulary" in r.json()["error"]["message"]
     r = await client.post("/v1/completions", json={"prompt": [5, 2_000_000], "stream": True})
     assert r.status_code == 400 and r.json()["error"]["param"] == "prompt"  # refused before the stream starts
+
+
+def test_a_logprob_json_cannot_carry_is_clamped_as_vllm_clamps_it() -> None:
+    assert finite_logprob(float("-inf")) == finite_logprob(float("nan")) == LOWEST_LOGPROB == -9999.0
+    assert finite_logprob(-0.5) == -0.5

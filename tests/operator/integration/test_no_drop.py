@@ -32,6 +32,11 @@ SPEC = {
     # Eight sequences each: three engines with KV caches planned for vLLM's default 256 do not fit in 24 GB.
     "engine": {"maxModelLen": 2048, "extraArgs": ["--max-num-seqs", "8"]},
     "replicas": 3,
+    # kwok marks a new pod Ready at once, so a rollout's old pod goes before the new engine has loaded and the
+    # router holds requests through that engine's cold start (a kubelet's readiness probe would keep the old pod
+    # serving). On a busy machine that start took over two minutes: the router holds, and the clients wait, as long
+    # as the test's bound on any change, not the default two minutes.
+    "routing": {"maxWaitSeconds": 600},
 }
 WORKERS = 4
 SETTLE = 600  # bounded, not timed: three engines load at once on two cores
@@ -101,7 +106,7 @@ async def under_load(
     router: str, change: Callable[[], object], settled: Callable[[], bool], report: Callable[[], str]
 ) -> list[Outcome]:
     """Steady load: answers first, then `change`, then until `settled()` and answers after it. The outcomes."""
-    run = SteadyLoad(router, WORKERS)
+    run = SteadyLoad(router, WORKERS, timeout=SETTLE)
     try:
         await run.wait(lambda: run.finished_after(0, ok_only=True) >= WORKERS, "answers before the change")
         await asyncio.to_thread(change)
