@@ -11,10 +11,16 @@ CONFIG := runtime/conf/model_config.json
 	operator-install-check bench-operator bench-abuse bench-routing bench-cold-start profile flake-check test-servers chaos
 
 help:
-	@echo "make run [MODEL=dir|ORG/NAME ARGS=...] | test | unit | integration | cluster-test | lint | format | bench | model | install"
-	@echo "     crds | lock | clean | cluster-build | cluster-up | cluster-down | images | test-images"
-	@echo "     autoscaling-build | autoscaling-up | autoscaling-down"
-	@echo "     flake-check SUITE=<pytest selection> N=<runs> | test-servers | chaos"
+	@echo "Serve and test (README.md):"
+	@echo "  run [MODEL=dir|ORG/NAME ARGS=...]  serve a model on 127.0.0.1:8000 (the default model unless MODEL)"
+	@echo "  test                       everything CI runs: lint, unit, engine, images, the local plane"
+	@echo "  unit | integration | cluster-test | e2e | e2e-kind | test-images | chaos"
+	@echo "  flake-check SUITE=<pytest selection> N=<runs>   a selection N times in one session"
+	@echo "  lint | format | lock | crds | operator-install-check | install | model | test-servers | clean"
+	@echo "The local plane and images:"
+	@echo "  cluster-build | cluster-up | cluster-down | autoscaling-build | autoscaling-up | autoscaling-down | images"
+	@echo "Benchmarks (numbers side by side with the reference, docs/performance.md):"
+	@echo "  bench | bench-abuse | bench-cold-start | bench-routing | bench-operator | profile"
 
 $(PY):
 	python3 -m venv $(VENV)
