@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 
 import httpx
 import jsonschema
@@ -32,6 +33,8 @@ from vif.runtime.protocols.responses import (
 from vif.runtime.serving.context import ServedModel
 from vif.runtime.serving.metrics import RuntimeMetrics
 from vif.runtime.serving.registry import serving_classes
+
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
@@ -221,3 +224,10 @@ async def test_answers_while_loading_match_document(metrics: RuntimeMetrics) -> 
                 check_against_document("GET", "/ready", ready)
     finally:
         release.set()
+
+
+def test_the_readme_lists_every_route(metrics: RuntimeMetrics) -> None:
+    app = create_app(ServedModel("m"), FakeEngine, serving_classes("OpenAIServingChat"), metrics)
+    paths = {route.path for route in app.routes if route.path.startswith("/")}  # type: ignore[attr-defined]
+    listed = README.read_text().split("Endpoints:", 1)[1].split("\n\n", 1)[0]
+    assert len(paths) > 10 and not {p for p in paths if f"`{p}`" not in listed and f" {p}`" not in listed}
