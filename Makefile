@@ -62,8 +62,9 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# The tests that need nothing but the venv: every other test carries the one marker of what it needs (tests/conftest.py).
 unit: install
-	$(VENV)/bin/pytest -m "not integration and not cluster and not images and not servers and not e2e" -q
+	$(VENV)/bin/pytest -m "not integration and not cluster and not images and not servers and not e2e and not helm" -q
 
 integration: model test-servers
 	$(VENV)/bin/pytest -m integration -q
@@ -82,7 +83,7 @@ $(MOTO):
 	$(TOOLS)/moto-5.2.5/bin/pip install -q "moto[server]==5.2.5"
 test-servers: $(OLAH) $(MOTO)
 
-cluster-test: install cluster-up
+cluster-test: install cluster-up test-servers
 	$(VENV)/bin/pytest -m cluster -q
 
 # The images: Dockerfile.operator, and Dockerfile.runtime's cpu target with the default model baked in. Docker where

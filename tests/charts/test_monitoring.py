@@ -24,6 +24,8 @@ from vif.runtime.router.endpoints import EndpointSet
 from vif.runtime.router.metrics import RouterMetrics
 from vif.runtime.serving.metrics import RuntimeMetrics
 
+pytestmark = pytest.mark.helm
+
 CHART = REPO / "charts" / "vif-operator"
 DASHBOARD = CHART / "dashboards" / "vif.json"
 WITH_RULE_CRD = ["--api-versions", "monitoring.coreos.com/v1/PrometheusRule"]

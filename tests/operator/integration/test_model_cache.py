@@ -20,7 +20,6 @@ from helpers.s3_server import CREDENTIALS, S3Server, running_s3
 
 from .conftest import apply_model, condition, events_of, model_manifest, model_with
 
-pytestmark = pytest.mark.servers
 REPO = "vif-test/cached-smollm2"
 SETTLE = 600  # bounded, not timed: two engines load at once on two cores
 

@@ -16,8 +16,12 @@ SERVERS = {"hub", "store"}  # the fixtures that start one
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that start a server are `servers`; the rest here are unit tests."""
-    mark_folder(__file__, [i for i in items if SERVERS & set(getattr(i, "fixturenames", ()))], pytest.mark.servers)
+    """Tests that start a server are `servers` (unless they need the engine too: `integration` brings both); the
+    rest here are unit tests."""
+    starting = [
+        i for i in items if SERVERS & set(getattr(i, "fixturenames", ())) and not i.get_closest_marker("integration")
+    ]
+    mark_folder(__file__, starting, pytest.mark.servers)
 
 
 @pytest.fixture(scope="session")
