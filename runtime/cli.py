@@ -11,13 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vif.runtime.shared.api_keys import MAX_BODY_BYTES
+from vif.runtime.app.settings import ServerSettings
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from vif.runtime.app.lifecycle import Lifecycle
-    from vif.runtime.app.settings import ServerSettings
     from vif.runtime.config import ResolvedModel
     from vif.runtime.engine.types import EngineClient
 
@@ -62,6 +61,7 @@ def own_parser() -> argparse.ArgumentParser:
         " under that name or --served-model-name; without it, --config's entry --model-name, else the default model.",
         add_help=False,
     )
+    defaults = ServerSettings()
     parser.add_argument("-h", "--help", action="store_true")
     parser.add_argument("--model-name", default=os.environ.get("MODEL_NAME"), help="model to serve ($MODEL_NAME)")
     parser.add_argument("--config", type=Path, default=os.environ.get("VIF_CONFIG"), help="model_config.json")
@@ -72,18 +72,33 @@ def own_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--limit-concurrency", type=int, default=None, help="sequences in flight (default: 2 x max_num_seqs)"
     )
-    parser.add_argument("--max-sequences-per-request", type=int, default=64, help="prompts x n of one request")
-    parser.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES)
-    parser.add_argument("--body-timeout", type=float, default=30.0, help="seconds for a body to arrive (then 408)")
-    parser.add_argument("--send-timeout", type=float, default=30.0, help="a stream nobody reads is aborted after")
+    parser.add_argument(
+        "--max-sequences-per-request",
+        type=int,
+        default=defaults.max_sequences_per_request,
+        help="prompts x n of one request",
+    )
+    parser.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes)
+    parser.add_argument(
+        "--body-timeout", type=float, default=defaults.body_timeout, help="seconds for a body to arrive (then 408)"
+    )
+    parser.add_argument(
+        "--send-timeout",
+        type=float,
+        default=defaults.send_timeout,
+        help="a stream nobody reads is aborted after; a whole answer nobody takes is dropped after",
+    )
     parser.add_argument(
         "--max-unsent-bytes",
         type=int,
-        default=64 << 20,
+        default=defaults.max_unsent_bytes,
         help="answers the engine has finished, buffered for slow readers after their slots are freed",
     )
-    parser.add_argument("--drain-seconds", type=float, default=5.0, help="after SIGTERM, /ready 503, still serving")
-    parser.add_argument("--shutdown-timeout", type=float, default=30.0, help="then in-flight requests get this long")
+    parser.add_argument(
+        "--drain-seconds", type=float, default=defaults.drain_seconds, help="after SIGTERM, /ready 503, still serving"
+    )
+    parser.add_argument("--shutdown-timeout", type=float, default=defaults.shutdown_timeout,
+                        help="then in-flight requests get this long")  # fmt: skip
     parser.add_argument("--allowed-root", action="append", default=[], help="extra folder config paths may use")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-format", choices=["text", "json"], default="text")
@@ -137,7 +152,6 @@ def _build(
     args: argparse.Namespace, named: str | None, flags: dict[str, Any], lifecycle: Lifecycle
 ) -> tuple[Starlette, ServerSettings]:
     from vif.runtime.app.factory import create_app
-    from vif.runtime.app.settings import ServerSettings
     from vif.runtime.engine.args import build_engine_args
     from vif.runtime.serving.context import ServedModel
     from vif.runtime.serving.metrics import RuntimeMetrics
