@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from starlette.types import Send
+from starlette.types import Scope, Send
 
 from vif.runtime.engine.types import EngineDeadError
 from vif.runtime.protocols.errors import APIError
@@ -40,8 +40,14 @@ def error_bytes(error: APIError, shape: ErrorShape = plain_shape) -> bytes:
     return orjson.dumps(shape(error))
 
 
-async def send_error(send: Send, error: APIError, shape: ErrorShape = plain_shape) -> None:
+def note_error(scope: Scope, error: APIError) -> None:
+    """Tell the request's metrics (`middleware.RequestObserver`) the type of the error it is answered with."""
+    scope.setdefault("state", {})["error_type"] = error.type
+
+
+async def send_error(scope: Scope, send: Send, error: APIError, shape: ErrorShape = plain_shape) -> None:
     """A whole JSON error response on a raw ASGI `send`."""
+    note_error(scope, error)
     body = error_bytes(error, shape)
     headers = [*JSON_HEADERS, *((k.lower().encode(), v.encode()) for k, v in error.headers.items())]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})

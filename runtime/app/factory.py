@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from vif.runtime.app.body_check import BodyChecker
 from vif.runtime.app.engine_runner import run_engine
-from vif.runtime.app.errors import error_bytes
+from vif.runtime.app.errors import error_bytes, note_error
 from vif.runtime.app.inference import InferenceEndpoint
 from vif.runtime.app.info_routes import info_routes
 from vif.runtime.app.lifecycle import Lifecycle
@@ -102,21 +102,22 @@ def create_app(
     return Starlette(routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=lifespan)
 
 
-def _error_response(error: APIError) -> Response:
+def _error_response(request: Request, error: APIError) -> Response:
+    note_error(request.scope, error)
     return Response(error_bytes(error), error.status, error.headers, media_type="application/json")
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, APIError)
-    return _error_response(exc)
+    return _error_response(request, exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
-    return _error_response(APIError(str(exc.detail), status=exc.status_code, type=kind))
+    return _error_response(request, APIError(str(exc.detail), status=exc.status_code, type=kind))
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
     log.error("unhandled error", exc_info=exc)
-    return _error_response(APIError("Internal server error", status=500, type="internal_error"))
+    return _error_response(request, APIError("Internal server error", status=500, type="internal_error"))

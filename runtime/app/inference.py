@@ -83,11 +83,11 @@ class InferenceEndpoint:
             if not self.lifecycle.aborting:
                 raise
             _uncancel()
-            await send_error(send, self.lifecycle.shutdown_error(), shape)
+            await send_error(scope, send, self.lifecycle.shutdown_error(), shape)
         except ClientGone:
-            await send_error(send, APIError("The client disconnected.", status=499, code="client_disconnected"))
+            await send_error(scope, send, APIError("The client disconnected.", status=499, code="client_disconnected"))
         except Exception as exc:
-            await send_error(send, self._error(exc), shape)
+            await send_error(scope, send, self._error(exc), shape)
 
     async def _prepare(self, serving: BaseServingEngine, body: bytes, request_id: str) -> RequestContext[Any]:
         arrived = time.time()

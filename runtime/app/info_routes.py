@@ -17,6 +17,7 @@ from vif.runtime.shared.asgi import json_response
 
 def info_routes(state: Lifecycle, model: ServedModel, metrics: RuntimeMetrics) -> list[Route]:
     """`/health` is liveness (it asks the engine too), `/ready` readiness; the model list names adapters too."""
+
     async def health(request: Request) -> Response:
         ok = state.alive
         if ok and state.engine is not None:

@@ -11,7 +11,6 @@ import time
 import uuid
 from collections.abc import Sequence
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vif.runtime.app.errors import send_error
@@ -61,7 +60,7 @@ class RequestObserver:
         scope.setdefault("state", {})["request_id"] = rid
         token = request_id_var.set(rid)
         protocol = PROTOCOL_PATHS.get(scope["path"])
-        status, error_body, started = 500, bytearray(), time.perf_counter()
+        status, started = 500, time.perf_counter()
         if protocol:
             self.metrics.request_started(protocol)
 
@@ -73,8 +72,6 @@ class RequestObserver:
                     *message.get("headers", []),
                     (b"x-request-id", rid.encode()),
                 ]
-            elif message["type"] == "http.response.body" and status >= 400 and len(error_body) < 4096:
-                error_body.extend(message.get("body", b""))
             await send(message)
 
         try:
@@ -85,16 +82,9 @@ class RequestObserver:
                 served = scope["state"].get("model")  # set by the endpoint once the body named it
                 self.metrics.request_finished(protocol, status, seconds, served)
                 if status >= 400:
-                    self.metrics.count_error(protocol, _error_type(bytes(error_body)), served)
+                    self.metrics.count_error(protocol, scope["state"].get("error_type", "unknown"), served)
             log.info("%s %s %d %.1fms", scope["method"], printable(scope["path"]), status, seconds * 1000)
             request_id_var.reset(token)
-
-
-def _error_type(body: bytes) -> str:
-    try:
-        return str(orjson.loads(body)["error"]["type"])
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return "unknown"
 
 
 class APIKeyAuth:
@@ -115,7 +105,7 @@ class APIKeyAuth:
             code="invalid_api_key",
             headers={"WWW-Authenticate": "Bearer"},
         )
-        await send_error(send, exc)
+        await send_error(scope, send, exc)
 
 
 class BodySizeLimit:
@@ -135,7 +125,7 @@ class BodySizeLimit:
             return await self.app(scope, receive, send)
         length = header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            return await send_error(send, self._too_large())
+            return await send_error(scope, send, self._too_large())
         seen = 0
 
         async def limited_receive() -> Message:

@@ -58,10 +58,10 @@ class TokenizerEndpoint:
             work = functools.partial(self.answer, serving)
             answer = await prepare_body(work, self.request_model, body, self.pool, self.checker)
         except ClientGone:
-            await send_error(send, APIError("The client disconnected.", status=499, code="client_disconnected"))
+            await send_error(scope, send, APIError("The client disconnected.", status=499, code="client_disconnected"))
             return
         except Exception as exc:
-            await send_error(send, as_api_error(exc))
+            await send_error(scope, send, as_api_error(exc))
             return
         await send({"type": "http.response.start", "status": 200, "headers": JSON_HEADERS})
         await send({"type": "http.response.body", "body": orjson.dumps(answer)})

@@ -84,6 +84,21 @@ async def test_metrics_count_requests_errors_tokens_and_ttft(make_client, metric
     assert f'vif_requests_in_flight{{{model},protocol="chat"}} 0.0' in text
 
 
+async def test_errors_answered_before_the_endpoint_are_counted_by_their_type(make_client) -> None:
+    """The type travels with the request from where the error is made (middleware, handlers, endpoints)."""
+    client = await make_client(ServerSettings(api_keys=("k",), max_body_bytes=200))
+    await client.post("/v1/chat/completions", json=CHAT)  # no key
+    await client.post("/v1/chat/completions", json={**CHAT, "user": "x" * 300}, headers={"Authorization": "Bearer k"})
+    await client.post("/v1/chat/completions", json={**CHAT, "n": 0}, headers={"Authorization": "Bearer k"})
+    text = (await client.get("/metrics")).text
+    counted = {
+        line.split('type="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("vif_errors_total{")
+    }
+    assert counted == {"authentication_error": 1.0, "invalid_request_error": 2.0}
+
+
 async def test_an_unhealthy_engine_fails_both_probes_for_good(make_client, engine: FakeEngine) -> None:
     client = await make_client()
     engine.healthy = False
