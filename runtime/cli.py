@@ -92,7 +92,7 @@ def own_parser() -> argparse.ArgumentParser:
         "--max-unsent-bytes",
         type=int,
         default=defaults.max_unsent_bytes,
-        help="answers the engine has finished, buffered for slow readers after their slots are freed",
+        help="bytes of answers read ahead of slow clients, all streams together",
     )
     parser.add_argument(
         "--drain-seconds", type=float, default=defaults.drain_seconds, help="after SIGTERM, /ready 503, still serving"

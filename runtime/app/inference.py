@@ -100,7 +100,8 @@ class InferenceEndpoint:
         self, serving: BaseServingEngine, ctx: RequestContext[Any], slot: Slot, receive: Receive, send: Send
     ) -> None:
         body = orjson.dumps(await until_disconnect(receive, serving.respond(ctx)))
-        slot.hand_back(len(body))
+        slot.queued(len(body))
+        slot.hand_back()
         try:
             async with asyncio.timeout(self.send_timeout):
                 await send({"type": "http.response.start", "status": 200, "headers": JSON_HEADERS})
@@ -125,8 +126,9 @@ class EventStream:
 
     It stops (closing the chunks, which aborts the engine request) when the client disconnects, when the
     client reads nothing for `send_timeout`, and when the shutdown deadline aborts in-flight requests. The chunks
-    are read ahead of a slow client into a queue, so the engine request ends when the engine is done and the slot
-    is handed back then (when the limiter's budget for unsent answers has room).
+    are read ahead of a slow client into a queue while the limiter's budget for unsent answers has room, so the
+    engine request ends when the engine is done and the slot is handed back then; past the budget the stream goes
+    at its client's pace, one event ahead, as if nothing were read ahead.
     """
 
     def __init__(
@@ -138,7 +140,7 @@ class EventStream:
         self.receive = receive
         self.model = model
 
-    async def run(self, chunks: AsyncIterator[dict[str, Any]], slot: Slot | None = None) -> None:
+    async def run(self, chunks: AsyncIterator[dict[str, Any]], slot: Slot) -> None:
         """Errors before the first chunk (the engine refusing the request) are raised, for an HTTP error."""
         task = asyncio.current_task()
         assert task is not None
@@ -178,42 +180,42 @@ class EventStream:
         finally:
             watcher.cancel()
 
-    async def _relay(self, first: dict[str, Any], chunks: AsyncIterator[dict[str, Any]], slot: Slot | None) -> None:
-        """Send `first` and the chunks after it while a task reads them from the engine as they come; an engine
-        error is raised here after the chunks before it were sent."""
+    async def _relay(self, first: dict[str, Any], chunks: AsyncIterator[dict[str, Any]], slot: Slot) -> None:
+        """Send `first` and the chunks after it while a task reads them from the engine ahead of the client, as far
+        as the slot allows; an engine error is raised here after the chunks before it were sent."""
         queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
-        head = _event(first)
-        queue.put_nowait(head)
-        unsent = len(head)  # the queue's bytes and the event being sent
+        taken = asyncio.Event()  # the client took an event: reading ahead may go on
+
+        def put(event: bytes) -> None:
+            slot.queued(len(event))
+            queue.put_nowait(event)
 
         async def read_ahead() -> None:
-            nonlocal unsent
             try:
                 async for chunk in chunks:
-                    event = _event(chunk)
-                    unsent += len(event)
-                    queue.put_nowait(event)
+                    put(_event(chunk))
+                    while not slot.may_read_ahead:
+                        taken.clear()
+                        await taken.wait()
             except BaseException as exc:  # the engine's error, or a cancellation from inside the engine's stream
                 queue.put_nowait(exc)
                 if not isinstance(exc, Exception):
                     raise
             else:
                 queue.put_nowait(None)
-            if slot is not None:
-                slot.hand_back(unsent)
+            slot.hand_back()
 
+        put(_event(first))
         reader = asyncio.create_task(read_ahead())
         try:
             while (item := await queue.get()) is not None:
                 if isinstance(item, BaseException):
                     raise item
                 await self._send(item)
-                unsent -= len(item)
-                if slot is not None:
-                    slot.sent(len(item))
+                slot.sent(len(item))
+                taken.set()
         finally:
-            reader.cancel()  # the client left or stalled, or a shutdown: the chunks are closed, the request aborted
-            await asyncio.wait([reader])
+            await _stopped(reader)  # the client left or stalled, or a shutdown: the chunks closed, the request aborted
 
     async def _send(self, data: bytes, more: bool = True) -> None:
         async with asyncio.timeout(self.endpoint.send_timeout):
@@ -259,6 +261,21 @@ def _prepare_detached(prepare: Callable[[bytes], T], body: bytes) -> T | APIErro
 
 def _event(chunk: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+async def _stopped(task: asyncio.Task[None]) -> None:
+    """Cancel `task` and wait until it has ended, however often this task is cancelled meanwhile: the task may be
+    inside the engine's stream (aborting the request), and closing that stream before it is out fails. A
+    cancellation received while waiting is raised afterwards."""
+    task.cancel()
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait([task])
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 def _uncancel() -> None:

@@ -14,8 +14,8 @@ class SequenceLimiter:
     One request may ask for at most `per_request` sequences (400 otherwise), so one client cannot take the
     whole limit with a single request. The slot is taken after the body is parsed, so a client trickling its
     body holds nothing. A request whose engine work is over hands its slot back before its answer is sent
-    (`Slot.hand_back`), so a client reading slowly holds no engine capacity, only its unsent answer, and those
-    answers together are bounded by `max_unsent_bytes`.
+    (`Slot.hand_back`), so a client reading slowly holds no engine capacity, only its unsent answer; answers are
+    read ahead of their clients only while all the unsent bytes fit `max_unsent_bytes`.
     """
 
     def __init__(
@@ -58,36 +58,39 @@ class SequenceLimiter:
 
 
 class Slot:
-    """One request's sequences, held from the engine's start to the last byte sent, or handed back earlier."""
+    """One request's sequences, held until the engine is done with it (`hand_back`) or the request ends, and the
+    bytes of its answer read from the engine but not yet written to the client (counted in the limiter's
+    `unsent`, whose budget bounds how far every answer is read ahead of its client)."""
 
     def __init__(self, limiter: SequenceLimiter, sequences: int) -> None:
         self.limiter = limiter
         self.sequences = sequences
-        self.unsent: int | None = None  # counted in the limiter's `unsent` once handed back
+        self.unsent = 0
         limiter.active += sequences
 
-    def hand_back(self, unsent: int) -> bool:
-        """The engine is done and `unsent` bytes of the answer are left to write: give the sequences back if the
-        limiter's budget for unsent answers has room for them. Otherwise the slot is kept until `close`, as a
-        request still at work (so many slow readers at once meet the 429 again, not an unbounded buffer)."""
-        if self.unsent is not None or self.limiter.unsent + unsent > self.limiter.max_unsent_bytes:
-            return False
-        self.unsent = unsent
-        self.limiter.unsent += unsent
-        self.limiter.active -= self.sequences
-        return True
+    @property
+    def may_read_ahead(self) -> bool:
+        """Whether more of the answer may be read from the engine now: always once the client has taken all that
+        was read, else only while every answer's unsent bytes fit the budget. Past the budget a stream goes at its
+        client's pace, and holds its slot until the engine is done with it."""
+        return not self.unsent or self.limiter.unsent <= self.limiter.max_unsent_bytes
+
+    def queued(self, size: int) -> None:
+        """`size` bytes of the answer are waiting for the client."""
+        self.unsent += size
+        self.limiter.unsent += size
 
     def sent(self, size: int) -> None:
         """`size` bytes of the answer were written to the client."""
-        if self.unsent is not None:
-            size = min(size, self.unsent)
-            self.unsent -= size
-            self.limiter.unsent -= size
+        size = min(size, self.unsent)
+        self.unsent -= size
+        self.limiter.unsent -= size
+
+    def hand_back(self) -> None:
+        """The engine is done with the request: its sequences are free for others while the answer is sent."""
+        self.limiter.active -= self.sequences
+        self.sequences = 0
 
     def close(self) -> None:
-        if self.unsent is None:
-            self.limiter.active -= self.sequences
-        else:
-            self.limiter.unsent -= self.unsent
-        self.unsent = 0
-        self.sequences = 0
+        self.hand_back()
+        self.sent(self.unsent)

@@ -17,7 +17,7 @@ class ServerSettings:
     max_body_bytes: int = MAX_BODY_BYTES
     body_timeout: float = 30.0  # the whole body must arrive within this, else 408
     send_timeout: float = 30.0  # a stream whose client reads nothing for this long is aborted
-    max_unsent_bytes: int = 64 << 20  # answers the engine has finished, held for slow readers without a slot
+    max_unsent_bytes: int = 64 << 20  # answers read ahead of slow clients, all streams together
     drain_seconds: float = 5.0  # after SIGTERM: /ready 503 and the listener still open
     shutdown_timeout: float = 30.0  # then in-flight requests get this long before they are aborted
     health_interval: float = 1.0  # how often the engine's health is checked while serving

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from contextlib import aclosing
 
 import orjson
 import pytest
@@ -111,8 +112,50 @@ async def test_a_stream_nobody_reads_is_aborted(engine: FakeEngine) -> None:
             await asyncio.sleep(0.001)
             yield {"i": i}
 
-    await asyncio.wait_for(EventStream(endpoint, APIError.body, send, receive).run(chunks()), 5)
+    with SequenceLimiter(8, 8).slot(1) as slot:
+        await asyncio.wait_for(EventStream(endpoint, APIError.body, send, receive).run(chunks(), slot), 5)
     assert sent[0]["status"] == 200 and len(sent) == 3
+
+
+async def test_a_second_cancellation_while_the_engine_request_is_aborted_still_closes_the_stream(
+    engine: FakeEngine,
+) -> None:
+    """The client leaves; while the engine's stream aborts its request (an await), the shutdown deadline cancels
+    the request too. The stream must still be closed once, by the task that opened it, with no error."""
+    endpoint = InferenceEndpoint("chat", Lifecycle(), SequenceLimiter(8, 8), _metrics(), None, BodyChecker(), 1, 5)  # type: ignore[arg-type]
+    sent: list[dict] = []
+    left, aborting, aborted = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+        if len(sent) == 3:
+            left.set()
+
+    async def receive() -> dict:
+        await left.wait()
+        return {"type": "http.disconnect"}
+
+    async def chunks():
+        try:
+            for i in range(1000):
+                await asyncio.sleep(0.001)
+                yield {"i": i}
+        finally:
+            aborting.set()
+            await asyncio.sleep(0.05)  # vLLM's abort is awaited
+            aborted.set()
+
+    async def stream() -> None:
+        with endpoint.limiter.slot(1) as slot:
+            async with aclosing(chunks()) as events:
+                await EventStream(endpoint, APIError.body, send, receive).run(events, slot)
+
+    task = asyncio.create_task(stream())
+    await asyncio.wait_for(aborting.wait(), 5)
+    task.cancel()
+    await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 5)
+    assert aborted.is_set() and endpoint.limiter.active == 0 and endpoint.limiter.unsent == 0
+    assert task.cancelled() or task.exception() is None, task.exception()
 
 
 class StalledReader:
@@ -190,18 +233,42 @@ async def test_a_whole_answer_waits_without_a_slot_and_is_dropped_after_the_send
     assert [m["type"] for m in never.messages] == ["http.response.start", "http.response.body"]
 
 
-def test_a_slot_is_handed_back_within_the_budget_for_unsent_answers() -> None:
+async def test_past_the_budget_a_stalled_reader_keeps_its_slot_and_nothing_more_is_read(
+    make_app, engine: FakeEngine
+) -> None:
+    """A budget of one byte: the stream reads one event ahead of its client, as with no read-ahead at all."""
+    engine.delay = 0.001
+    app, client = await make_app(ServerSettings(limit_concurrency=1, send_timeout=60, max_unsent_bytes=1))
+    reader = StalledReader({**CHAT, "stream": True, **LONG})
+    stalled = reader.call(app, "/v1/chat/completions")
+    await eventually(lambda: len(reader.messages) == 2, "the first event sent to a client that reads nothing")
+    (request_id,) = engine.produced
+    await eventually(lambda: engine.produced[request_id] == 2, "the next step read from the engine")
+    assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 429
+    assert engine.produced[request_id] == 2, "read past the budget"
+    reader.read_on.set()
+    await asyncio.wait_for(stalled, 5)
+    assert len(_contents(reader.body())) == LONG["max_tokens"]
+    assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200
+
+
+def test_unsent_bytes_are_counted_from_queued_to_sent_and_the_slot_goes_back_once() -> None:
     limiter = SequenceLimiter(limit=4, per_request=4, max_unsent_bytes=100)
     with limiter.slot(2) as first, limiter.slot(2) as second:
-        assert limiter.active == 4
-        assert first.hand_back(60) and limiter.active == 2 and limiter.unsent == 60
-        assert not first.hand_back(60), "a slot goes back once"
-        assert not second.hand_back(60), "past the budget the slot is kept"
-        assert limiter.active == 2 and limiter.unsent == 60
-        first.sent(50)
-        assert limiter.unsent == 10 and second.hand_back(60) and limiter.active == 0 and limiter.unsent == 70
+        assert limiter.active == 4 and first.may_read_ahead
+        first.queued(120)
+        second.queued(10)
+        assert limiter.unsent == 130 and not first.may_read_ahead and not second.may_read_ahead
+        second.sent(10)
+        assert second.may_read_ahead, "a stream whose client took everything reads on, whatever the others hold"
+        assert not first.may_read_ahead  # every answer's unsent bytes together: 120 of 100
+        first.sent(20)
+        assert first.may_read_ahead and limiter.unsent == 100
+        first.hand_back()
+        first.hand_back()
+        assert limiter.active == 2
         second.sent(1000)  # only what was counted is taken off
-        assert limiter.unsent == 10
+        assert limiter.unsent == 100
     assert limiter.active == 0 and limiter.unsent == 0
 
 
