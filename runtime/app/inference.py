@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
 SSE_DONE = b"data: [DONE]\n\n"
+PIECE_BYTES = 64 << 10  # a whole answer is sent in pieces of this size (uvicorn's write buffer high-water mark)
 
 
 class InferenceEndpoint:
@@ -99,13 +100,23 @@ class InferenceEndpoint:
     async def _respond(
         self, serving: BaseServingEngine, ctx: RequestContext[Any], slot: Slot, receive: Receive, send: Send
     ) -> None:
+        """The whole answer in pieces, each within the send timeout: uvicorn takes one message whole into its
+        buffer, so a single large one would stay there, uncounted, for a client that reads nothing."""
         body = orjson.dumps(await until_disconnect(receive, serving.respond(ctx)))
         slot.queued(len(body))
-        slot.hand_back()
+        if slot.may_read_ahead:  # the engine is done; within the budget the client may take its time
+            slot.hand_back()
+        headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
         try:
             async with asyncio.timeout(self.send_timeout):
-                await send({"type": "http.response.start", "status": 200, "headers": JSON_HEADERS})
-                await send({"type": "http.response.body", "body": body})
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+            for start in range(0, len(body), PIECE_BYTES):
+                piece = body[start : start + PIECE_BYTES]
+                async with asyncio.timeout(self.send_timeout):
+                    await send(
+                        {"type": "http.response.body", "body": piece, "more_body": start + len(piece) < len(body)}
+                    )
+                slot.sent(len(piece))
         except TimeoutError:
             log.warning("the client read nothing for %ss: response dropped", self.send_timeout)
 

@@ -25,7 +25,7 @@ class SequenceLimiter:
         self.max_unsent_bytes = max_unsent_bytes
         self.retry_after = str(retry_after_seconds)
         self.active = 0  # one event loop: the check and the increment below cannot interleave
-        self.unsent = 0  # bytes of answers whose slots were handed back, not yet written to their clients
+        self.unsent = 0  # bytes of answers read from the engine and not yet written to their clients
         self.resize(limit)
 
     def resize(self, limit: int) -> None:

@@ -233,6 +233,27 @@ async def test_a_whole_answer_waits_without_a_slot_and_is_dropped_after_the_send
     assert [m["type"] for m in never.messages] == ["http.response.start", "http.response.body"]
 
 
+@pytest.mark.parametrize(("budget", "while_stalled"), [(64 << 20, 200), (1000, 429)])
+async def test_a_large_whole_answer_goes_in_pieces_and_gives_its_slot_back_within_the_budget(
+    make_app, engine: FakeEngine, budget: int, while_stalled: int
+) -> None:
+    """uvicorn would take one large message whole into its buffer, out of the budget's sight and the timeout's."""
+    engine.reply = "x" * 100_000  # one step of 100,000 characters
+    app, client = await make_app(ServerSettings(limit_concurrency=1, send_timeout=60, max_unsent_bytes=budget))
+    reader = StalledReader(CHAT)
+    stalled = reader.call(app, "/v1/chat/completions")
+    await eventually(lambda: len(reader.messages) == 2, "the first piece sent to a client that reads nothing")
+    assert reader.messages[1]["more_body"] is True and len(reader.messages[1]["body"]) == 64 << 10
+    engine.reply = "Paris."
+    assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == while_stalled
+    reader.read_on.set()
+    await asyncio.wait_for(stalled, 5)
+    body = reader.body()
+    assert int(dict(reader.messages[0]["headers"])[b"content-length"]) == len(body)
+    assert orjson.loads(body)["choices"][0]["message"]["content"] == "x" * 100_000
+    assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200
+
+
 async def test_past_the_budget_a_stalled_reader_keeps_its_slot_and_nothing_more_is_read(
     make_app, engine: FakeEngine
 ) -> None:
