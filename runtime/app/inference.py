@@ -81,7 +81,7 @@ class InferenceEndpoint:
                 else:
                     await self._respond(serving, ctx, slot, receive, send)
         except asyncio.CancelledError:
-            if not self.lifecycle.aborting:
+            if not self.lifecycle.claim_abort():
                 raise
             _uncancel()
             await send_error(scope, send, self.lifecycle.shutdown_error(), shape)
@@ -177,7 +177,7 @@ class EventStream:
                 _uncancel()
                 if not started:
                     raise ClientGone from None
-            elif not (started and self.endpoint.lifecycle.aborting):
+            elif not (started and self.endpoint.lifecycle.claim_abort()):
                 raise
             else:
                 _uncancel()

@@ -31,9 +31,9 @@ class Lifecycle:
         self.serving: dict[str, BaseServingEngine] = {}
         self.failure: str | None = None  # why the engine cannot serve (failed to start, or died)
         self.draining = False
-        self.aborting = False
         self._on_fatal = on_fatal
         self._in_flight: set[asyncio.Task[object]] = set()
+        self._aborted: set[asyncio.Task[object]] = set()  # cancelled by `abort_in_flight`, not yet handled
 
     @property
     def alive(self) -> bool:
@@ -104,11 +104,21 @@ class Lifecycle:
 
     def abort_in_flight(self) -> None:
         """The shutdown deadline: cancel every request still running; each ends with a 503 error."""
-        self.aborting = True
         if self._in_flight:
             log.warning("shutdown timeout: aborting %d in-flight request(s)", len(self._in_flight))
         for task in list(self._in_flight):
+            self._aborted.add(task)
             task.cancel(SHUTDOWN_MESSAGE)
+
+    def claim_abort(self) -> bool:
+        """Whether the cancellation the current task is handling is the shutdown deadline's, which a request answers
+        with a 503 (an error event in a stream that started). Once only: any other cancellation, such as the
+        server's own when it gives up on the request, goes on."""
+        task = asyncio.current_task()
+        if task in self._aborted:
+            self._aborted.discard(task)
+            return True
+        return False
 
     def shutdown_error(self) -> APIError:
         return APIError(SHUTDOWN_MESSAGE, status=503, type="service_unavailable", code="shutting_down")

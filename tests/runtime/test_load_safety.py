@@ -273,6 +273,33 @@ async def test_past_the_budget_a_stalled_reader_keeps_its_slot_and_nothing_more_
     assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200
 
 
+async def test_the_servers_own_cancel_after_the_shutdown_abort_ends_the_request(make_app, engine: FakeEngine) -> None:
+    """The shutdown deadline's abort is answered once (an error event); the server's own cancel, when its graceful
+    shutdown runs out while that event waits on a client that reads nothing, ends the request: no second answer."""
+    engine.delay = 0.01
+    lifecycle = Lifecycle()
+    app, _ = await make_app(ServerSettings(send_timeout=60), lifecycle=lifecycle)
+    sent: list[dict] = []
+    error_waits = asyncio.Event()
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+        if b"shutting_down" in message.get("body", b""):  # the abort's error event; the client reads nothing
+            error_waits.set()
+            await asyncio.Event().wait()
+
+    reader = StalledReader({**CHAT, "stream": True, "max_tokens": 200, "ignore_eos": True})
+    reader.send = send  # type: ignore[method-assign]
+    task = reader.call(app, "/v1/chat/completions")
+    await eventually(lambda: len(sent) >= 3, "the stream started")
+    lifecycle.abort_in_flight()
+    await asyncio.wait_for(error_waits.wait(), 5)
+    task.cancel()
+    await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 5)
+    assert task.cancelled()
+    assert [m["type"] for m in sent].count("http.response.start") == 1
+
+
 def test_unsent_bytes_are_counted_from_queued_to_sent_and_the_slot_goes_back_once() -> None:
     limiter = SequenceLimiter(limit=4, per_request=4, max_unsent_bytes=100)
     with limiter.slot(2) as first, limiter.slot(2) as second:
