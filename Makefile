@@ -83,8 +83,8 @@ $(MOTO):
 	$(TOOLS)/moto-5.2.5/bin/pip install -q "moto[server]==5.2.5"
 test-servers: $(OLAH) $(MOTO)
 
-cluster-test: install cluster-up test-servers
-	$(VENV)/bin/pytest -m cluster -q
+cluster-test: model cluster-up test-servers
+	$(VENV)/bin/pytest -m "cluster or helm" -q
 
 # The images: Dockerfile.operator, and Dockerfile.runtime's cpu target with the default model baked in. Docker where
 # an engine runs, else buildah on a stand-in base made from Debian packages; cached by the hash of their inputs, so a

@@ -15,10 +15,12 @@ import os
 
 import pytest
 
-from helpers.markers import mark_folder
+from helpers.markers import mark_folder, refuse_doubled
 
 MODE = os.environ.get("E2E_MODE", "local")
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     mark_folder(__file__, items, pytest.mark.e2e)
+    refuse_doubled(items)  # `pytest e2e` and `make chaos` do not load tests/conftest.py, which checks the rest

@@ -24,8 +24,6 @@ from vif.runtime.router.endpoints import EndpointSet
 from vif.runtime.router.metrics import RouterMetrics
 from vif.runtime.serving.metrics import RuntimeMetrics
 
-pytestmark = pytest.mark.helm
-
 CHART = REPO / "charts" / "vif-operator"
 DASHBOARD = CHART / "dashboards" / "vif.json"
 WITH_RULE_CRD = ["--api-versions", "monitoring.coreos.com/v1/PrometheusRule"]
@@ -153,6 +151,7 @@ def test_dashboard_queries_name_only_exported_metrics(exported: set[str]) -> Non
     assert {"datasource", "namespace", "model"} <= variables
 
 
+@pytest.mark.helm  # renders the chart
 def test_alerts_name_only_exported_metrics(exported: set[str]) -> None:
     rules = alert_rules(render("--set", "alerts.enabled=true", *WITH_RULE_CRD))
     assert {r["alert"] for r in rules} == {
@@ -165,6 +164,7 @@ def test_alerts_name_only_exported_metrics(exported: set[str]) -> None:
             assert "kube-state-metrics" in rule["annotations"]["description"], rule["alert"]
 
 
+@pytest.mark.helm  # renders the chart
 def test_dashboard_config_map_only_when_asked() -> None:
     assert not of_kind(render(), "ConfigMap")
     (config_map,) = of_kind(render("--set", "dashboards.enabled=true"), "ConfigMap")
@@ -178,6 +178,7 @@ def test_dashboard_config_map_only_when_asked() -> None:
     assert config_map["metadata"]["namespace"] == "grafana"
 
 
+@pytest.mark.helm  # renders the chart
 def test_prometheus_rule_only_when_asked_and_its_crd_is_served() -> None:
     assert not of_kind(render(*WITH_RULE_CRD), "PrometheusRule")  # not asked
     assert not of_kind(render("--set", "alerts.enabled=true"), "PrometheusRule")  # no CRD
@@ -186,6 +187,7 @@ def test_prometheus_rule_only_when_asked_and_its_crd_is_served() -> None:
     assert rule["metadata"]["labels"]["release"] == "kps"
 
 
+@pytest.mark.helm  # renders the chart
 def test_alert_thresholds_come_from_values() -> None:
     values = ["--set", "alerts.timeToFirstToken.p95Seconds=2.5", "--set", "alerts.errorRate.threshold=0.01",
               "--set", "alerts.replicasAtMax.enabled=false"]  # fmt: skip

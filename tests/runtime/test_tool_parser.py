@@ -1,4 +1,5 @@
-"""vLLM's tool-call parsers behind `VLLMToolCallParser`, on the default model's real tokenizer (no engine)."""
+"""vLLM's tool-call parsers behind `VLLMToolCallParser`, on the default model's real tokenizer (no engine, but the model's
+files: marked `integration`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import pytest
 
 from vif.runtime.engine.types import ParsedToolCalls
 from vif.runtime.model_prep import default_model_path
+
+pytestmark = pytest.mark.integration  # the default model's files (make model), which `make integration` prepares
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
 
