@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from vif.runtime.app.settings import ServerSettings
 from vif.runtime.protocols.errors import APIError
 
 
@@ -19,7 +20,11 @@ class SequenceLimiter:
     """
 
     def __init__(
-        self, limit: int, per_request: int, max_unsent_bytes: int = 64 << 20, retry_after_seconds: int = 1
+        self,
+        limit: int,
+        per_request: int,
+        max_unsent_bytes: int = ServerSettings.max_unsent_bytes,
+        retry_after_seconds: int = 1,
     ) -> None:
         self.max_per_request = per_request
         self.max_unsent_bytes = max_unsent_bytes
