@@ -2,12 +2,10 @@
 # `make images`: vif-runtime (Dockerfile.runtime's cpu target, SmolLM2-135M-Instruct baked in) and vif-operator,
 # built with Docker where an engine answers, else with buildah. Each image is tagged VERSION-HASH, the hash covering
 # everything that goes into it, and built only when that tag is missing; older tags of it are removed first.
-# Writes .cache/images/images.json (the tool, buildah's storage driver, both tags) for the tests. See README.md here.
+# Writes .cache/images/images.json (the tool, its global flags: buildah's store, both tags) for the tests. See README.md here.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-# vfs needs no overlay mounts, so it works wherever buildah runs; it copies every layer and container in full.
-STORAGE_DRIVER=vfs
 BASE=docker.io/library/python:3.11-slim-bookworm # the Dockerfiles' FROM
 VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' pyproject.toml)
 STATE=.cache/images
@@ -20,8 +18,14 @@ else
 		[ "$(id -u)" = 0 ] || { echo "build.sh: buildah and mmdebstrap are needed (Debian packages)" >&2; exit 1; }
 		apt-get update -qq && apt-get install -y -qq buildah mmdebstrap >/dev/null
 	fi
-	export BUILDAH_FLAGS="--storage-driver $STORAGE_DRIVER"
-	tool=(buildah --storage-driver "$STORAGE_DRIVER")
+	# overlay keeps each layer once; vfs, which needs no overlay mounts, copies every layer and container in full
+	# (the disk it takes: README.md). A store of vif's own, so that a store the machine already has, on another
+	# driver, is never in the way.
+	if [ "$(id -u)" = 0 ] && grep -qw overlay /proc/filesystems; then driver=overlay; else driver=vfs; fi
+	store=(--storage-driver "$driver" --root "${XDG_CACHE_HOME:-$HOME/.cache}/vif/containers/$driver"
+		--runroot "${XDG_RUNTIME_DIR:-/run}/vif-containers/$driver")
+	export BUILDAH_FLAGS="${store[*]}"
+	tool=(buildah "${store[@]}")
 fi
 
 image_id() { # the id of a local image, or nothing
@@ -98,6 +102,11 @@ build() { # name, Dockerfile, build arguments
 	fi
 	if ! "$@" >"$STATE/$name.log" 2>&1; then
 		tail -n 40 "$STATE/$name.log" >&2
+		if [ "${tool[0]}" = buildah ]; then # what the failed build left: its working containers and stages
+			"${tool[@]}" rm --all >/dev/null || true
+			"${tool[@]}" rmi --prune >/dev/null || true
+		fi
+		df -h "$STATE" >&2
 		echo "build.sh: building $tag failed" >&2
 		exit 1
 	fi
@@ -115,5 +124,8 @@ build() { # name, Dockerfile, build arguments
 source_url=$(git -C "$(dirname "$0")/../.." config --get remote.origin.url || echo "local checkout")
 operator=$(build vif-operator Dockerfile.operator)
 runtime=$(build vif-runtime Dockerfile.runtime --target cpu --build-arg BAKE_MODEL=true)
-printf '{"tool": "%s", "storage_driver": "%s", "operator": "%s", "runtime": "%s"}\n' \
-	"${tool[0]}" "$STORAGE_DRIVER" "$operator" "$runtime" >"$STATE/images.json"
+python3 - "$operator" "$runtime" "${tool[@]}" >"$STATE/images.json" <<'PY'
+import json, sys
+operator, runtime, tool, *flags = sys.argv[1:]
+print(json.dumps({"tool": tool, "global_flags": flags, "operator": operator, "runtime": runtime}))
+PY

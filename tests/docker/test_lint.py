@@ -88,7 +88,6 @@ def test_final_images_run_as_the_unprivileged_user(dockerfile: str, final: str) 
 def test_cpu_is_the_default_target(runtime_stages: list[Stage]) -> None:
     assert runtime_stages[-1].name == "cpu", "`docker build -f Dockerfile.runtime .` builds the last stage"
     assert stage(runtime_stages, "cpu").base == "python:3.11-slim-bookworm"
-    assert stage(runtime_stages, "cpu-build").base == "python:3.11-slim-bookworm"
 
 
 def test_base_images_are_pinned_by_tag(runtime_stages: list[Stage], operator_stages: list[Stage]) -> None:

@@ -19,7 +19,7 @@ class BuiltImages:
     """What e2e/images/build.sh wrote to .cache/images/images.json; `make` passes its path as VIF_IMAGES."""
 
     tool: str  # "buildah" or "docker"
-    storage_driver: str
+    global_flags: list[str]  # buildah's store: driver, root, runroot
     operator: str
     runtime: str
 
@@ -63,10 +63,13 @@ class Container:
 
     def tool(self, *args: str) -> str:
         """The container tool's output for `args`."""
-        tool = (
-            ["buildah", "--storage-driver", self.images.storage_driver] if self.images.tool == "buildah" else ["docker"]
-        )
-        return subprocess.run([*tool, *args], capture_output=True, text=True, check=True, timeout=600).stdout
+        return subprocess.run(
+            [self.images.tool, *self.images.global_flags, *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=600,
+        ).stdout
 
     def config(self) -> dict[str, Any]:
         """The image's OCI config (User, Env, Entrypoint, Cmd, Labels, ...)."""
@@ -88,8 +91,17 @@ class Container:
         options += [f"--env={name}={value}" for name, value in (env or {}).items()]
         options += [f"--volume={m.host}:{m.path}" + (":ro" if m.read_only else "") for m in mounts]
         if self.images.tool == "buildah":
-            storage = ["--storage-driver", self.images.storage_driver]
-            return ["buildah", *storage, "run", "--isolation", "chroot", *options, self.name, "--", *argv]
+            return [
+                "buildah",
+                *self.images.global_flags,
+                "run",
+                "--isolation",
+                "chroot",
+                *options,
+                self.name,
+                "--",
+                *argv,
+            ]
         return ["docker", "run", "--rm", "--init", *options, "--entrypoint", argv[0], self.image, *argv[1:]]
 
     def run(self, argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
