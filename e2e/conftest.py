@@ -20,7 +20,7 @@ from helpers.markers import mark_folder, refuse_doubled
 MODE = os.environ.get("E2E_MODE", "local")
 
 
-@pytest.hookimpl(trylast=True)
+# Not trylast: the folder's marker must be on its tests before `-m` deselects by markers (pytest's own hook).
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     mark_folder(__file__, items, pytest.mark.e2e)
     refuse_doubled(items)  # `pytest e2e` and `make chaos` do not load tests/conftest.py, which checks the rest
