@@ -45,13 +45,16 @@ def test_cpu_image_leaves_the_kv_cache_to_the_runtime(runtime_stages: list[Stage
 
 def test_cpu_image_installs_through_install_sh(runtime_stages: list[Stage]) -> None:
     cpu = stage(runtime_stages, "cpu")
-    script = "/src/runtime/scripts/install.sh /opt/venv/bin/python"
+    script = "/tmp/src/runtime/scripts/install.sh /opt/venv/bin/python"
     assert script in runs(cpu), "the CPU image must install with runtime/scripts/install.sh, as `make install` does"
     assert "--editable" not in runs(cpu)
     assert "pip install" not in runs(cpu), "a second package list beside the lock"
-    # One stage, the source bind-mounted for the install: no layer keeps it, and no stage copies the environment.
+    # One stage, the checkout mounted read-only for the install, built in a copy removed in the same step: no layer
+    # keeps the source, no stage copies the environment, and the build never writes into the checkout.
     install = next(r for r in cpu.all("RUN") if script in r)
-    assert install.startswith("--mount=type=bind,source=.,target=/src,")
+    mount, _, steps = install.partition(" ")
+    assert mount == "--mount=type=bind,source=.,target=/mnt/src"
+    assert steps.rstrip().endswith("&& rm -rf /tmp/src")
     assert cpu.all("COPY") == []
     assert (REPO / "runtime" / "scripts" / "install.sh").is_file()
 
