@@ -191,6 +191,9 @@ REFUSED_EXTRA_ARGS: dict[str, tuple[str, ...]] = {
         "--log-file",
         "--drain-seconds",
         "--shutdown-timeout",
+        "--response-cache-entries",  # serving.responseCache
+        "--response-cache-bytes",
+        "--response-cache-ttl",
         "--model",
         "--tokenizer",
         "--served-model-name",

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vif.runtime.app.response_cache import CacheSettings
 from vif.runtime.app.settings import ServerSettings
 
 if TYPE_CHECKING:
@@ -99,6 +100,11 @@ def own_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--shutdown-timeout", type=float, default=defaults.shutdown_timeout,
                         help="then in-flight requests get this long")  # fmt: skip
+    cache = defaults.response_cache
+    parser.add_argument("--response-cache-entries", type=int, default=cache.max_entries,
+                        help="answers to deterministic requests kept for exact repeats (0: no cache)")  # fmt: skip
+    parser.add_argument("--response-cache-bytes", type=int, default=cache.max_bytes, help="their bytes together")
+    parser.add_argument("--response-cache-ttl", type=float, default=cache.ttl_seconds, help="seconds each is kept")
     parser.add_argument("--allowed-root", action="append", default=[], help="extra folder config paths may use")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-format", choices=["text", "json"], default="text")
@@ -174,6 +180,7 @@ def _build(
         max_unsent_bytes=args.max_unsent_bytes,
         drain_seconds=args.drain_seconds,
         shutdown_timeout=args.shutdown_timeout,
+        response_cache=_cache_settings(args),
     )
 
     def load_engine() -> EngineClient:
@@ -230,6 +237,15 @@ def _fetched(repo: str, flags: dict[str, Any]) -> str:
     except DownloadError as exc:
         raise LookupError(str(exc)) from None
     return str(folder)
+
+
+def _cache_settings(args: argparse.Namespace) -> CacheSettings:
+    from vif.runtime.config import ConfigError
+
+    try:
+        return CacheSettings(args.response_cache_entries, args.response_cache_bytes, args.response_cache_ttl)
+    except ValueError as exc:
+        raise ConfigError(f"--response-cache-*: {exc}") from None
 
 
 def _api_keys(args: argparse.Namespace) -> tuple[str, ...]:

@@ -50,6 +50,9 @@ def runtime_args(ref: ModelRef) -> list[str]:
         args += ["--allowed-root", TEMPLATE_DIR]
     for root in adapter_roots(ref):
         args += ["--allowed-root", root]
+    if (cache := ref.spec.serving.response_cache) is not None:
+        args += ["--response-cache-entries", str(cache.max_entries), "--response-cache-bytes",
+                 str(cache.max_mebibytes << 20), "--response-cache-ttl", str(cache.ttl_seconds)]  # fmt: skip
     return args + list(ref.spec.engine.extra_args)
 
 

@@ -33,10 +33,26 @@ class EngineSettings(APIModel):
     )
 
 
+class ResponseCache(APIModel):
+    """Whole answers to deterministic requests (temperature 0 or a seed), kept in each replica's memory for exact
+    repeats (docs/response-cache.md)."""
+
+    max_entries: int = Field(10_000, ge=1, le=10_000_000)
+    max_mebibytes: int = Field(
+        64, ge=1, le=65_536, description="The kept answers' size together, in MiB: it counts in the replica's memory."
+    )
+    ttl_seconds: int = Field(600, ge=1, le=7 * 24 * 3600, description="How long an answer is kept.")
+
+
 class ServingSettings(APIModel):
     class_name: str = Field("OpenAIServingChat", min_length=1)
     chat_template: ConfigMapKeyRef | None = Field(None, description="A Jinja chat template from a ConfigMap.")
     response_role: str = Field("assistant", min_length=1)
+    response_cache: ResponseCache | None = Field(
+        None,
+        description="Exact repeats of deterministic requests (temperature 0 or a seed) answered from each replica's"
+        " memory; off unless set (docs/response-cache.md).",
+    )
 
 
 class Resources(APIModel):

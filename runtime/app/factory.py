@@ -24,6 +24,7 @@ from vif.runtime.app.info_routes import info_routes
 from vif.runtime.app.lifecycle import Lifecycle
 from vif.runtime.app.limiter import SequenceLimiter
 from vif.runtime.app.middleware import APIKeyAuth, BodySizeLimit, RequestObserver
+from vif.runtime.app.response_cache import ResponseCache
 from vif.runtime.app.settings import ServerSettings
 from vif.runtime.app.tokenizer import TOKENIZER_PATHS, TokenizerEndpoint
 from vif.runtime.engine.types import EngineClient
@@ -55,6 +56,9 @@ def create_app(
     # the other worker again and again (a 300 ms stall of /health under 16 bodies of 40,000 messages; ~30 ms with one).
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vif-prepare")
     checker = BodyChecker()
+    cache = ResponseCache(settings.response_cache) if settings.response_cache.enabled else None
+    if cache is not None:
+        metrics.watch_cache(lambda: len(cache), lambda: cache.bytes)
 
     def serve(engine: EngineClient) -> None:
         limiter.resize(settings.concurrency_limit(engine.info.max_num_seqs))
@@ -82,7 +86,7 @@ def create_app(
         Route(
             path,
             InferenceEndpoint(
-                protocol, state, limiter, metrics, pool, checker, settings.body_timeout, settings.send_timeout
+                protocol, state, limiter, metrics, pool, checker, settings.body_timeout, settings.send_timeout, cache
             ),
             methods=["POST"],
         )

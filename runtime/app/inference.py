@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -29,6 +28,8 @@ from vif.runtime.app.body_check import BodyChecker
 from vif.runtime.app.errors import JSON_HEADERS, ErrorShape, as_api_error, error_event, plain_shape, send_error
 from vif.runtime.app.lifecycle import Lifecycle
 from vif.runtime.app.limiter import SequenceLimiter, Slot
+from vif.runtime.app.middleware import header
+from vif.runtime.app.response_cache import Directives, ResponseCache, StoredAnswer, cache_key
 from vif.runtime.engine.types import EngineDeadError
 from vif.runtime.protocols.errors import APIError
 from vif.runtime.serving.base import BaseServingEngine
@@ -57,6 +58,7 @@ class InferenceEndpoint:
         checker: BodyChecker,
         body_timeout: float,
         send_timeout: float,
+        cache: ResponseCache | None = None,
     ) -> None:
         self.protocol = protocol
         self.lifecycle = lifecycle
@@ -66,6 +68,7 @@ class InferenceEndpoint:
         self.checker = checker
         self.body_timeout = body_timeout
         self.send_timeout = send_timeout
+        self.cache = cache
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         shape: ErrorShape = plain_shape
@@ -73,13 +76,19 @@ class InferenceEndpoint:
             serving = self.lifecycle.serving_for(self.protocol)
             shape = serving.create_error_response
             body = await read_request_body(receive, self.body_timeout)
-            ctx = await self._prepare(serving, body, scope["state"]["request_id"])
+            ctx, key = await self._prepare(serving, body, scope)
             scope["state"]["model"] = ctx.model  # the request's metrics carry the name it is served under
-            with self.limiter.slot(ctx.sequences) as slot, self.lifecycle.tracked():
-                if ctx.stream:
+            store_as, cached = self._look_up(scope, ctx, key)
+            # A cached answer takes no engine sequence; its bytes still count in the budget of unsent answers.
+            with self.limiter.slot(0 if cached is not None else ctx.sequences) as slot, self.lifecycle.tracked():
+                if cached is not None:
+                    answer = cached.renewed(ctx)
+                    slot.queued(len(answer))
+                    await self._send_whole(send, answer, slot, [(b"x-vif-cache", b"hit")])
+                elif ctx.stream:
                     await self._stream(serving, ctx, slot, receive, send)
                 else:
-                    await self._respond(serving, ctx, slot, receive, send)
+                    await self._respond(serving, ctx, slot, receive, send, store_as)
         except asyncio.CancelledError:
             if not self.lifecycle.claim_abort():
                 raise
@@ -90,23 +99,58 @@ class InferenceEndpoint:
         except Exception as exc:
             await send_error(scope, send, self._error(exc), shape)
 
-    async def _prepare(self, serving: BaseServingEngine, body: bytes, request_id: str) -> RequestContext[Any]:
+    async def _prepare(
+        self, serving: BaseServingEngine, body: bytes, scope: Scope
+    ) -> tuple[RequestContext[Any], bytes | None]:
+        """The checked request, and its response cache key (None: not cacheable, or no cache)."""
         arrived = time.time()
-        prepare = functools.partial(serving.prepare, request_id=request_id)
-        ctx = await prepare_body(prepare, serving.request_model, body, self.pool, self.checker)
+        request_id, authorization = scope["state"]["request_id"], header(scope, b"authorization")
+
+        def prepare(raw: bytes) -> tuple[RequestContext[Any], bytes | None]:
+            ctx = serving.prepare(raw, request_id=request_id)
+            return ctx, (cache_key(self.protocol, ctx, authorization) if self.cache is not None else None)
+
+        ctx, key = await prepare_body(prepare, serving.request_model, body, self.pool, self.checker)
         ctx.arrived = arrived
-        return ctx
+        return ctx, key
+
+    def _look_up(
+        self, scope: Scope, ctx: RequestContext[Any], key: bytes | None
+    ) -> tuple[bytes | None, StoredAnswer | None]:
+        """The key to store this request's answer under (None: not stored), and its cached answer if there is one.
+        A request that may not read the cache counts as `bypass`, though the engine's answer it gets is a miss."""
+        if self.cache is None or key is None:
+            return None, None
+        directives = Directives.parse(header(scope, b"cache-control"))
+        cached = self.cache.get(key) if directives.read else None
+        result = "bypass" if not directives.read else "hit" if cached is not None else "miss"
+        self.metrics.count_cache_lookup(self.protocol, result, ctx.model)
+        return (key if directives.write else None), cached
 
     async def _respond(
-        self, serving: BaseServingEngine, ctx: RequestContext[Any], slot: Slot, receive: Receive, send: Send
+        self,
+        serving: BaseServingEngine,
+        ctx: RequestContext[Any],
+        slot: Slot,
+        receive: Receive,
+        send: Send,
+        store_as: bytes | None,
     ) -> None:
-        """The whole answer in pieces, each within the send timeout: uvicorn takes one message whole into its
-        buffer, so a single large one would stay there, uncounted, for a client that reads nothing."""
-        body = orjson.dumps(await until_disconnect(receive, serving.respond(ctx)))
+        response = await until_disconnect(receive, serving.respond(ctx))
+        body = orjson.dumps(response)
         slot.queued(len(body))
         if slot.may_read_ahead:  # the engine is done; within the budget the client may take its time
             slot.hand_back()
-        headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+        headers = []
+        if self.cache is not None and store_as is not None:
+            self.cache.put(store_as, StoredAnswer.of(response))
+            headers.append((b"x-vif-cache", b"miss"))
+        await self._send_whole(send, body, slot, headers)
+
+    async def _send_whole(self, send: Send, body: bytes, slot: Slot, headers: list[tuple[bytes, bytes]]) -> None:
+        """The whole answer in pieces, each within the send timeout: uvicorn takes one message whole into its
+        buffer, so a single large one would stay there, uncounted, for a client that reads nothing."""
+        headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode()), *headers]
         try:
             async with asyncio.timeout(self.send_timeout):
                 await send({"type": "http.response.start", "status": 200, "headers": headers})

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from vif.runtime.app.response_cache import CacheSettings
 from vif.runtime.shared.api_keys import MAX_BODY_BYTES
 
 
@@ -21,6 +22,7 @@ class ServerSettings:
     drain_seconds: float = 5.0  # after SIGTERM: /ready 503 and the listener still open
     shutdown_timeout: float = 30.0  # then in-flight requests get this long before they are aborted
     health_interval: float = 1.0  # how often the engine's health is checked while serving
+    response_cache: CacheSettings = field(default_factory=CacheSettings)  # off unless it may hold entries
 
     def concurrency_limit(self, max_num_seqs: int) -> int:
         return self.limit_concurrency if self.limit_concurrency is not None else 2 * max_num_seqs

@@ -5,6 +5,8 @@ Success rate is `sum(rate(vif_requests_total{status=~"2.."}[5m])) / sum(rate(vif
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
@@ -51,6 +53,18 @@ class RuntimeMetrics:
             "vif_errors", "Error responses by OpenAI error type.", (*labels, "type"), registry=registry
         )
         self.in_flight = Gauge("vif_requests_in_flight", "Requests being served now.", labels, registry=registry)
+        self.cache_lookups = Counter(
+            "vif_response_cache_lookups",
+            "Response cache lookups of cacheable requests: hit, miss, or bypass (Cache-Control: no-cache, no-store).",
+            (*labels, "result"),
+            registry=registry,
+        )
+        self.cache_entries = Gauge(
+            "vif_response_cache_entries", "Responses in the cache.", ("model",), registry=registry
+        )
+        self.cache_bytes = Gauge(
+            "vif_response_cache_bytes", "Bytes of the responses in the cache.", ("model",), registry=registry
+        )
 
     def request_started(self, protocol: str) -> None:
         self.in_flight.labels(self.model, protocol).inc()
@@ -69,6 +83,14 @@ class RuntimeMetrics:
 
     def count_error(self, protocol: str, error_type: str, model: str | None = None) -> None:
         self.errors.labels(model or self.model, protocol, error_type).inc()
+
+    def count_cache_lookup(self, protocol: str, result: str, model: str | None = None) -> None:
+        self.cache_lookups.labels(model or self.model, protocol, result).inc()
+
+    def watch_cache(self, entries: Callable[[], float], size: Callable[[], float]) -> None:
+        """The cache's size, read when /metrics is scraped."""
+        self.cache_entries.labels(self.model).set_function(entries)
+        self.cache_bytes.labels(self.model).set_function(size)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

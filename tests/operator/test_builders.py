@@ -113,6 +113,15 @@ def test_gpu_model_with_tensor_parallel() -> None:
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
 
 
+def test_a_response_cache_reaches_the_runtime_as_its_flags() -> None:
+    from vif.runtime.cli import own_parser
+
+    assert not any(a.startswith("--response-cache") for a in container(children(CPU_MODEL))["args"])
+    spec = {**CPU_MODEL, "serving": {"responseCache": {"maxEntries": 500, "maxMebibytes": 16}}}
+    args = own_parser().parse_known_args(container(children(spec))["args"])[0]
+    assert (args.response_cache_entries, args.response_cache_bytes, args.response_cache_ttl) == (500, 16 << 20, 600)
+
+
 def test_pvc_chat_template_api_key_and_env() -> None:
     spec = {
         "model": {"pvc": {"claimName": "weights", "path": "llama"}},
