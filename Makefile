@@ -8,7 +8,7 @@ CONFIG := runtime/conf/model_config.json
 
 .PHONY: help install model run test unit integration cluster-test lint format bench lock clean crds e2e e2e-kind \
 	images test-images \
-	operator-install-check bench-operator bench-abuse bench-routing bench-cold-start profile flake-check test-servers chaos
+	operator-install-check bench-operator bench-abuse bench-routing bench-cold-start bench-cache profile flake-check test-servers chaos
 
 help:
 	@echo "Serve and test (README.md):"
@@ -20,7 +20,7 @@ help:
 	@echo "The local plane and images:"
 	@echo "  cluster-build | cluster-up | cluster-down | autoscaling-build | autoscaling-up | autoscaling-down | images"
 	@echo "Benchmarks (numbers side by side with the reference, docs/performance.md):"
-	@echo "  bench | bench-abuse | bench-cold-start | bench-routing | bench-operator | profile"
+	@echo "  bench | bench-abuse | bench-cold-start | bench-cache | bench-routing | bench-operator | profile"
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -132,6 +132,10 @@ bench: model
 # 16 concurrent ~2 MB bodies while probing /health: the probe's p99 on vif and on vLLM's own server.
 bench-abuse: model
 	$(PY) tests/bench/abuse_bench.py --config $(CONFIG) --model-name smollm2-135m-instruct
+
+# A load that repeats half its questions, with the response cache and without (no-store), on one server.
+bench-cache: model
+	$(PY) tests/bench/response_cache_bench.py --config $(CONFIG) --model-name smollm2-135m-instruct $(BENCH_ARGS)
 
 # What a replica costs from nothing to its first answer (the part of a scale from zero after KEDA and the pod's
 # scheduling): vif and vLLM's own server, fresh each round.
