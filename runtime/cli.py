@@ -105,6 +105,11 @@ def own_parser() -> argparse.ArgumentParser:
                         help="answers to deterministic requests kept for exact repeats (0: no cache)")  # fmt: skip
     parser.add_argument("--response-cache-bytes", type=int, default=cache.max_bytes, help="their bytes together")
     parser.add_argument("--response-cache-ttl", type=float, default=cache.ttl_seconds, help="seconds each is kept")
+    parser.add_argument("--live-config", type=Path, default=os.environ.get("VIF_LIVE_CONFIG"),
+                        help="JSON of settings read again when it changes: response_role, log_level, response_cache"
+                        " (docs/live-config.md)")  # fmt: skip
+    parser.add_argument("--reload-interval", type=float, default=defaults.reload_interval,
+                        help="seconds between looks at the live configuration's files")  # fmt: skip
     parser.add_argument("--allowed-root", action="append", default=[], help="extra folder config paths may use")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-format", choices=["text", "json"], default="text")
@@ -158,6 +163,7 @@ def _build(
     args: argparse.Namespace, named: str | None, flags: dict[str, Any], lifecycle: Lifecycle
 ) -> tuple[Starlette, ServerSettings]:
     from vif.runtime.app.factory import create_app
+    from vif.runtime.app.live import LiveSources
     from vif.runtime.engine.args import build_engine_args
     from vif.runtime.serving.context import ServedModel
     from vif.runtime.serving.metrics import RuntimeMetrics
@@ -169,9 +175,13 @@ def _build(
         classes = serving_classes(model.entry.class_name, model.entry.allowed_classes)
     except UnknownServingClass as exc:
         raise LookupError(f"{model.source}: {model.name}.class_name: {exc}") from None
+    live = LiveSources(
+        api_keys=tuple(args.api_key), keys_file=args.api_keys_file, template_file=model.chat_template_file,
+        live_file=args.live_config, response_role=model.entry.response_role, log_level=args.log_level,
+        response_cache=_cache_settings(args),
+    )  # fmt: skip
     served = ServedModel(model.name, model.chat_template, model.entry.response_role, tuple(model.adapters))
     settings = ServerSettings(
-        api_keys=_api_keys(args),
         limit_concurrency=args.limit_concurrency,
         max_sequences_per_request=args.max_sequences_per_request,
         max_body_bytes=args.max_body_bytes,
@@ -180,8 +190,8 @@ def _build(
         max_unsent_bytes=args.max_unsent_bytes,
         drain_seconds=args.drain_seconds,
         shutdown_timeout=args.shutdown_timeout,
-        response_cache=_cache_settings(args),
-    )
+        reload_interval=args.reload_interval,
+    )  # the keys and the response cache: `live`
 
     def load_engine() -> EngineClient:
         from vif.runtime.engine.vllm_client import VLLMEngineClient
@@ -189,7 +199,7 @@ def _build(
         return VLLMEngineClient.from_engine_args(engine_args, model.adapters, model.entry.tool_call_parser)
 
     log.info("serving %s from %s (%s)", model.name, model.model, model.source)
-    app = create_app(served, load_engine, classes, RuntimeMetrics(model.name), settings, lifecycle)
+    app = create_app(served, load_engine, classes, RuntimeMetrics(model.name), settings, lifecycle, live)
     return app, settings
 
 
@@ -246,9 +256,3 @@ def _cache_settings(args: argparse.Namespace) -> CacheSettings:
         return CacheSettings(args.response_cache_entries, args.response_cache_bytes, args.response_cache_ttl)
     except ValueError as exc:
         raise ConfigError(f"--response-cache-*: {exc}") from None
-
-
-def _api_keys(args: argparse.Namespace) -> tuple[str, ...]:
-    from vif.runtime.shared.api_keys import load_api_keys
-
-    return load_api_keys(args.api_key, args.api_keys_file)

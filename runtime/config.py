@@ -91,6 +91,8 @@ class ResolvedModel:
     chat_template: str | None
     source: str
     adapters: dict[str, str] = field(default_factory=dict)  # name -> checked directory or Hugging Face id
+    # As written, not resolved: a mounted ConfigMap's file is a symlink the kubelet points at each new version
+    chat_template_file: Path | None = None
 
 
 def allowed_roots(config_file: Path | None, extra: Sequence[str] = ()) -> list[Path]:
@@ -153,10 +155,10 @@ def load_model(config_file: Path, model_name: str, extra_roots: Sequence[str] = 
     model = entry.model_id or str(
         _checked_path(entry.model_path or "", base, roots, f"{where}: {model_name}.model_path")
     )
-    template = None
+    template, template_file = None, None
     if entry.chat_template is not None:
         path = _checked_path(entry.chat_template, base, roots, f"{where}: {model_name}.chat_template")
-        template = path.read_text()
+        template, template_file = path.read_text(), base / entry.chat_template
     adapters = {}
     for name, value in entry.lora_adapters.items():
         loc = f"{where}: {model_name}.lora_adapters.{name}"
@@ -169,7 +171,7 @@ def load_model(config_file: Path, model_name: str, extra_roots: Sequence[str] = 
         if not (path / "adapter_config.json").is_file():
             raise ConfigError(f"{loc}: '{value}' is not a LoRA adapter (no adapter_config.json)")
         adapters[name] = str(path)
-    return ResolvedModel(model_name, entry, str(model), template, where, adapters)
+    return ResolvedModel(model_name, entry, str(model), template, where, adapters, template_file)
 
 
 def _checked_path(value: str, base: Path, roots: Sequence[Path], field: str) -> Path:

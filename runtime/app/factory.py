@@ -8,6 +8,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -23,6 +24,7 @@ from vif.runtime.app.inference import InferenceEndpoint
 from vif.runtime.app.info_routes import info_routes
 from vif.runtime.app.lifecycle import Lifecycle
 from vif.runtime.app.limiter import SequenceLimiter
+from vif.runtime.app.live import SAMPLE_CHAT, InForce, LiveSettings, LiveSources
 from vif.runtime.app.middleware import APIKeyAuth, BodySizeLimit, RequestObserver
 from vif.runtime.app.response_cache import ResponseCache
 from vif.runtime.app.settings import ServerSettings
@@ -32,6 +34,8 @@ from vif.runtime.protocols.errors import APIError
 from vif.runtime.serving.base import BaseServingEngine
 from vif.runtime.serving.context import ServedModel
 from vif.runtime.serving.metrics import RuntimeMetrics
+from vif.runtime.shared.api_keys import KeyCheck
+from vif.runtime.shared.live_files import LiveFiles
 from vif.runtime.shared.routes import PROTOCOL_PATHS
 
 log = logging.getLogger(__name__)
@@ -46,7 +50,10 @@ def create_app(
     metrics: RuntimeMetrics,
     settings: ServerSettings | None = None,
     lifecycle: Lifecycle | None = None,
+    live: LiveSources | None = None,
 ) -> Starlette:
+    """`live`: where the live settings come from (`app/live.py`), read now and again when their files change; what
+    they say takes the place of `model`'s template and role and of `settings`' keys and response cache."""
     settings = settings or ServerSettings()
     state = lifecycle or Lifecycle()
     limiter = SequenceLimiter(
@@ -56,13 +63,33 @@ def create_app(
     # the other worker again and again (a 300 ms stall of /health under 16 bodies of 40,000 messages; ~30 ms with one).
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vif-prepare")
     checker = BodyChecker()
-    cache = ResponseCache(settings.response_cache) if settings.response_cache.enabled else None
-    if cache is not None:
-        metrics.watch_cache(lambda: len(cache), lambda: cache.bytes)
+    cache = ResponseCache(settings.response_cache)
+    metrics.watch_cache(lambda: len(cache), lambda: cache.bytes)
+    in_force = InForce(KeyCheck(settings.api_keys), model)
+
+    def apply_live(new: LiveSettings) -> None:
+        in_force.keys = KeyCheck(new.api_keys)
+        in_force.model = replace(in_force.model, chat_template=new.chat_template, response_role=new.response_role)
+        for serving in state.serving.values():
+            serving.model = in_force.model
+        cache.reconfigure(new.response_cache)
+        logging.getLogger("vif").setLevel(new.log_level.upper())
+
+    def check_template(text: str) -> None:
+        """The engine's own rendering of a sample conversation, once it has loaded (a syntax check before)."""
+        if state.engine is not None:
+            state.engine.render_chat(SAMPLE_CHAT, text)
+
+    watcher = None
+    if live is not None:
+        apply_live(live.read())  # a ConfigError here stops the start
+    if live is not None and live.paths:
+        watcher = LiveFiles(live.paths, lambda: live.read(check_template), apply_live)
+        metrics.watch_live_config(lambda: watcher is not None and watcher.refused is not None)
 
     def serve(engine: EngineClient) -> None:
         limiter.resize(settings.concurrency_limit(engine.info.max_num_seqs))
-        state.started(engine, {p: cls(engine, model, metrics) for p, cls in serving_classes.items()})
+        state.started(engine, {p: cls(engine, in_force.model, metrics) for p, cls in serving_classes.items()})
         log.info(
             "model %s is ready (max_model_len %d, at most %d sequences in flight)",
             model.name,
@@ -72,11 +99,13 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        running = asyncio.create_task(run_engine(load_engine, state, serve, settings.health_interval))
+        tasks = [asyncio.create_task(run_engine(load_engine, state, serve, settings.health_interval))]
+        if watcher is not None:
+            tasks.append(asyncio.create_task(watcher.run(settings.reload_interval)))
         yield
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         pool.shutdown(wait=False, cancel_futures=True)
         checker.shutdown()
         if state.engine is not None:
@@ -93,13 +122,17 @@ def create_app(
         for path, protocol in PROTOCOL_PATHS.items()
     ]
     routes += [
-        Route(path, TokenizerEndpoint(path, state, model, pool, checker, settings.body_timeout), methods=["POST"])
+        Route(
+            path,
+            TokenizerEndpoint(path, state, lambda: in_force.model, pool, checker, settings.body_timeout),
+            methods=["POST"],
+        )
         for path in TOKENIZER_PATHS
     ]
-    routes += info_routes(state, model, metrics)
+    routes += info_routes(state, model, metrics, lambda: watcher.status() if watcher else {"version": None})
     middleware = [
         Middleware(RequestObserver, metrics=metrics),
-        Middleware(APIKeyAuth, api_keys=settings.api_keys),
+        Middleware(APIKeyAuth, keys=lambda: in_force.keys),
         Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
     ]
     handlers = {APIError: _api_error, HTTPException: _http_error, Exception: _internal_error}

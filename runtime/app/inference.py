@@ -108,7 +108,7 @@ class InferenceEndpoint:
 
         def prepare(raw: bytes) -> tuple[RequestContext[Any], bytes | None]:
             ctx = serving.prepare(raw, request_id=request_id)
-            return ctx, (cache_key(self.protocol, ctx, authorization) if self.cache is not None else None)
+            return ctx, (cache_key(self.protocol, ctx, authorization) if self._caching else None)
 
         ctx, key = await prepare_body(prepare, serving.request_model, body, self.pool, self.checker)
         ctx.arrived = arrived
@@ -119,7 +119,7 @@ class InferenceEndpoint:
     ) -> tuple[bytes | None, StoredAnswer | None]:
         """The key to store this request's answer under (None: not stored), and its cached answer if there is one.
         A request that may not read the cache counts as `bypass`, though the engine's answer it gets is a miss."""
-        if self.cache is None or key is None:
+        if self.cache is None or not self.cache.enabled or key is None:
             return None, None
         directives = Directives.parse(header(scope, b"cache-control"))
         cached = self.cache.get(key) if directives.read else None
@@ -169,6 +169,10 @@ class InferenceEndpoint:
     ) -> None:
         async with aclosing(serving.stream(ctx)) as chunks:
             await EventStream(self, serving.create_error_response, send, receive, ctx.model).run(chunks, slot)
+
+    @property
+    def _caching(self) -> bool:
+        return self.cache is not None and self.cache.enabled
 
     def _error(self, exc: BaseException) -> APIError:
         if isinstance(exc, EngineDeadError):

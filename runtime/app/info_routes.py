@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -15,8 +17,11 @@ from vif.runtime.serving.metrics import RuntimeMetrics
 from vif.runtime.shared.asgi import json_response
 
 
-def info_routes(state: Lifecycle, model: ServedModel, metrics: RuntimeMetrics) -> list[Route]:
-    """`/health` is liveness (it asks the engine too), `/ready` readiness; the model list names adapters too."""
+def info_routes(
+    state: Lifecycle, model: ServedModel, metrics: RuntimeMetrics, live_status: Callable[[], dict[str, Any]]
+) -> list[Route]:
+    """`/health` is liveness (it asks the engine too), `/ready` readiness; the model list names adapters too;
+    `/live-config` the live configuration's version in force and its last refusal (docs/live-config.md)."""
 
     async def health(request: Request) -> Response:
         ok = state.alive
@@ -45,6 +50,9 @@ def info_routes(state: Lifecycle, model: ServedModel, metrics: RuntimeMetrics) -
     async def metrics_route(request: Request) -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    async def live_config(request: Request) -> Response:
+        return json_response(live_status())
+
     openapi = build_openapi(_version())
 
     async def openapi_route(request: Request) -> Response:
@@ -56,6 +64,7 @@ def info_routes(state: Lifecycle, model: ServedModel, metrics: RuntimeMetrics) -
         Route("/ready", ready),
         Route("/metrics", metrics_route),
         Route("/openapi.json", openapi_route),
+        Route("/live-config", live_config),
     ]
 
 

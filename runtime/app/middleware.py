@@ -9,7 +9,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,7 +22,7 @@ from vif.runtime.shared.routes import PROTOCOL_PATHS
 
 log = logging.getLogger("vif.runtime.access")
 
-OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/openapi.json"})
+OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/openapi.json", "/live-config"})
 REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
 
 
@@ -90,13 +90,14 @@ class RequestObserver:
 class APIKeyAuth:
     """`Authorization: Bearer KEY` against several keys, compared in constant time; probes stay open."""
 
-    def __init__(self, app: ASGIApp, api_keys: Sequence[str]) -> None:
+    def __init__(self, app: ASGIApp, keys: Callable[[], KeyCheck]) -> None:
+        """`keys`: the check in force for each request (the keys reload live)."""
         self.app = app
-        self.check = KeyCheck(api_keys)
+        self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         open_path = scope["type"] != "http" or scope["path"] in OPEN_PATHS
-        if open_path or self.check.accepts(header(scope, b"authorization")):
+        if open_path or self.keys().accepts(header(scope, b"authorization")):
             return await self.app(scope, receive, send)
         exc = APIError(
             "Invalid or missing API key. Send it as 'Authorization: Bearer KEY'.",

@@ -123,6 +123,19 @@ class ResponseCache:
             self._drop(key)
         self._entries[key] = (self.clock(), answer)
         self.bytes += answer.size
+        self._trim()
+
+    def reconfigure(self, settings: CacheSettings) -> None:
+        """New bounds, live (docs/live-config.md): entries beyond them go now, least recently used first; all of
+        them when the cache is turned off."""
+        self.settings = settings
+        self._trim()
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.enabled
+
+    def _trim(self) -> None:
         while self._entries:
             oldest, (stored, _) = next(iter(self._entries.items()))
             full = len(self._entries) > self.settings.max_entries or self.bytes > self.settings.max_bytes

@@ -39,21 +39,21 @@ class TokenizerEndpoint:
         self,
         path: str,
         lifecycle: Lifecycle,
-        model: ServedModel,
+        model: Callable[[], ServedModel],
         pool: Executor,
         checker: BodyChecker,
         body_timeout: float,
     ) -> None:
         self.request_model, self.answer = TOKENIZER_PATHS[path]
         self.lifecycle = lifecycle
-        self.model = model
+        self.model = model  # the served model in force (its chat template reloads live)
         self.pool = pool
         self.checker = checker
         self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            serving = ServingTokenization(self.lifecycle.serving_engine(), self.model)
+            serving = ServingTokenization(self.lifecycle.serving_engine(), self.model())
             body = await read_request_body(receive, self.body_timeout)
             work = functools.partial(self.answer, serving)
             answer = await prepare_body(work, self.request_model, body, self.pool, self.checker)

@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,7 +26,7 @@ from vif.runtime.router.prefix import DEFAULT_PREFIX_CHARS, EXTRACTORS, Extracto
 from vif.runtime.router.probes import Prober
 from vif.runtime.router.proxy import BrokenStream, Proxy, pool_client
 from vif.runtime.router.strategies import DEFAULT_LOAD_FACTOR, build_strategy
-from vif.runtime.shared.api_keys import MAX_BODY_BYTES, KeyCheck
+from vif.runtime.shared.api_keys import MAX_BODY_BYTES, KeyCheck, load_api_keys
 from vif.runtime.shared.asgi import (
     BodyTimeout,
     BodyTooLarge,
@@ -33,6 +35,7 @@ from vif.runtime.shared.asgi import (
     read_body,
     until_disconnect,
 )
+from vif.runtime.shared.live_files import DEFAULT_INTERVAL, LiveFiles
 
 # Forwarded without a routing key: they carry no prompt worth keeping near its cache.
 PLAIN_ROUTES = {"/v1/models": ["GET"], "/tokenize": ["POST"], "/detokenize": ["POST"]}
@@ -55,6 +58,8 @@ class RouterSettings:
     first_byte_timeout: float = 300.0  # to a replica's status line: covers queueing and a whole long answer
     idle_timeout: float = 60.0  # the longest silence inside a response that started
     api_keys: tuple[str, ...] = ()  # the model's: checked before a body is read or a request held
+    api_keys_file: Path | None = None  # more of them, a key a line, read again when it changes
+    reload_interval: float = DEFAULT_INTERVAL
 
 
 @dataclass
@@ -120,6 +125,12 @@ class ForwardedRoute:
             ) from None  # fmt: skip
 
 
+def read_keys(settings: RouterSettings) -> KeyCheck:
+    """The keys given at start-up and those the keys file holds now (LookupError, OSError: it holds none)."""
+    from_file = load_api_keys((), settings.api_keys_file, environ={}) if settings.api_keys_file else ()
+    return KeyCheck(settings.api_keys + from_file)
+
+
 def create_app(
     endpoints: EndpointSet,
     settings: RouterSettings | None = None,
@@ -137,7 +148,10 @@ def create_app(
     )  # fmt: skip
     probe_client = httpx.AsyncClient(trust_env=False)
     prober = Prober(endpoints, probe_client, settings.probe_interval)
-    router = Router(settings, endpoints, holding, metrics, proxy, prober, KeyCheck(settings.api_keys))
+    router = Router(settings, endpoints, holding, metrics, proxy, prober, read_keys(settings))
+    keys_file = None
+    if settings.api_keys_file is not None:
+        keys_file = LiveFiles([settings.api_keys_file], lambda: read_keys(settings), partial(setattr, router, "keys"))
 
     async def health(request: Request) -> Response:
         return json_response({"status": "ok"})
@@ -145,6 +159,9 @@ def create_app(
     async def ready(request: Request) -> Response:
         ok = endpoints.any_ready()
         return json_response({"status": "ready" if ok else "no ready replica"}, 200 if ok else 503)
+
+    async def live_config(request: Request) -> Response:
+        return json_response(keys_file.status() if keys_file else {"version": None})
 
     async def metrics_page(request: Request) -> Response:
         return Response(metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
@@ -154,6 +171,8 @@ def create_app(
         tasks = [asyncio.create_task(router.prober.run(), name="probe-endpoints")]
         if discovery is not None:
             tasks.append(asyncio.create_task(discovery(), name="discover-endpoints"))
+        if keys_file is not None:
+            tasks.append(asyncio.create_task(keys_file.run(settings.reload_interval), name="reload-keys"))
         try:
             yield
         finally:
@@ -169,6 +188,7 @@ def create_app(
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
         Route("/metrics", metrics_page, methods=["GET"]),
+        Route("/live-config", live_config, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.router = router

@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from vif.runtime.router.app import RouterSettings
+from vif.runtime.router.app import RouterSettings, read_keys
 from vif.runtime.router.endpoints import normalize_url
 from vif.runtime.router.strategies import STRATEGIES
 from vif.runtime.shared.api_keys import load_api_keys
@@ -44,7 +44,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-wait", type=float, default=defaults.max_wait, help="seconds a held request waits, then 503")
     p.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes)
     p.add_argument("--api-key", action="append", default=[], help="an accepted key; repeat for several")
-    p.add_argument("--api-keys-file", type=Path, default=os.environ.get("VIF_API_KEYS_FILE"), help="a key a line")
+    p.add_argument("--api-keys-file", type=Path, default=os.environ.get("VIF_API_KEYS_FILE"),
+                   help="a key a line, read again when it changes (docs/live-config.md)")  # fmt: skip
+    p.add_argument("--reload-interval", type=float, default=defaults.reload_interval,
+                   help="seconds between looks at --api-keys-file")  # fmt: skip
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -63,7 +66,8 @@ def settings_from(args: argparse.Namespace) -> RouterSettings:
         prefix_chars=args.prefix_chars, retries=args.retries, cooldown=args.cooldown,
         first_byte_timeout=args.first_byte_timeout, idle_timeout=args.idle_timeout,
         probe_interval=args.probe_interval, max_pending=args.max_pending, max_wait=args.max_wait,
-        max_body_bytes=args.max_body_bytes, api_keys=load_api_keys(args.api_key, args.api_keys_file),
+        max_body_bytes=args.max_body_bytes, api_keys=load_api_keys(args.api_key, None),
+        api_keys_file=args.api_keys_file, reload_interval=args.reload_interval,
     )  # fmt: skip
 
 
@@ -72,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         settings = settings_from(args)
+        read_keys(settings)  # a keys file that holds no key stops the start (later, a version is refused)
     except (LookupError, OSError) as exc:
         p.error(str(exc))
     if args.service is not None and args.service.count("/") != 1:

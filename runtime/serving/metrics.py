@@ -66,6 +66,13 @@ class RuntimeMetrics:
             "vif_response_cache_bytes", "Bytes of the responses in the cache.", ("model",), registry=registry
         )
 
+        self.live_config_refused = Gauge(
+            "vif_live_config_refused",
+            "1 while the newest version of the live configuration's files was refused (the previous one serves).",
+            ("model",),
+            registry=registry,
+        )
+
     def request_started(self, protocol: str) -> None:
         self.in_flight.labels(self.model, protocol).inc()
 
@@ -91,6 +98,9 @@ class RuntimeMetrics:
         """The cache's size, read when /metrics is scraped."""
         self.cache_entries.labels(self.model).set_function(entries)
         self.cache_bytes.labels(self.model).set_function(size)
+
+    def watch_live_config(self, refused: Callable[[], bool]) -> None:
+        self.live_config_refused.labels(self.model).set_function(lambda: float(refused()))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

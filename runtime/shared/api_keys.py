@@ -16,10 +16,10 @@ MAX_BODY_BYTES = 4 << 20
 def load_api_keys(
     given: Sequence[str], keys_file: Path | None, environ: Mapping[str, str] = os.environ
 ) -> tuple[str, ...]:
-    """Every configured key: `--api-key` values, `VIF_API_KEYS` (comma-separated, as the operator sets it from
-    the model's Secret) and a file of a key a line. A source that is configured but yields no key is an error
-    (LookupError): silently serving without auth because a Secret's key was blank would be worse than not
-    starting."""
+    """Every configured key: `--api-key` values, `VIF_API_KEYS` (comma-separated) and a file of a key a line (or
+    comma-separated: the model's Secret, as the operator mounts it). A source that is configured but yields no key
+    is an error (LookupError): silently serving without auth because a Secret's key was blank would be worse than
+    not starting."""
     keys: list[str] = []
     for key in given:
         if not key.strip():
@@ -31,7 +31,8 @@ def load_api_keys(
             raise LookupError("VIF_API_KEYS is set but holds no key")
         keys += listed
     if keys_file is not None:
-        from_file = [line.strip() for line in keys_file.read_text().splitlines() if line.strip()]
+        text = keys_file.read_text().replace(",", "\n")  # a Secret's value, as $VIF_API_KEYS takes it, fits too
+        from_file = [line.strip() for line in text.splitlines() if line.strip()]
         if not from_file:
             raise LookupError(f"--api-keys-file {keys_file} holds no key")
         keys += from_file

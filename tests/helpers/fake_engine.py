@@ -7,6 +7,8 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import jinja2
+
 from vif.runtime.engine.types import (
     ChoiceDelta,
     EngineInfo,
@@ -51,6 +53,16 @@ class FakeEngine:
     ) -> list[int]:
         if any(m["role"] == "developer" for m in messages):
             raise EngineRequestError("The chat template refused the messages: no developer role")
+        if chat_template is not None:  # rendered as the real engine does, so a template's own errors show
+            try:
+                text = (
+                    jinja2.Environment()
+                    .from_string(chat_template)
+                    .render(messages=messages, add_generation_prompt=add_generation_prompt)
+                )
+            except jinja2.TemplateError as exc:
+                raise EngineRequestError(f"The chat template refused the messages: {exc}") from None
+            return self.encode(text, add_special_tokens)
         text = "".join(f"<{m['role']}>{m['content']}" for m in messages)
         text += "<assistant>" if add_generation_prompt else ""
         return self.encode(text, add_special_tokens)

@@ -7,6 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from helpers.waits import eventually
 from tests.router.conftest import WAIT, StartReplica, StartRouter
 from vif.runtime.app.settings import ServerSettings
 from vif.runtime.router.app import RouterSettings
@@ -79,3 +80,31 @@ def test_keys_come_from_flags_the_environment_and_a_file(tmp_path: Path) -> None
 def test_a_configured_source_without_a_key_is_an_error(given: list[str], environ: dict[str, str], message: str) -> None:
     with pytest.raises(LookupError, match=message):
         load_api_keys(given, None, environ)
+
+
+async def test_a_rotated_keys_file_takes_effect_and_one_without_keys_is_refused(
+    start_replica: StartReplica, start_router: StartRouter, tmp_path: Path
+) -> None:
+    """The router reads its keys file again when it changes, as the runtime does (docs/live-config.md)."""
+    keys_file = tmp_path / "keys"
+    keys_file.write_text("k1")
+    _, served = await start_replica("a")
+    url, router = await start_router([served.url], api_keys_file=keys_file, reload_interval=0.02)
+
+    async def status(key: str) -> int:
+        async with httpx.AsyncClient(base_url=url, timeout=WAIT) as client:
+            headers = {"Authorization": f"Bearer {key}"}
+            return (await client.post("/v1/completions", json={"prompt": "hi"}, headers=headers)).status_code
+
+    assert (await status("k1"), await status("k2")) == (200, 401)
+    keys_file.write_text("k2,k3")
+    await eventually(lambda: router.keys.accepts(b"Bearer k2"), "the rotated keys read")
+    assert (await status("k1"), await status("k2"), await status("k3")) == (401, 200, 200)
+    keys_file.write_text("\n")
+    async with httpx.AsyncClient(base_url=url, timeout=WAIT) as client:
+
+        async def refused() -> object:
+            return (await client.get("/live-config")).json()["refused"]
+
+        assert "holds no key" in (await eventually(refused, "the empty keys file refused"))["error"]
+    assert (await status("k1"), await status("k2")) == (401, 200)  # the keys in force stay

@@ -13,6 +13,7 @@ from helpers.fake_engine import FakeEngine
 from helpers.waits import eventually, ready
 from vif.runtime.app.factory import ServerSettings, create_app
 from vif.runtime.app.lifecycle import Lifecycle
+from vif.runtime.app.live import LiveSources
 from vif.runtime.serving.base import BaseServingEngine
 from vif.runtime.serving.context import ServedModel
 from vif.runtime.serving.metrics import RuntimeMetrics
@@ -45,9 +46,10 @@ async def make_app(
         classes: dict[str, type[BaseServingEngine]] | None = None,
         lifecycle: Lifecycle | None = None,
         model: ServedModel | None = None,
+        live: LiveSources | None = None,
     ) -> tuple[Starlette, httpx.AsyncClient]:
         classes = classes or serving_classes("OpenAIServingChat")
-        app = create_app(model or ServedModel(MODEL), lambda: engine, classes, metrics, settings, lifecycle)
+        app = create_app(model or ServedModel(MODEL), lambda: engine, classes, metrics, settings, lifecycle, live)
         lifespan = app.router.lifespan_context(app)
         await lifespan.__aenter__()
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vif")

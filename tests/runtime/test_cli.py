@@ -39,25 +39,25 @@ def test_help_lists_vif_and_vllm_flags() -> None:
 
 
 def test_a_configured_key_source_without_keys_stops_start_up(tmp_path: Path, monkeypatch) -> None:
-    from vif.runtime.cli import _api_keys, own_parser
+    from vif.runtime.app.live import LiveSources
+    from vif.runtime.config import ConfigError
 
     empty = tmp_path / "keys"
     empty.write_text("\n  \n")
-    cases = [(["--api-keys-file", str(empty)], {}), (["--api-key", " "], {}), ([], {"VIF_API_KEYS": " , "})]
-    for argv, env in cases:
+    cases = [
+        (LiveSources(keys_file=empty), {}),
+        (LiveSources(api_keys=(" ",)), {}),
+        (LiveSources(), {"VIF_API_KEYS": " , "}),
+    ]
+    for sources, env in cases:
         monkeypatch.delenv("VIF_API_KEYS", raising=False)
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        with pytest.raises(LookupError, match=r"empty key|holds no key"):
-            _api_keys(own_parser().parse_args(argv))
+        with pytest.raises(ConfigError, match=r"empty key|holds no key"):
+            sources.read()
     monkeypatch.setenv("VIF_API_KEYS", "k1, k2")
-    empty.write_text("k3\n")
-    assert _api_keys(own_parser().parse_args(["--api-key", "k0", "--api-keys-file", str(empty)])) == (
-        "k0",
-        "k1",
-        "k2",
-        "k3",
-    )
+    empty.write_text("k3\nk4,k5\n")  # a key a line, or comma-separated as a Secret's value for $VIF_API_KEYS
+    assert LiveSources(api_keys=("k0",), keys_file=empty).read().api_keys == ("k0", "k1", "k2", "k3", "k4", "k5")
     result = run_serve("--api-keys-file", str(tmp_path / "keys-missing"))
     assert result.returncode == 2 and "keys-missing" in result.stderr.strip().splitlines()[-1]
 
