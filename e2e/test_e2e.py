@@ -21,7 +21,7 @@ import yaml
 
 from helpers.cluster import KUBECONFIG, REPO, get, helm, kubectl, require_cluster, wait_for
 from helpers.images import Container, Mount, built_images
-from helpers.pods import PodAsProcess, PodInImage, mounted_configmap, pod_mounts, pod_user, running
+from helpers.pods import PodAsProcess, PodInImage, cluster_volume_files, pod_mounts, pod_user, running
 from helpers.processes import free_port, stop_group
 
 from .conftest import MODE
@@ -147,14 +147,14 @@ def service_endpoint(name: str, namespace: str, tmp: Path) -> Iterator[str]:
     # the endpoint-slice controller follows the pods a moment after the model turns Ready
     ports = wait_for(serving_ports, "the Service's endpoints")
     assert {"name": "http", "port": container_port, "protocol": "TCP"} in ports
-    configmap = get("configmap", mounted_configmap(deployment), namespace)
+    volumes = cluster_volume_files(deployment, namespace)
     images = built_images()
     if images is None:
-        with running(PodAsProcess(deployment, configmap, tmp)) as base:
+        with running(PodAsProcess(deployment, volumes, tmp)) as base:
             yield base
         return
     image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
-    with Container(images, image) as container, running(PodInImage(deployment, configmap, tmp, container)) as base:
+    with Container(images, image) as container, running(PodInImage(deployment, volumes, tmp, container)) as base:
         yield base
 
 

@@ -20,7 +20,6 @@ ALLOWED_EXTRA_ARGS = (
     "--body-timeout",
     "--send-timeout",
     "--max-unsent-bytes",
-    "--log-level",
     "--log-format",
     # the model as vLLM runs it
     "--runner",
@@ -191,9 +190,12 @@ REFUSED_EXTRA_ARGS: dict[str, tuple[str, ...]] = {
         "--log-file",
         "--drain-seconds",
         "--shutdown-timeout",
-        "--response-cache-entries",  # serving.responseCache
+        "--response-cache-entries",  # serving.responseCache, in --live-config
         "--response-cache-bytes",
         "--response-cache-ttl",
+        "--live-config",
+        "--reload-interval",
+        "--log-level",  # serving.logLevel, in --live-config
         "--model",
         "--tokenizer",
         "--served-model-name",

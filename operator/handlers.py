@@ -17,6 +17,7 @@ import kopf
 from vif.operator.downloads import DownloadWatch
 from vif.operator.kinds import KINDS, OPTIONAL_CRDS, OWNED_KINDS
 from vif.operator.kube_api import APIError, retry_delay
+from vif.operator.live_watch import LiveConfigWatch
 from vif.operator.metrics import RECONCILE_SECONDS, RECONCILES
 from vif.operator.model_runs import ModelKey, ModelRuns
 from vif.operator.names import MANAGED, MODEL_LABEL, label_selector
@@ -30,7 +31,7 @@ from vif.operator.watch_cache import ModelCache, is_newer
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Watch only the operator's own children (a server-side label selector, not every object of the cluster),
     size the handler thread pool, post only warnings as Kubernetes events, and start asking downloading models'
-    pods for their progress."""
+    pods for their progress and other models' pods whether they took their live configuration."""
     for kind in OWNED_KINDS:
         settings.watching.label_selectors[KINDS[kind].api_version, KINDS[kind].plural] = label_selector(MANAGED)
     settings.execution.max_workers = memo.workers
@@ -39,6 +40,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo.runs = ModelRuns(partial(converge_latest, memo), ThreadPoolExecutor(memo.workers, "converge"))
     memo.downloads = DownloadWatch(memo.cluster, memo.models, memo.runs.trigger)
     memo.downloads.start()
+    memo.live_configs = LiveConfigWatch(memo.cluster, memo.models, memo.runs.trigger)
+    memo.live_configs.start()
 
 
 def converge(body: dict[str, Any], memo: kopf.Memo) -> None:

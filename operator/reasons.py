@@ -26,6 +26,7 @@ class Reason(StrEnum):
     NAME_CONFLICT = "NameConflict"
     APPLY_FAILED = "ApplyFailed"
     DOWNLOAD_FAILED = "DownloadFailed"
+    LIVE_CONFIG_REFUSED = "LiveConfigRefused"
     KEDA_REQUIRED = "KEDARequired"
     PROMETHEUS_ADDRESS_MISSING = "PrometheusAddressMissing"
     # Normal events

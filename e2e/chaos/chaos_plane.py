@@ -25,8 +25,8 @@ from .conftest import Row
 from .plane import Component
 
 # What the operator makes for each model of the fleet (a router by default): the runtime's and the router's
-# Deployment, the model's and the replicas' Service, the runtime's ConfigMap.
-CHILDREN_PER_MODEL = {"deployments": 2, "services": 2, "configmaps": 1}
+# Deployment, the model's and the replicas' Service, the runtime's config and live ConfigMaps.
+CHILDREN_PER_MODEL = {"deployments": 2, "services": 2, "configmaps": 2}
 SETTLE = 600  # bounded, not timed: 300 models on two cores
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from vif.operator.builders.common import content_hash
-from vif.operator.builders.configmap import build_configmap
+from vif.operator.builders.configmap import build_configmap, build_live_configmap
 from vif.operator.builders.deployment import build_deployment
 from vif.operator.builders.identity import build_service_account
 from vif.operator.builders.inference_pool import build_inference_pool
@@ -30,10 +30,11 @@ def build_children(
     keda_crd: bool = False,
     inference_pool: bool = False,
 ) -> list[dict[str, Any]]:
-    """Every child the model should have now, in apply order (the ServiceAccount and the ConfigMap before the pods
+    """Every child the model should have now, in apply order (the ServiceAccount and the ConfigMaps before the pods
     that use them; the router's after the Service it fronts). With KEDA's CRD a ScaledObject stands for the HPA."""
     configmap = build_configmap(ref)
-    children = [c for c in (build_service_account(ref), configmap, build_model_cache_claim(ref)) if c is not None]
+    first = (build_service_account(ref), configmap, build_live_configmap(ref), build_model_cache_claim(ref))
+    children = [c for c in first if c is not None]
     children += [build_deployment(ref, settings, configmap), build_service(ref)]
     children += build_router_children(ref, settings)
     autoscaler = build_scaled_object(ref, settings) if keda_crd else build_hpa(ref)

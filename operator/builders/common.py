@@ -12,6 +12,11 @@ RUNTIME_PORT = 8000
 CONFIG_DIR = "/etc/vif"
 CONFIG_FILE = f"{CONFIG_DIR}/model_config.json"
 TEMPLATE_DIR = "/etc/vif-chat-template"  # not under CONFIG_DIR: a mount inside a read-only ConfigMap mount fails
+# Live settings (docs/live-config.md): whole-folder mounts, which the kubelet updates in place (a subPath never is)
+LIVE_DIR = "/etc/vif-live"
+LIVE_FILE = f"{LIVE_DIR}/live.json"
+KEYS_DIR = "/etc/vif-api-keys"
+KEYS_FILE = f"{KEYS_DIR}/keys"
 PVC_MOUNT = "/models/pvc"
 ADAPTER_PVC_DIR = "/models/adapters"  # PVCs of LoRA adapters, each at <dir>/<claim name>
 HF_CACHE = "/models/hf-cache"
@@ -28,6 +33,18 @@ def shared_pod_settings(ref: ModelRef) -> dict[str, Any]:
     if ref.spec.priority_class_name:
         settings["priorityClassName"] = ref.spec.priority_class_name
     return settings
+
+
+def api_keys_volume(ref: ModelRef) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The model's API keys Secret as a file (`KEYS_FILE`), for the runtime and the router alike: mounted, not in
+    env, so a rotated key reaches the running pods (the kubelet updates a mounted Secret; an env var never
+    changes)."""
+    secret = ref.spec.api_key_secret
+    if secret is None:
+        return None
+    only_key = [{"key": secret.key, "path": KEYS_FILE.rsplit("/", 1)[1]}]
+    volume = {"name": "api-keys", "secret": {"secretName": secret.name, "items": only_key}}
+    return volume, {"name": "api-keys", "mountPath": KEYS_DIR, "readOnly": True}
 
 
 def content_hash(data: Any) -> str:

@@ -49,7 +49,6 @@ def model_config(ref: ModelRef) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "class_name": serving.class_name,
         **model_source(ref),
-        "response_role": serving.response_role,
         "engine_args": engine_args(ref),
     }
     if ref.spec.engine.max_model_len is not None:
@@ -62,7 +61,29 @@ def model_config(ref: ModelRef) -> dict[str, Any]:
 
 
 def build_configmap(ref: ModelRef) -> dict[str, Any]:
-    """Immutable and named by its content: a changed config is a new ConfigMap that only the new pods mount, so
-    running pods keep the config they started with (and the old one is pruned once the rollout is done)."""
+    """What needs a new engine. Immutable and named by its content: a changed config is a new ConfigMap that only
+    the new pods mount, so running pods keep the config they started with (and the old one is pruned once the
+    rollout is done)."""
     data = {"model_config.json": json.dumps(model_config(ref), indent=2, sort_keys=True) + "\n"}
     return CONFIG_MAP.manifest(ref.metadata(f"{ref.name}-config-{content_hash(data)[:10]}"), immutable=True, data=data)
+
+
+def live_config(ref: ModelRef) -> dict[str, Any]:
+    """The runtime's `--live-config` (vif.runtime.app.live.LiveFile): what the running replicas take live."""
+    serving = ref.spec.serving
+    live: dict[str, Any] = {"response_role": serving.response_role, "log_level": serving.log_level}
+    if (cache := serving.response_cache) is not None:
+        live["response_cache"] = {"max_entries": cache.max_entries, "max_bytes": cache.max_mebibytes << 20,
+                                  "ttl_seconds": cache.ttl_seconds}  # fmt: skip
+    return live
+
+
+def live_configmap_name(ref: ModelRef) -> str:
+    return f"{ref.name}-live"
+
+
+def build_live_configmap(ref: ModelRef) -> dict[str, Any]:
+    """What the replicas reload without a restart (docs/live-config.md): one name, updated in place, and kept out of
+    the pods' config hash, so a change reaches the running pods through the kubelet instead of rolling them."""
+    data = {"live.json": json.dumps(live_config(ref), indent=2, sort_keys=True) + "\n"}
+    return CONFIG_MAP.manifest(ref.metadata(live_configmap_name(ref)), data=data)

@@ -10,12 +10,17 @@ from vif.operator.builders.common import (
     CONFIG_DIR,
     CONFIG_FILE,
     HF_CACHE,
+    KEYS_FILE,
+    LIVE_DIR,
+    LIVE_FILE,
     PVC_MOUNT,
     RUNTIME_PORT,
     TEMPLATE_DIR,
+    api_keys_volume,
     content_hash,
     shared_pod_settings,
 )
+from vif.operator.builders.configmap import live_configmap_name
 from vif.operator.builders.identity import service_account_name
 from vif.operator.builders.lifecycle import lifecycle_args, pre_stop_hook, probes
 from vif.operator.builders.model_cache import (
@@ -39,6 +44,9 @@ from vif.operator.settings import OperatorSettings
 
 def runtime_args(ref: ModelRef) -> list[str]:
     args = ["--config", CONFIG_FILE, "--model-name", ref.served_name, "--host", "0.0.0.0", "--port", str(RUNTIME_PORT)]
+    args += ["--live-config", LIVE_FILE]
+    if ref.spec.api_key_secret is not None:
+        args += ["--api-keys-file", KEYS_FILE]
     args += lifecycle_args(ref.spec)
     if ref.spec.model.path is not None:
         args += ["--allowed-root", posixpath.dirname(ref.spec.model.path.rstrip("/")) or "/"]
@@ -50,9 +58,6 @@ def runtime_args(ref: ModelRef) -> list[str]:
         args += ["--allowed-root", TEMPLATE_DIR]
     for root in adapter_roots(ref):
         args += ["--allowed-root", root]
-    if (cache := ref.spec.serving.response_cache) is not None:
-        args += ["--response-cache-entries", str(cache.max_entries), "--response-cache-bytes",
-                 str(cache.max_mebibytes << 20), "--response-cache-ttl", str(cache.ttl_seconds)]  # fmt: skip
     return args + list(ref.spec.engine.extra_args)
 
 
@@ -66,9 +71,6 @@ def runtime_env(ref: ModelRef) -> list[dict[str, Any]]:
             env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": secret}})
     elif cached_source(ref) is not None:
         env.append({"name": "HF_HUB_OFFLINE", "value": "1"})  # loaded from the cache; credentials stay in `fetch`
-    if ref.spec.api_key_secret is not None:
-        secret = {"name": ref.spec.api_key_secret.name, "key": ref.spec.api_key_secret.key}
-        env.append({"name": "VIF_API_KEYS", "valueFrom": {"secretKeyRef": secret}})
     user = {e.name for e in ref.spec.env}
     return [e for e in env if e["name"] not in user] + [{"name": e.name, "value": e.value} for e in ref.spec.env]
 
@@ -86,14 +88,20 @@ def resources(ref: ModelRef) -> dict[str, Any]:
 
 
 def volumes(ref: ModelRef, config_name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Volumes and their mounts: config, the writable emptyDirs (`security.writable_volumes`), the model's storage,
-    the adapters' PVCs."""
+    """Volumes and their mounts: config, the live config and the API keys (docs/live-config.md), the writable
+    emptyDirs (`security.writable_volumes`), the model's storage, the adapters' PVCs."""
     vols: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": config_name}},
+        {"name": "live", "configMap": {"name": live_configmap_name(ref)}},
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        {"name": "live", "mountPath": LIVE_DIR, "readOnly": True},
     ]
+    keys = api_keys_volume(ref)
+    if keys is not None:
+        vols.append(keys[0])
+        mounts.append(keys[1])
     writable, writable_mounts = writable_volumes(ref, ref.spec.model.hugging_face is not None and engine_downloads(ref))
     vols += writable
     mounts += writable_mounts

@@ -29,8 +29,9 @@ def build_service_monitor(ref: ModelRef) -> dict[str, Any]:
 
 def build_network_policy(ref: ModelRef, settings: OperatorSettings) -> dict[str, Any] | None:
     """The replicas take traffic on their one port (the API and /metrics) only from the model's router, the listed
-    namespaces and pods, the monitoring namespace, and, for a model that downloads into a cache, the operator's
-    namespace; no rule at all means no traffic. None when neither the operator nor the model asks for it."""
+    namespaces and pods, the monitoring namespace, and, for a model that downloads into a cache or reads keys or a
+    template of the user's live, the operator's namespace; no rule at all means no traffic. None when neither the
+    operator nor the model asks for it."""
     wanted = ref.spec.network_policy
     if wanted.mode == "auto" and not settings.network_policy:
         return None
@@ -38,8 +39,11 @@ def build_network_policy(ref: ModelRef, settings: OperatorSettings) -> dict[str,
     if wants_router(ref):
         peers.append({"podSelector": {"matchLabels": router_selector(ref.name)}})
     namespaces = [*wanted.from_namespaces, *([settings.monitoring_namespace] if settings.monitoring_namespace else [])]
-    if settings.operator_namespace and cached_source(ref) is not None:
-        namespaces.append(settings.operator_namespace)  # it asks the download's progress (operator/downloads.py)
+    # the operator asks a download's progress (operator/downloads.py) and whether the replicas took a new key or
+    # template of the user's (operator/live_watch.py)
+    asked = cached_source(ref) is not None or ref.spec.api_key_secret is not None or ref.spec.serving.chat_template
+    if settings.operator_namespace and asked:
+        namespaces.append(settings.operator_namespace)
     peers += [{"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: ns}}} for ns in dict.fromkeys(namespaces)]
     if wanted.from_pod_labels:
         peers.append({"podSelector": {"matchLabels": wanted.from_pod_labels}})

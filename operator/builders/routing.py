@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vif.operator.builders.common import RUNTIME_PORT, shared_pod_settings
+from vif.operator.builders.common import KEYS_FILE, RUNTIME_PORT, api_keys_volume, shared_pod_settings
 from vif.operator.builders.lifecycle import pre_stop_hook, probe
 from vif.operator.builders.security import TMP_DIR, container_security_context, pod_security_context
 from vif.operator.kinds import DEPLOYMENT, PDB, ROLE, ROLE_BINDING, SERVICE, SERVICE_ACCOUNT
@@ -88,32 +88,26 @@ def router_args(ref: ModelRef) -> list[str]:
         *("--first-byte-timeout", str(ref.spec.routing.first_byte_timeout_seconds)),
         *("--idle-timeout", str(ref.spec.routing.idle_timeout_seconds)),
         *("--max-pending", str(ROUTER_MAX_HELD), "--max-body-bytes", str(ROUTER_MAX_BODY_BYTES)),
+        # the model's API keys, mounted as the runtime's are: the router refuses a request without one before it
+        # holds it, so an unauthenticated client cannot wake a model scaled to zero
+        *(("--api-keys-file", KEYS_FILE) if ref.spec.api_key_secret is not None else ()),
     ]
-
-
-def router_env(ref: ModelRef) -> list[dict[str, Any]]:
-    """The model's API keys, from the Secret the runtime reads them from: the router refuses a request without
-    one before it holds it, so an unauthenticated client cannot wake a model scaled to zero."""
-    if ref.spec.api_key_secret is None:
-        return []
-    secret = {"name": ref.spec.api_key_secret.name, "key": ref.spec.api_key_secret.key}
-    return [{"name": "VIF_API_KEYS", "valueFrom": {"secretKeyRef": secret}}]
 
 
 def build_router_deployment(ref: ModelRef, settings: OperatorSettings) -> dict[str, Any]:
     """`vif-router` from the runtime's image, with the runtime's restricted pod security."""
+    keys = api_keys_volume(ref) or ()
     container = {
         "name": "router",
         "image": ref.spec.image or settings.runtime_image,
         "command": ["vif-router"],
         "args": router_args(ref),
         "ports": [{"name": PORT_NAME, "containerPort": RUNTIME_PORT, "protocol": "TCP"}],
-        "env": router_env(ref),
         "resources": {
             "requests": {"cpu": ROUTER_CPU_REQUEST, "memory": ROUTER_MEMORY_REQUEST},
             "limits": {"memory": ROUTER_MEMORY_LIMIT},
         },
-        "volumeMounts": [{"name": "tmp", "mountPath": TMP_DIR}],
+        "volumeMounts": [{"name": "tmp", "mountPath": TMP_DIR}, *keys[1:]],
         # Readiness is /health, not /ready: /ready fails while no replica is ready, which would take the router
         # out of the model's Service exactly when it must hold requests (a model scaling up, or from zero) and
         # turn them into connection errors instead.
@@ -124,7 +118,7 @@ def build_router_deployment(ref: ModelRef, settings: OperatorSettings) -> dict[s
     }
     pod_spec: dict[str, Any] = {
         "containers": [container],
-        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}, *keys[:1]],
         "serviceAccountName": router_name(ref),
         "automountServiceAccountToken": True,  # the router watches EndpointSlices with it
         "securityContext": pod_security_context(),

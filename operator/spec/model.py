@@ -45,9 +45,16 @@ class ResponseCache(APIModel):
 
 
 class ServingSettings(APIModel):
+    """How requests are served. All but className reload in the running replicas, without a restart: the chat
+    template's content (the ConfigMap named here), the role, the log level and the response cache
+    (docs/live-config.md)."""
+
     class_name: str = Field("OpenAIServingChat", min_length=1)
-    chat_template: ConfigMapKeyRef | None = Field(None, description="A Jinja chat template from a ConfigMap.")
+    chat_template: ConfigMapKeyRef | None = Field(
+        None, description="A Jinja chat template from a ConfigMap; a change to its content reloads live."
+    )
     response_role: str = Field("assistant", min_length=1)
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="The runtime's log level.")
     response_cache: ResponseCache | None = Field(
         None,
         description="Exact repeats of deterministic requests (temperature 0 or a seed) answered from each replica's"

@@ -31,6 +31,13 @@ class DownloadStatus(APIModel):
     summary: str = Field("", description="One line, as `kubectl get im` shows it.")
 
 
+class LiveConfigStatus(APIModel):
+    """Whether the replicas took the newest version of the model's keys and chat template (docs/live-config.md)."""
+
+    refused: str = Field("", description="The version a replica refused (it serves the previous one); empty if none.")
+    message: str = Field("", description="Which replica, and why.")
+
+
 class InferenceModelStatus(APIModel):
     model_config = ConfigDict(extra="allow")  # kopf keeps its own bookkeeping under status
 
@@ -42,3 +49,6 @@ class InferenceModelStatus(APIModel):
     endpoint: str | None = Field(None, description="In-cluster URL of the OpenAI-compatible API.")
     conditions: list[Condition] = Field(default_factory=list)
     download: DownloadStatus | None = Field(None, description="The download into `model.cache`, while and once it ran.")
+    live_config: LiveConfigStatus | None = Field(
+        None, description="A replica's refusal of a new API key or chat template, while it lasts."
+    )

@@ -1,6 +1,7 @@
 """A stand-in kubelet for the local plane, whose kwok nodes run no containers: every pod of a label selector that has
-an IP gets its init containers and its container run here (`PodAsProcess`) listening on that IP and the container's port, and a pod that is
-being deleted, or is gone, gets SIGTERM on its main process and then its grace period, as a kubelet does.
+an IP gets its init containers and its container run here (`PodAsProcess`) listening on that IP and the container's
+port; its ConfigMap and Secret volumes are written again when those change, as a kubelet updates them; and a pod
+that is being deleted, or is gone, gets SIGTERM on its main process and then its grace period, as a kubelet does.
 
 kwok gives pods addresses from 198.18.0.0/15 (RFC 2544's benchmarking range, which no LAN or VPN uses);
 `routed_pod_ips` makes that whole range local to this machine (a local route on loopback, root only), so a process
@@ -16,6 +17,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ from kubernetes import config as k8s_config
 
 from helpers.cluster import KUBECONFIG
 from helpers.operator_process import running_operator
-from helpers.pods import PodAsProcess, mounted_configmap
+from helpers.pods import PodAsProcess, VolumeFiles, volume_files
 from helpers.processes import stop_group
 
 POD_CIDR = "198.18.0.0/15"  # e2e/cluster/up.sh: kwok --cidr
@@ -69,11 +71,17 @@ class Container:
 class StandInKubelet:
     """Runs the pods of `selector` in `namespace` while inside a `with`; `containers` are those started so far."""
 
-    def __init__(self, namespace: str, selector: str, root: Path, every: float = 0.5) -> None:
+    def __init__(
+        self, namespace: str, selector: str, root: Path, every: float = 0.5, volumes_every: float = 2.0
+    ) -> None:
+        """Looks at the pods every `every` seconds, and at their ConfigMaps and Secrets every `volumes_every` (a real
+        kubelet: about a minute)."""
         config = k8s_client.Configuration()
         k8s_config.load_kube_config(str(KUBECONFIG), client_configuration=config)
         self.core = k8s_client.CoreV1Api(k8s_client.ApiClient(config))
         self.namespace, self.selector, self.root, self.every = namespace, selector, root, every
+        self.volumes_every = volumes_every
+        self._volumes_seen = 0.0
         self.containers: dict[str, Container] = {}  # by pod UID
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -113,19 +121,33 @@ class StandInKubelet:
             ip = (pod.get("status") or {}).get("pod_ip")
             if uid not in self.containers and ip:
                 self.containers[uid] = self._start(pod, ip)
+        if time.monotonic() - self._volumes_seen > self.volumes_every:
+            self._volumes_seen = time.monotonic()
+            for container in self.running():
+                container.runner.write_volumes(self._volume_files(container.runner.pod))
 
     def _start(self, pod: dict[str, Any], ip: str) -> Container:
         raw = self.core.api_client.sanitize_for_serialization(
             self.core.read_namespaced_pod(pod["metadata"]["name"], self.namespace)
         )  # the API's own field names, as PodAsProcess reads a Deployment's template
         template = {"spec": {"template": {"spec": raw["spec"]}}}
-        configmap = self.core.read_namespaced_config_map(mounted_configmap(template), self.namespace)
-        configmap_data = {"data": configmap.data}
         port = raw["spec"]["containers"][0]["ports"][0]["containerPort"]
-        runner = PodAsProcess(template, configmap_data, self.root / raw["metadata"]["name"], host=ip, port=port,
-                              claims=self._claims(raw["spec"]), secrets=self._secrets(raw["spec"]))  # fmt: skip
+        runner = PodAsProcess(template, self._volume_files(raw["spec"]), self.root / raw["metadata"]["name"], host=ip,
+                              port=port, claims=self._claims(raw["spec"]), secrets=self._secrets(raw["spec"]))  # fmt: skip
         grace = float(raw["spec"].get("terminationGracePeriodSeconds") or 30)
         return Container(raw["metadata"]["name"], ip, runner.run(), runner, grace)
+
+    def _volume_files(self, pod_spec: dict[str, Any]) -> VolumeFiles:
+        def read(kind: str, name: str) -> dict[str, Any] | None:
+            get = self.core.read_namespaced_config_map if kind == "ConfigMap" else self.core.read_namespaced_secret
+            try:
+                return self.core.api_client.sanitize_for_serialization(get(name, self.namespace))
+            except k8s_client.ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+
+        return volume_files({"spec": {"template": {"spec": pod_spec}}}, read)
 
     def _secrets(self, pod_spec: dict[str, Any]) -> dict[str, dict[str, str]]:
         """Each Secret the containers' env names -> its data, decoded, as a kubelet hands it to the container."""

@@ -1,23 +1,27 @@
 """Runs a pod template's container here: the stand-in for a kubelet on the local control plane, whose kwok nodes
 run no containers. From its image when `make images` built it (PodInImage), else as a local process from the
-checkout's venv (PodAsProcess: image paths map to the checkout). The ConfigMap is written where the volume would
-mount it; emptyDirs become folders of a temporary directory, a PersistentVolumeClaim its bound volume's hostPath;
-the port becomes a free local one."""
+checkout's venv (PodAsProcess: image paths map to the checkout). ConfigMap and Secret volumes are written where they
+would mount, as the kubelet writes them (`write_volume`), and can be written again while the pod runs; emptyDirs
+become folders of a temporary directory, a PersistentVolumeClaim its bound volume's hostPath; the port becomes a free
+local one."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 
-from helpers.cluster import REPO, wait_for
+from helpers.cluster import REPO, get, wait_for
 from helpers.images import Container, Mount
 from helpers.processes import free_port, stop_group
 
@@ -32,6 +36,57 @@ def mounted_configmap(deployment: dict) -> str:
     return next(v["configMap"]["name"] for v in volumes if v["name"] == "config")
 
 
+VolumeFiles = dict[str, dict[str, str]]  # volume name -> file name -> content
+
+
+def volume_files(deployment: dict, read: Callable[[str, str], dict | None]) -> VolumeFiles:
+    """Each ConfigMap and Secret volume of a Deployment's pods -> its files as the kubelet writes them: every key,
+    or the `items` under their paths; a Secret's values decoded. `read(kind, name)`: the object as the API
+    answers it (None if there is none: an empty volume)."""
+    files = {}
+    for volume in deployment["spec"]["template"]["spec"]["volumes"]:
+        if "configMap" in volume:
+            kind, source, name = "ConfigMap", volume["configMap"], volume["configMap"]["name"]
+        elif "secret" in volume:
+            kind, source, name = "Secret", volume["secret"], volume["secret"]["secretName"]
+        else:
+            continue
+        data = dict((read(kind, name) or {}).get("data") or {})
+        if kind == "Secret":
+            data = {key: base64.b64decode(value).decode() for key, value in data.items()}
+        items = source.get("items")
+        files[volume["name"]] = {i["path"]: data[i["key"]] for i in items if i["key"] in data} if items else data
+    return files
+
+
+def cluster_volume_files(deployment: dict, namespace: str) -> VolumeFiles:
+    """`volume_files` of a Deployment on the local plane, read with kubectl."""
+    return volume_files(deployment, lambda kind, name: get(kind.lower(), name, namespace))
+
+
+def write_volume(folder: Path, files: dict[str, str]) -> None:
+    """Write a ConfigMap's or Secret's files as the kubelet's atomic writer does: into a new hidden folder, then
+    `..data` swapped to it in one rename, each file a symlink through `..data`. A reader never sees half a version,
+    and the files' own paths never change."""
+    folder.mkdir(parents=True, exist_ok=True)
+    version = folder / f"..{time.time_ns()}"
+    version.mkdir()
+    for name, text in files.items():
+        (version / name).write_text(text)
+    swap = folder / "..data_tmp"
+    swap.unlink(missing_ok=True)
+    swap.symlink_to(version.name)
+    old = (folder / "..data").resolve() if (folder / "..data").is_symlink() else None
+    os.replace(swap, folder / "..data")
+    for name in files:
+        if not (folder / name).is_symlink():
+            (folder / name).symlink_to(f"..data/{name}")
+    for gone in {p.name for p in folder.iterdir() if not p.name.startswith("..")} - set(files):
+        (folder / gone).unlink()
+    if old is not None:
+        shutil.rmtree(old)
+
+
 class PodAsProcess:
     """Runs a pod template's containers here: its init containers one after another, then its container, each with
     its command, args and env, with paths and the port mapped."""
@@ -39,34 +94,45 @@ class PodAsProcess:
     def __init__(
         self,
         deployment: dict,
-        configmap: dict,
+        volumes: VolumeFiles,
         root: Path,
         host: str = "127.0.0.1",
         port: int | None = None,
         claims: dict[str, Path] | None = None,
         secrets: dict[str, dict[str, str]] | None = None,
     ) -> None:
-        """Listens on `host`:`port` (a free local port unless given); a PersistentVolumeClaim mounts as its folder
-        in `claims` (claim name -> the bound volume's path here); a Secret's key in env comes from `secrets` (name ->
-        decoded data)."""
+        """`volumes`: the files of its ConfigMap and Secret volumes (`volume_files`). Listens on `host`:`port` (a
+        free local port unless given); a PersistentVolumeClaim mounts as its folder in `claims` (claim name -> the
+        bound volume's path here); a Secret's key in env comes from `secrets` (name -> decoded data)."""
         self.secrets = secrets or {}
         self.pod = deployment["spec"]["template"]["spec"]
         self.container = self.pod["containers"][0]
         self.init_containers = self.pod.get("initContainers", [])
         self.host = host
-        self.paths = {"/etc/vif": str(root / "etc-vif"), "/models": str(REPO / "models")}
+        self.root = root
+        self.paths = {"/models": str(REPO / "models")}
         for name, mount in self.empty_dirs().items():
             if mount not in SHARED_HERE:
                 (root / name).mkdir(parents=True)
                 self.paths[mount] = str(root / name)
         for mount, folder in self.claim_mounts(claims or {}).items():
             self.paths[mount] = str(folder)
-        config_dir = root / "etc-vif"
-        config_dir.mkdir(parents=True)
-        for key, text in configmap["data"].items():
-            (config_dir / key).write_text(self.localize(text))
+        self.projected = {m["name"]: m["mountPath"] for m in self.mounts() if m["name"] in volumes}
+        for name, mount in self.projected.items():
+            self.paths[mount] = str(root / "volumes" / name)
+        self.volumes: VolumeFiles = {}
+        self.write_volumes(volumes)
         self.port = port or free_port()
         self.log = root / "pod.log"
+
+    def write_volumes(self, volumes: VolumeFiles) -> list[str]:
+        """Write the ConfigMap and Secret volumes whose files changed (paths in them mapped here); their names."""
+        changed = [name for name in self.projected if volumes.get(name, {}) != self.volumes.get(name)]
+        for name in changed:
+            files = {key: self.localize(text) for key, text in volumes.get(name, {}).items()}
+            write_volume(self.root / "volumes" / name, files)
+            self.volumes[name] = volumes.get(name, {})
+        return changed
 
     def mounts(self) -> list[dict]:
         return [m for c in (*self.init_containers, self.container) for m in c.get("volumeMounts", [])]
@@ -139,19 +205,18 @@ def pod_user(pod: dict) -> str:
     return f"{context['runAsUser']}:{context['runAsGroup']}"
 
 
-def pod_mounts(pod: dict, root: Path, configmaps: dict[str, dict]) -> tuple[Mount, ...]:
-    """The container's volumeMounts as folders of `root`: ConfigMaps written out, emptyDirs writable by anyone (the
-    kubelet's mode for them)."""
+def pod_mounts(pod: dict, root: Path, files: VolumeFiles) -> tuple[Mount, ...]:
+    """The container's volumeMounts as folders of `root`: ConfigMaps and Secrets written out (`files`, by volume),
+    emptyDirs writable by anyone (the kubelet's mode for them)."""
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = []
     for mount in pod["containers"][0].get("volumeMounts", []):
         volume, host = volumes[mount["name"]], root / "volumes" / mount["name"]
-        host.mkdir(parents=True)
-        if "configMap" in volume:
-            for key, text in configmaps[volume["configMap"]["name"]]["data"].items():
-                (host / key).write_text(text)
+        if "configMap" in volume or "secret" in volume:
+            write_volume(host, files[mount["name"]])
         else:
-            assert "emptyDir" in volume, f"volume {mount['name']}: only ConfigMaps and emptyDirs mount here"
+            assert "emptyDir" in volume, f"volume {mount['name']}: only ConfigMaps, Secrets and emptyDirs mount here"
+            host.mkdir(parents=True)
             host.chmod(0o777)
         mounts.append(Mount(host, mount["mountPath"], mount.get("readOnly", False)))
     return tuple(mounts)
@@ -161,11 +226,11 @@ class PodInImage:
     """Runs a pod template's container from its image (`make images`): the command, args, env, user and mounts the
     operator wrote, on the host's network, with the port mapped to a free local one."""
 
-    def __init__(self, deployment: dict, configmap: dict, root: Path, image: Container) -> None:
+    def __init__(self, deployment: dict, volumes: VolumeFiles, root: Path, image: Container) -> None:
         self.pod = deployment["spec"]["template"]["spec"]
         self.container = self.pod["containers"][0]
         self.image = image
-        self.mounts = pod_mounts(self.pod, root, {configmap["metadata"]["name"]: configmap})
+        self.mounts = pod_mounts(self.pod, root, volumes)
         self.port = free_port()
         self.log = root / "pod.log"
 

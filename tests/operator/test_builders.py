@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,13 +29,12 @@ def container(objs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def test_default_cpu_model() -> None:
     objs = children(CPU_MODEL)
-    assert set(objs) == {"ServiceAccount", "ConfigMap", "Deployment", "Service"}
+    assert set(objs) == {"ServiceAccount", "ConfigMap", "ConfigMap/live", "Deployment", "Service"}
     config = json.loads(objs["ConfigMap"]["data"]["model_config.json"])
     assert config == {
         "smollm2-135m-instruct": {
             "class_name": "OpenAIServingChat",
             "model_path": "/models/SmolLM2-135M-Instruct",
-            "response_role": "assistant",
             "engine_args": {"tensor_parallel_size": 1, "dtype": "float32", "enforce_eager": True},
         }
     }
@@ -43,7 +43,8 @@ def test_default_cpu_model() -> None:
     assert c["command"] == ["vif-runtime", "serve"]
     assert c["args"] == [
         "--config", "/etc/vif/model_config.json", "--model-name", "smollm2-135m-instruct",
-        "--host", "0.0.0.0", "--port", "8000", "--drain-seconds", "5", "--shutdown-timeout", "40",
+        "--host", "0.0.0.0", "--port", "8000", "--live-config", "/etc/vif-live/live.json",
+        "--drain-seconds", "5", "--shutdown-timeout", "40",
         "--allowed-root", "/models",
     ]  # fmt: skip
     assert c["env"] == cache_env()  # no VLLM_CPU_KVCACHE_SPACE: the runtime sizes it from the memory limit
@@ -113,13 +114,32 @@ def test_gpu_model_with_tensor_parallel() -> None:
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
 
 
-def test_a_response_cache_reaches_the_runtime_as_its_flags() -> None:
-    from vif.runtime.cli import own_parser
+def test_live_settings_reach_the_runtime_in_its_live_file_and_change_no_pod(tmp_path: Path) -> None:
+    """The role, the log level and the response cache are in the live ConfigMap, which the pods mount whole; a
+    change to them leaves the pod template as it was (docs/live-config.md)."""
+    from vif.runtime.app.live import LiveSources
+    from vif.runtime.app.response_cache import CacheSettings
 
-    assert not any(a.startswith("--response-cache") for a in container(children(CPU_MODEL))["args"])
-    spec = {**CPU_MODEL, "serving": {"responseCache": {"maxEntries": 500, "maxMebibytes": 16}}}
-    args = own_parser().parse_known_args(container(children(spec))["args"])[0]
-    assert (args.response_cache_entries, args.response_cache_bytes, args.response_cache_ttl) == (500, 16 << 20, 600)
+    objs = children(CPU_MODEL)
+    spec = {**CPU_MODEL, "serving": {"responseRole": "bot", "logLevel": "debug",
+                                     "responseCache": {"maxEntries": 500, "maxMebibytes": 16}}}  # fmt: skip
+    changed = children(spec)
+    live = changed["ConfigMap/live"]
+    assert live["metadata"]["name"] == "chat-live" and "immutable" not in live
+    assert changed["Deployment"] == objs["Deployment"] and changed["ConfigMap"] == objs["ConfigMap"]
+    assert not any(a.startswith("--response-cache") for a in container(changed)["args"])
+    mounts = {m["name"]: m for m in container(objs)["volumeMounts"]}
+    volumes = {v["name"]: v for v in objs["Deployment"]["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["live"]["configMap"] == {"name": "chat-live"}  # no items, no subPath: the kubelet updates it
+    assert mounts["live"] == {"name": "live", "mountPath": "/etc/vif-live", "readOnly": True}
+    # the runtime reads what the operator writes
+    (tmp_path / "live.json").write_text(live["data"]["live.json"])
+    read = LiveSources(live_file=tmp_path / "live.json").read()
+    assert (read.response_role, read.log_level, read.response_cache) == (
+        "bot",
+        "debug",
+        CacheSettings(500, 16 << 20, 600),
+    )
 
 
 def test_pvc_chat_template_api_key_and_env() -> None:
@@ -132,14 +152,14 @@ def test_pvc_chat_template_api_key_and_env() -> None:
     objs = children(spec)
     entry = json.loads(objs["ConfigMap"]["data"]["model_config.json"])["chat"]
     assert entry["model_path"] == "/models/pvc/llama"
-    assert entry["chat_template"] == "/etc/vif-chat-template/chatml.jinja" and entry["response_role"] == "bot"
+    assert entry["chat_template"] == "/etc/vif-chat-template/chatml.jinja" and "response_role" not in entry
+    assert json.loads(objs["ConfigMap/live"]["data"]["live.json"])["response_role"] == "bot"  # live: not a roll
     c = container(objs)
     assert c["args"][-4:] == ["--allowed-root", "/models/pvc", "--allowed-root", "/etc/vif-chat-template"]
     mounts = {m["mountPath"] for m in c["volumeMounts"]}
     assert {"/etc/vif", "/etc/vif-chat-template"} <= mounts  # separate: no mount inside the read-only one
     env = [(e["name"], e.get("value"), e.get("valueFrom")) for e in c["env"][len(cache_env()) :]]
     assert env == [
-        ("VIF_API_KEYS", None, {"secretKeyRef": {"name": "keys", "key": "api-keys"}}),
         ("VLLM_CPU_KVCACHE_SPACE", "4", None),
         ("EXTRA", "1", None),
     ]
@@ -147,6 +167,10 @@ def test_pvc_chat_template_api_key_and_env() -> None:
     assert volumes["model"]["persistentVolumeClaim"] == {"claimName": "weights", "readOnly": True}
     only_key = [{"key": "chatml.jinja", "path": "chatml.jinja"}]  # never the whole ConfigMap
     assert volumes["chat-template"]["configMap"] == {"name": "templates", "items": only_key}
+    # the keys as a mounted file, which the kubelet updates in place (an env var from a Secret never changes)
+    assert volumes["api-keys"]["secret"] == {"secretName": "keys", "items": [{"key": "api-keys", "path": "keys"}]}
+    assert {"name": "api-keys", "mountPath": "/etc/vif-api-keys", "readOnly": True} in c["volumeMounts"]
+    assert c["args"][c["args"].index("--api-keys-file") + 1] == "/etc/vif-api-keys/keys"
 
 
 @pytest.mark.parametrize(("metric", "expected"), [

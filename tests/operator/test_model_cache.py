@@ -23,7 +23,7 @@ def children(spec: dict[str, Any], **settings: Any) -> dict[str, dict[str, Any]]
     ref = ModelRef("chat", "team-a", "uid-1", InferenceModelSpec.model_validate(spec))
     built = build_children(ref, OperatorSettings(**settings), False)
     return {c["kind"]: c for c in built if c["metadata"]["name"] in ("chat", "chat-model-cache")
-            or c["kind"] == "ConfigMap"}  # fmt: skip
+            or c["metadata"]["name"].startswith("chat-config-")}  # fmt: skip
 
 
 def pod(spec: dict[str, Any], **settings: Any) -> dict[str, Any]:

@@ -70,7 +70,7 @@ def test_without_a_router_and_a_list_nothing_reaches_the_replicas() -> None:
     assert sources(plain, network_policy=True) == [{"podSelector": {"matchLabels": {"app": "client"}}}]
 
 
-def test_the_operators_namespace_asks_a_downloads_progress() -> None:
+def test_the_operators_namespace_asks_a_downloads_progress_and_the_live_configs_state() -> None:
     cached = {
         "model": {"huggingFace": {"id": "org/Model-1B"}, "cache": {"size": "20Gi"}},
         "networkPolicy": {"mode": "on"},
@@ -78,3 +78,7 @@ def test_the_operators_namespace_asks_a_downloads_progress() -> None:
     operator = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "vif-system"}}}
     assert operator in sources(cached, operator_namespace="vif-system")
     assert operator not in sources({**MODEL, "networkPolicy": {"mode": "on"}}, operator_namespace="vif-system")
+    keyed = {**MODEL, "networkPolicy": {"mode": "on"}, "apiKeySecret": {"name": "keys", "key": "k"}}
+    templated = {**MODEL, "networkPolicy": {"mode": "on"}, "serving": {"chatTemplate": {"name": "t", "key": "k"}}}
+    assert operator in sources(keyed, operator_namespace="vif-system")  # operator/live_watch.py asks them
+    assert operator in sources(templated, operator_namespace="vif-system")

@@ -44,7 +44,7 @@ def test_first_reconcile_creates_each_child_without_force_and_marks_it() -> None
     assert outcome.failure is None
     kinds = [kind for verb, kind, _ in api.calls if verb == "CREATE"]
     # The router's (a model has one by default) after the Service it fronts.
-    assert kinds == ["ServiceAccount", "ConfigMap", "Deployment", "Service",
+    assert kinds == ["ServiceAccount", "ConfigMap", "ConfigMap", "Deployment", "Service",
                      "ServiceAccount", "Role", "RoleBinding", "Service", "Deployment"]  # fmt: skip
     assert not [c for c in api.calls if c[0] == "APPLY"]  # nothing forced onto objects it did not make
     assert all(APPLIED_HASH in obj["metadata"]["annotations"] for obj in api.objects.values())
@@ -142,19 +142,19 @@ def test_switching_autoscaling_on_hands_the_replica_count_over_first() -> None:
 
 def test_a_new_config_keeps_the_old_configmap_until_the_rollout_is_done() -> None:
     cluster, api, body = converged()
-    old = next(name for kind, _, name in api.objects if kind == "ConfigMap")
+    old = next(name for kind, _, name in api.objects if kind == "ConfigMap" and name != "chat-live")
     body["spec"] = {**SPEC, "engine": {"maxModelLen": 1024}}
     reconcile(body, cluster, SETTINGS)
     watched(cluster, api)
     configmaps = sorted(name for kind, _, name in api.objects if kind == "ConfigMap")
-    assert len(configmaps) == 2 and old in configmaps  # the running pods still mount the old one
+    assert len(configmaps) == 3 and old in configmaps  # the running pods still mount the old one (and the live one)
 
     deployment = live(api, "Deployment")
     deployment["status"] = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1}
     cluster.children.saw("Deployment", deployment, deleted=False)
     outcome = reconcile(body, cluster, SETTINGS)
     assert outcome.pruned == (f"ConfigMap/{old}",)
-    assert [name for kind, _, name in api.objects if kind == "ConfigMap"] != [old]
+    assert old not in [name for kind, _, name in api.objects if kind == "ConfigMap"]
 
 
 def test_a_refused_deployment_leaves_the_running_config_in_place() -> None:

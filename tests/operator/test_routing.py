@@ -59,7 +59,8 @@ def test_routing_defaults_to_prefix_hash_with_one_router() -> None:
 @pytest.mark.parametrize("routing", [{"strategy": "none"}, {"strategy": "none", "replicas": 3}])
 def test_strategy_none_is_a_plain_service(routing: dict[str, Any]) -> None:
     objs = children({**MODEL, "routing": routing})
-    assert set(objs) == {("ServiceAccount", "chat"), ("ConfigMap", next(n for k, n in objs if k == "ConfigMap")),
+    config = next(n for k, n in objs if k == "ConfigMap" and n != "chat-live")
+    assert set(objs) == {("ServiceAccount", "chat"), ("ConfigMap", config), ("ConfigMap", "chat-live"),
                          ("Deployment", "chat"), ("Service", "chat")}  # fmt: skip
     assert objs["Service", "chat"]["spec"]["selector"] == selector("chat")
 
@@ -97,7 +98,7 @@ def test_router_deployment() -> None:
                          "--port", "8000", "--model-name", "smollm2", "--host", "0.0.0.0",
                          "--max-wait", "120", "--first-byte-timeout", "300", "--idle-timeout", "60",
                          "--max-pending", "64", "--max-body-bytes", str(4 << 20)]  # fmt: skip
-    assert c["env"] == []  # the model has no API keys
+    assert "--api-keys-file" not in c["args"]  # the model has no API keys
     assert c["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
     assert c["securityContext"] == container_security_context()
     assert c["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}  # held requests need it in
@@ -107,8 +108,12 @@ def test_router_deployment() -> None:
 
 def test_the_router_checks_the_models_api_keys() -> None:
     spec = {**ROUTED, "apiKeySecret": {"name": "keys", "key": "api-keys"}}
-    c = children(spec)["Deployment", "chat-router"]["spec"]["template"]["spec"]["containers"][0]
-    assert c["env"] == [{"name": "VIF_API_KEYS", "valueFrom": {"secretKeyRef": {"name": "keys", "key": "api-keys"}}}]
+    pod = children(spec)["Deployment", "chat-router"]["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["args"][-2:] == ["--api-keys-file", "/etc/vif-api-keys/keys"]
+    keys = {"name": "api-keys", "secret": {"secretName": "keys", "items": [{"key": "api-keys", "path": "keys"}]}}
+    assert keys in pod["volumes"]  # mounted as the runtime's, so a rotated key reaches the router live
+    assert {"name": "api-keys", "mountPath": "/etc/vif-api-keys", "readOnly": True} in c["volumeMounts"]
 
 
 def test_the_routers_held_bodies_fit_half_its_memory_limit() -> None:

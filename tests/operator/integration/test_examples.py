@@ -33,6 +33,11 @@ def test_examples(namespace: str, operator_process: OperatorProcess) -> None:
     hpa = wait_for(lambda: get("hpa", "smollm2-autoscaled", namespace), "the example's HPA")
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 4)
 
-    keys = {"name": "VIF_API_KEYS", "valueFrom": {"secretKeyRef": {"name": "smollm2-api-keys", "key": "keys"}}}
-    assert keys in container("smollm2-private", namespace)["env"]
+    private = container("smollm2-private", namespace)
+    assert private["args"][private["args"].index("--api-keys-file") + 1] == "/etc/vif-api-keys/keys"
+    volumes = {
+        v["name"]: v for v in get("deployment", "smollm2-private", namespace)["spec"]["template"]["spec"]["volumes"]
+    }
+    keys = volumes["api-keys"]["secret"]  # mounted, so a rotated key reaches the running pods (docs/live-config.md)
+    assert (keys["secretName"], keys["items"]) == ("smollm2-api-keys", [{"key": "keys", "path": "keys"}])
     assert get("secret", "smollm2-api-keys", namespace) is not None

@@ -20,7 +20,7 @@ import pytest
 from helpers.autoscaling_stack import Stack
 from helpers.cluster import get, kubectl, wait_for
 from helpers.operator_process import OperatorProcess
-from helpers.pods import PodAsProcess, mounted_configmap, running
+from helpers.pods import PodAsProcess, cluster_volume_files, running
 from helpers.router_process import running_router
 from vif.operator.builders.keda import load_query, pending_query, scraped_service
 from vif.operator.model_ref import ModelRef
@@ -84,9 +84,8 @@ def model_under_keda(
     try:
         apply_model(namespace, model_manifest(name, spec))
         deployment = wait_for(lambda: get("deployment", name, namespace), "the model's Deployment")
-        configmap = get("configmap", mounted_configmap(deployment), namespace)
         ref = ModelRef(name, namespace, "uid", InferenceModelSpec.model_validate(spec))
-        yield PodAsProcess(deployment, configmap, tmp_path / "pod"), ref
+        yield PodAsProcess(deployment, cluster_volume_files(deployment, namespace), tmp_path / "pod"), ref
     finally:
         operator.kill()
 

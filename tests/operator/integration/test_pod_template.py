@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers.pods import PodAsProcess, mounted_configmap, running
+from helpers.pods import PodAsProcess, cluster_volume_files, running
 
 from .conftest import OperatorProcess, apply_model, get, kubectl, model_manifest, wait_for
 
@@ -22,8 +22,7 @@ SPEC = {"model": {"path": "/models/SmolLM2-135M-Instruct"}, "servedName": "smoll
 def pod(namespace: str, operator_process: OperatorProcess, tmp_path: Path) -> Iterator[tuple[PodAsProcess, str]]:
     apply_model(namespace, model_manifest("smollm2", SPEC))
     deployment = wait_for(lambda: get("deployment", "smollm2", namespace), "the Deployment")
-    configmap = get("configmap", mounted_configmap(deployment), namespace)
-    runner = PodAsProcess(deployment, configmap, tmp_path)
+    runner = PodAsProcess(deployment, cluster_volume_files(deployment, namespace), tmp_path)
     with running(runner) as base:
         yield runner, base
 

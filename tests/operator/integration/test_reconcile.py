@@ -142,8 +142,8 @@ def test_restart_mid_way_converges_without_duplicates(namespace: str, operator_p
     assert get("deployment", "first", namespace)["spec"]["replicas"] == 3  # the change missed while down
     selector = "app.kubernetes.io/managed-by=vif-operator"
     # exactly one of each per model: the runtime's and the router's Deployment, the model's and the replicas'
-    # Service, the ConfigMap
-    for kind, per_model in (("deployments", 2), ("services", 2), ("configmaps", 1)):
+    # Service, the config and the live ConfigMap
+    for kind, per_model in (("deployments", 2), ("services", 2), ("configmaps", 2)):
         model_label = "jsonpath={.items[*].metadata.labels.inference\\.vif\\.dev/model}"
         owners = kubectl("get", kind, "-n", namespace, "-l", selector, "-o", model_label).stdout.split()
         assert sorted(owners) == ["first"] * per_model + ["second"] * per_model, (kind, owners)
