@@ -168,8 +168,12 @@ def _build(
     from vif.runtime.serving.context import ServedModel
     from vif.runtime.serving.metrics import RuntimeMetrics
     from vif.runtime.serving.registry import UnknownServingClass, serving_classes
+    from vif.runtime.shared.tracing import Tracing, traces_endpoint
 
     model = _chosen_model(args, named, flags)
+    endpoint = traces_endpoint(flags.get("otlp_traces_endpoint"))
+    if endpoint is not None:  # vLLM's engine spans join the runtime's only if its own tracing is on too
+        flags["otlp_traces_endpoint"] = endpoint
     engine_args = build_engine_args(model, flags)
     try:
         classes = serving_classes(model.entry.class_name, model.entry.allowed_classes)
@@ -199,7 +203,8 @@ def _build(
         return VLLMEngineClient.from_engine_args(engine_args, model.adapters, model.entry.tool_call_parser)
 
     log.info("serving %s from %s (%s)", model.name, model.model, model.source)
-    app = create_app(served, load_engine, classes, RuntimeMetrics(model.name), settings, lifecycle, live)
+    tracing = Tracing.start("vif-runtime", endpoint)
+    app = create_app(served, load_engine, classes, RuntimeMetrics(model.name), settings, lifecycle, live, tracing)
     return app, settings
 
 

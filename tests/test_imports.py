@@ -9,6 +9,7 @@ pyproject's `gpu` extra) and must start without the engine's stack: it imports n
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata as md
 import sys
 import tomllib
@@ -61,12 +62,29 @@ def within(name: str, *packages: str) -> bool:
 
 
 def third_party(names: set[str]) -> set[str]:
-    """The distributions that provide the non-stdlib, non-vif top-level modules among `names`."""
+    """The distributions that provide the non-stdlib, non-vif modules among `names`."""
     providers = md.packages_distributions()
-    tops = {name.split(".")[0] for name in names} - set(sys.stdlib_module_names) - {"vif", "__future__"}
-    missing = sorted(top for top in tops if top not in providers)
+    outside = {name for name in names if name.split(".")[0] not in {*sys.stdlib_module_names, "vif", "__future__"}}
+    missing = sorted({name.split(".")[0] for name in outside} - set(providers))
     assert not missing, f"imported but installed by no distribution: {missing}"
-    return {canonicalize_name(dist) for top in tops for dist in providers[top]}
+    return {canonicalize_name(dist) for name in outside for dist in providing(name, providers[name.split(".")[0]])}
+
+
+def providing(name: str, dists: list[str]) -> list[str]:
+    """Of the distributions that install `name`'s top-level package, those that hold the module itself: a namespace
+    package (`opentelemetry`) is shared by many, each holding its own subpackages (`opentelemetry/sdk/`)."""
+    parts = name.split(".")
+    for depth in range(len(parts), 1, -1) if len(dists) > 1 else ():
+        folder = "/".join(parts[:depth])
+        holders = [d for d in dists if any(str(f).startswith((folder + "/", folder + ".py")) for f in _files(d))]
+        if holders:
+            return holders
+    return dists
+
+
+@functools.cache
+def _files(dist: str) -> tuple[str, ...]:
+    return tuple(str(f) for f in md.files(dist) or ())
 
 
 def locked(lock: Path) -> set[str]:

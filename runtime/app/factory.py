@@ -37,6 +37,7 @@ from vif.runtime.serving.metrics import RuntimeMetrics
 from vif.runtime.shared.api_keys import KeyCheck
 from vif.runtime.shared.live_files import LiveFiles
 from vif.runtime.shared.routes import PROTOCOL_PATHS
+from vif.runtime.shared.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,13 @@ def create_app(
     settings: ServerSettings | None = None,
     lifecycle: Lifecycle | None = None,
     live: LiveSources | None = None,
+    tracing: Tracing | None = None,
 ) -> Starlette:
     """`live`: where the live settings come from (`app/live.py`), read now and again when their files change; what
     they say takes the place of `model`'s template and role and of `settings`' keys and response cache."""
     settings = settings or ServerSettings()
     state = lifecycle or Lifecycle()
+    tracing = tracing or Tracing()
     limiter = SequenceLimiter(
         settings.limit_concurrency or 1, settings.max_sequences_per_request, settings.max_unsent_bytes
     )
@@ -106,6 +109,7 @@ def create_app(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        tracing.shutdown()
         pool.shutdown(wait=False, cancel_futures=True)
         checker.shutdown()
         if state.engine is not None:
@@ -115,7 +119,16 @@ def create_app(
         Route(
             path,
             InferenceEndpoint(
-                protocol, state, limiter, metrics, pool, checker, settings.body_timeout, settings.send_timeout, cache
+                protocol,
+                state,
+                limiter,
+                metrics,
+                pool,
+                checker,
+                settings.body_timeout,
+                settings.send_timeout,
+                cache,
+                tracing,
             ),
             methods=["POST"],
         )
@@ -131,7 +144,7 @@ def create_app(
     ]
     routes += info_routes(state, model, metrics, lambda: watcher.status() if watcher else {"version": None})
     middleware = [
-        Middleware(RequestObserver, metrics=metrics),
+        Middleware(RequestObserver, metrics=metrics, tracing=tracing),
         Middleware(APIKeyAuth, keys=lambda: in_force.keys),
         Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
     ]

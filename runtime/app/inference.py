@@ -36,6 +36,7 @@ from vif.runtime.serving.base import BaseServingEngine
 from vif.runtime.serving.context import RequestContext
 from vif.runtime.serving.metrics import RuntimeMetrics
 from vif.runtime.shared.asgi import BodyTimeout, ClientGone, read_body, until_disconnect
+from vif.runtime.shared.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class InferenceEndpoint:
         body_timeout: float,
         send_timeout: float,
         cache: ResponseCache | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.protocol = protocol
         self.lifecycle = lifecycle
@@ -69,14 +71,17 @@ class InferenceEndpoint:
         self.body_timeout = body_timeout
         self.send_timeout = send_timeout
         self.cache = cache
+        self.tracing = tracing or Tracing()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         shape: ErrorShape = plain_shape
         try:
             serving = self.lifecycle.serving_for(self.protocol)
             shape = serving.create_error_response
-            body = await read_request_body(receive, self.body_timeout)
-            ctx, key = await self._prepare(serving, body, scope)
+            with self.tracing.span("receive"):
+                body = await read_request_body(receive, self.body_timeout)
+            with self.tracing.span("prepare"):
+                ctx, key = await self._prepare(serving, body, scope)
             scope["state"]["model"] = ctx.model  # the request's metrics carry the name it is served under
             store_as, cached = self._look_up(scope, ctx, key)
             # A cached answer takes no engine sequence; its bytes still count in the budget of unsent answers.
@@ -84,11 +89,16 @@ class InferenceEndpoint:
                 if cached is not None:
                     answer = cached.renewed(ctx)
                     slot.queued(len(answer))
-                    await self._send_whole(send, answer, slot, [(b"x-vif-cache", b"hit")])
-                elif ctx.stream:
-                    await self._stream(serving, ctx, slot, receive, send)
+                    with self.tracing.span("cached"):
+                        await self._send_whole(send, answer, slot, [(b"x-vif-cache", b"hit")])
                 else:
-                    await self._respond(serving, ctx, slot, receive, send, store_as)
+                    with self.tracing.span("stream" if ctx.stream else "engine") as span:
+                        if ctx.stream:
+                            await self._stream(serving, ctx, slot, receive, send)
+                        else:
+                            await self._respond(serving, ctx, slot, receive, send, store_as)
+                        if span is not None:
+                            span.set_attributes({f"gen_ai.usage.{k}": v for k, v in ctx.usage().items()})
         except asyncio.CancelledError:
             if not self.lifecycle.claim_abort():
                 raise

@@ -5,6 +5,7 @@ Pure ASGI (not `BaseHTTPMiddleware`) so streamed responses pass through untouche
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -19,6 +20,7 @@ from vif.runtime.protocols.errors import APIError
 from vif.runtime.serving.metrics import RuntimeMetrics
 from vif.runtime.shared.api_keys import KeyCheck
 from vif.runtime.shared.routes import PROTOCOL_PATHS
+from vif.runtime.shared.tracing import Tracing
 
 log = logging.getLogger("vif.runtime.access")
 
@@ -46,12 +48,13 @@ def printable(text: str) -> str:
 
 
 class RequestObserver:
-    """Gives each request an id (the client's `X-Request-Id` if well-formed, else new), logs it, and records
-    its metrics."""
+    """Gives each request an id (the client's `X-Request-Id` if well-formed, else new), logs it, records its
+    metrics, and traces an inference or tokenizer request in a span that continues the client's trace."""
 
-    def __init__(self, app: ASGIApp, metrics: RuntimeMetrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: RuntimeMetrics, tracing: Tracing) -> None:
         self.app = app
         self.metrics = metrics
+        self.tracing = tracing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -74,8 +77,17 @@ class RequestObserver:
                 ]
             await send(message)
 
+        traced = self.tracing.on and scope["path"] not in OPEN_PATHS
+        span_name = f"{scope['method']} {scope['path']}"
         try:
-            await self.app(scope, receive, observed_send)
+            with (
+                self.tracing.server(span_name, scope["headers"], **{"vif.request_id": rid}) if traced
+                else contextlib.nullcontext()
+            ) as span:  # fmt: skip
+                await self.app(scope, receive, observed_send)
+                if span is not None:
+                    span.set_attribute("http.response.status_code", status)
+                    span.set_attribute("vif.model", scope["state"].get("model") or "")
         finally:
             seconds = time.perf_counter() - started
             if protocol:

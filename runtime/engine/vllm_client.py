@@ -29,6 +29,7 @@ from vif.runtime.engine.types import (
     ToolCallParser,
     finite_logprob,
 )
+from vif.runtime.shared.tracing import current_trace_headers
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,11 @@ class VLLMEngineClient:
             engine_prompt = tokens_input(prompt)
             if arrived is not None:
                 engine_prompt["arrival_time"] = arrived
-            async for output in self._engine.generate(engine_prompt, params, request_id, lora_request=lora):
+            # the request's span, for vLLM's llm_request span to join (vLLM refuses them with tracing off)
+            traced = current_trace_headers() if self._engine.observability_config.otlp_traces_endpoint else None
+            async for output in self._engine.generate(
+                engine_prompt, params, request_id, lora_request=lora, trace_headers=traced
+            ):
                 finished = output.finished
                 yield _engine_step(output, len(prompt), options)
         except VLLMEngineDeadError:

@@ -36,6 +36,7 @@ from vif.runtime.shared.asgi import (
     until_disconnect,
 )
 from vif.runtime.shared.live_files import DEFAULT_INTERVAL, LiveFiles
+from vif.runtime.shared.tracing import Tracing
 
 # Forwarded without a routing key: they carry no prompt worth keeping near its cache.
 PLAIN_ROUTES = {"/v1/models": ["GET"], "/tokenize": ["POST"], "/detokenize": ["POST"]}
@@ -73,6 +74,7 @@ class Router:
     proxy: Proxy
     prober: Prober
     keys: KeyCheck
+    tracing: Tracing
 
 
 class ForwardedRoute:
@@ -87,9 +89,12 @@ class ForwardedRoute:
         status: int | str
         try:
             self.authenticate(scope)
-            body = await self.read_body(receive)
-            key = routing_key(self.extract, body, settings.prefix_chars) if self.extract and body else None
-            status = await until_disconnect(receive, self.router.proxy.forward(scope, body, key, send))
+            with self.router.tracing.server(f"{scope['method']} {scope['path']}", scope["headers"]) as span:
+                body = await self.read_body(receive)
+                key = routing_key(self.extract, body, settings.prefix_chars) if self.extract and body else None
+                status = await until_disconnect(receive, self.router.proxy.forward(scope, body, key, send))
+                if span is not None:
+                    span.set_attribute("http.response.status_code", status)
         except ClientGone:
             status = "client-gone"
         except RouterError as error:
@@ -135,20 +140,22 @@ def create_app(
     endpoints: EndpointSet,
     settings: RouterSettings | None = None,
     discovery: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    tracing: Tracing | None = None,
 ) -> Starlette:
     """The router over `endpoints`; `discovery`, if given, runs for the app's lifetime and keeps them current."""
     settings = settings or RouterSettings()
+    tracing = tracing or Tracing()
     holding = Holding(endpoints, settings.max_pending, settings.max_wait)
     metrics = RouterMetrics(settings.model_name, endpoints, lambda: holding.pending)
     pool = pool_client(settings.connect_timeout)
     proxy = Proxy(
         endpoints, build_strategy(settings.strategy, settings.load_factor), holding, metrics, pool,
         retries=settings.retries, cooldown=settings.cooldown, first_byte_timeout=settings.first_byte_timeout,
-        idle_timeout=settings.idle_timeout,
+        idle_timeout=settings.idle_timeout, tracing=tracing,
     )  # fmt: skip
     probe_client = httpx.AsyncClient(trust_env=False)
     prober = Prober(endpoints, probe_client, settings.probe_interval)
-    router = Router(settings, endpoints, holding, metrics, proxy, prober, read_keys(settings))
+    router = Router(settings, endpoints, holding, metrics, proxy, prober, read_keys(settings), tracing)
     keys_file = None
     if settings.api_keys_file is not None:
         keys_file = LiveFiles([settings.api_keys_file], lambda: read_keys(settings), partial(setattr, router, "keys"))
@@ -181,6 +188,7 @@ def create_app(
             await asyncio.gather(*tasks, return_exceptions=True)
             await pool.aclose()
             await probe_client.aclose()
+            tracing.shutdown()
 
     routes = [
         *(Route(path, ForwardedRoute(router, extract), methods=["POST"]) for path, extract in EXTRACTORS.items()),

@@ -48,6 +48,8 @@ def parser() -> argparse.ArgumentParser:
                    help="a key a line, read again when it changes (docs/live-config.md)")  # fmt: skip
     p.add_argument("--reload-interval", type=float, default=defaults.reload_interval,
                    help="seconds between looks at --api-keys-file")  # fmt: skip
+    p.add_argument("--otlp-traces-endpoint", default=None,
+                   help="spans over OTLP (default: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT; docs/tracing.md)")  # fmt: skip
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -95,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from vif.runtime.router.app import create_app
     from vif.runtime.router.endpoints import EndpointSet
+    from vif.runtime.shared.tracing import Tracing
 
     endpoints = EndpointSet(args.endpoint or ())
     discovery = None
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         discovery = EndpointSliceWatch(
             api_access(args.kubeconfig), namespace, service, args.service_port, endpoints
         ).run
-    app = create_app(endpoints, settings, discovery)
+    app = create_app(endpoints, settings, discovery, Tracing.start("vif-router", args.otlp_traces_endpoint))
     log.info("routing to %s with %s", args.service or ", ".join(args.endpoint), args.strategy)
     # Replicas' Server and Date headers pass through; uvicorn would add its own beside them.
     uvicorn.run(

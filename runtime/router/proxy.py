@@ -30,6 +30,7 @@ from vif.runtime.router.errors import RouterError
 from vif.runtime.router.holding import Holding
 from vif.runtime.router.metrics import RouterMetrics
 from vif.runtime.router.strategies import Strategy
+from vif.runtime.shared.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class Proxy:
         cooldown: float = 5.0,
         first_byte_timeout: float = 300.0,
         idle_timeout: float = 60.0,
+        tracing: Tracing | None = None,
     ) -> None:
         self.endpoints = endpoints
         self.strategy = strategy
@@ -102,40 +104,50 @@ class Proxy:
         self.cooldown = cooldown
         self.first_byte_timeout = first_byte_timeout
         self.idle_timeout = idle_timeout
+        self.tracing = tracing or Tracing()
 
     async def forward(self, scope: Scope, body: bytes, key: str | None, send: Send) -> int:
         """Serve the request from a replica onto `send`; the status the client got. Raises `RouterError` (no
         response started yet) or `BrokenStream` (the response is unfinished)."""
         tried: set[str] = set()
         for attempt in range(self.retries + 1):
-            endpoint = await self.pick(key, tried)
+            with self.tracing.span("pick"):  # includes a hold while no replica is ready
+                endpoint = await self.pick(key, tried)
             tried.add(endpoint.url)
             endpoint.in_flight += 1
-            try:
-                request = self.client.build_request(
-                    scope["method"], endpoint.url + upstream_target(scope), headers=forwarded_headers(scope["headers"]),
-                    content=body or None,
-                )  # fmt: skip
-                try:
-                    upstream = await self.send_for_status(request)
-                except httpx.TransportError as exc:
-                    reason = failure_reason(exc)
-                    self.eject(endpoint, reason, exc)
-                    if attempt == self.retries:
-                        raise RouterError(
-                            f"No replica answered after {attempt + 1} attempts.",
-                            status=502, type="service_unavailable", code="replica_unreachable",
-                        ) from None  # fmt: skip
-                    self.metrics.retries.labels(reason).inc()
-                    continue
-                try:
-                    await self.relay(upstream, endpoint, send)
-                finally:
-                    await upstream.aclose()
-                return upstream.status_code
-            finally:
-                endpoint.in_flight -= 1
+            with self.tracing.span("forward", **{"vif.replica": endpoint.url, "vif.attempt": attempt}):
+                status = await self.attempt(scope, body, send, endpoint, attempt)
+            if status is not None:
+                return status
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def attempt(self, scope: Scope, body: bytes, send: Send, endpoint: Endpoint, attempt: int) -> int | None:
+        """One replica's try: the status the client got, or None when the replica could not be reached and another
+        may be tried. `endpoint.in_flight` counts this try, and is given back here."""
+        try:
+            headers = self.tracing.outgoing(forwarded_headers(scope["headers"]))  # this try's span is the parent
+            request = self.client.build_request(
+                scope["method"], endpoint.url + upstream_target(scope), headers=headers, content=body or None
+            )
+            try:
+                upstream = await self.send_for_status(request)
+            except httpx.TransportError as exc:
+                reason = failure_reason(exc)
+                self.eject(endpoint, reason, exc)
+                if attempt == self.retries:
+                    raise RouterError(
+                        f"No replica answered after {attempt + 1} attempts.",
+                        status=502, type="service_unavailable", code="replica_unreachable",
+                    ) from None  # fmt: skip
+                self.metrics.retries.labels(reason).inc()
+                return None
+            try:
+                await self.relay(upstream, endpoint, send)
+            finally:
+                await upstream.aclose()
+            return upstream.status_code
+        finally:
+            endpoint.in_flight -= 1
 
     async def pick(self, key: str | None, tried: set[str]) -> Endpoint:
         """A ready replica not yet tried for this request (any ready one if all were); waits while none is."""

@@ -18,6 +18,7 @@ from vif.runtime.serving.base import BaseServingEngine
 from vif.runtime.serving.context import ServedModel
 from vif.runtime.serving.metrics import RuntimeMetrics
 from vif.runtime.serving.registry import serving_classes
+from vif.runtime.shared.tracing import Tracing
 
 MODEL = "smollm2-135m-instruct"
 
@@ -47,9 +48,11 @@ async def make_app(
         lifecycle: Lifecycle | None = None,
         model: ServedModel | None = None,
         live: LiveSources | None = None,
+        tracing: Tracing | None = None,
     ) -> tuple[Starlette, httpx.AsyncClient]:
         classes = classes or serving_classes("OpenAIServingChat")
-        app = create_app(model or ServedModel(MODEL), lambda: engine, classes, metrics, settings, lifecycle, live)
+        served = model or ServedModel(MODEL)
+        app = create_app(served, lambda: engine, classes, metrics, settings, lifecycle, live, tracing)
         lifespan = app.router.lifespan_context(app)
         await lifespan.__aenter__()
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vif")

@@ -1,0 +1,124 @@
+"""OpenTelemetry traces of the runtime and the router (docs/tracing.md), exported over OTLP; off unless an endpoint
+is given (`--otlp-traces-endpoint`, vLLM's own flag, or the standard `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` /
+`OTEL_EXPORTER_OTLP_ENDPOINT`).
+
+A request's span continues the client's W3C `traceparent`, the router passes its own on to the replica, and the
+runtime passes the current one to vLLM (`trace_headers`), whose `llm_request` span joins the trace. The SDK reads
+the standard `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`,
+as every OpenTelemetry SDK does. OpenTelemetry is imported only when tracing is on: off, every call is a no-op.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+PROPAGATED = (b"traceparent", b"tracestate")
+
+
+def traces_endpoint(given: str | None = None) -> str | None:
+    """Where spans go: the flag's endpoint, else the standard environment variables' (the generic
+    `OTEL_EXPORTER_OTLP_ENDPOINT` is a base URL, under which OTLP over HTTP posts to `/v1/traces`); None: off."""
+    if given or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        return given or os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+    base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if base and _protocol() == "http/protobuf":
+        return base.rstrip("/") + "/v1/traces"
+    return base or None
+
+
+class Tracing:
+    """Spans of one process. `Tracing()` is off; `Tracing.start(...)` exports them."""
+
+    def __init__(self, tracer: Any = None, provider: Any = None) -> None:
+        self._tracer = tracer
+        self._provider = provider
+
+    @property
+    def on(self) -> bool:
+        return self._tracer is not None
+
+    @classmethod
+    def start(cls, service: str, endpoint: str | None) -> Tracing:
+        """Export to `endpoint` (gRPC, or HTTP with `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/protobuf`) as
+        `service` (unless `OTEL_SERVICE_NAME` says otherwise); off without an endpoint."""
+        endpoint = traces_endpoint(endpoint)
+        if endpoint is None:
+            return cls()
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.trace import set_tracer_provider
+
+        resource = Resource.create({} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": service})
+        provider = TracerProvider(resource=resource)  # the sampler: OTEL_TRACES_SAMPLER, else parent-based, all
+        provider.add_span_processor(BatchSpanProcessor(_exporter(endpoint)))
+        set_tracer_provider(provider)  # vLLM's engine spans, made in this process, go through it too
+        return cls(provider.get_tracer("vif"), provider)
+
+    @contextlib.contextmanager
+    def server(self, name: str, headers: Iterable[tuple[bytes, bytes]], **attributes: Any) -> Iterator[Any]:
+        """A request's span, continuing the trace its `traceparent` names; the span, or None when off."""
+        if self._tracer is None:
+            yield None
+            return
+        from opentelemetry.propagate import extract
+        from opentelemetry.trace import SpanKind
+
+        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers if k.lower() in PROPAGATED}
+        with self._tracer.start_as_current_span(
+            name, context=extract(carrier), kind=SpanKind.SERVER, attributes=attributes
+        ) as span:
+            yield span
+
+    @contextlib.contextmanager
+    def span(self, name: str, **attributes: Any) -> Iterator[Any]:
+        """A step of the current request's span; the span, or None when off."""
+        if self._tracer is None:
+            yield None
+            return
+        with self._tracer.start_as_current_span(name, attributes=attributes) as span:
+            yield span
+
+    def outgoing(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """`headers` for a request this span makes: the client's trace headers replaced by the current span's."""
+        if self._tracer is None:
+            return headers
+        from opentelemetry.propagate import inject
+
+        carrier: dict[str, str] = {}
+        inject(carrier)
+        kept = [(k, v) for k, v in headers if k.lower() not in PROPAGATED]
+        return kept + [(k.encode("latin-1"), v.encode("latin-1")) for k, v in carrier.items()]
+
+    def shutdown(self) -> None:
+        """Export what is left (the process is ending)."""
+        if self._provider is not None:
+            self._provider.shutdown()
+
+
+def current_trace_headers() -> dict[str, str] | None:
+    """The current span's `traceparent` (and `tracestate`), for vLLM's `trace_headers`; None without one."""
+    from opentelemetry.propagate import inject
+
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    return carrier or None
+
+
+def _protocol() -> str:
+    return (
+        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
+    )
+
+
+def _exporter(endpoint: str) -> Any:
+    if _protocol() == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HTTPExporter
+
+        return HTTPExporter(endpoint=endpoint)
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GRPCExporter
+
+    return GRPCExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"))
