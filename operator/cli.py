@@ -27,6 +27,8 @@ SETTINGS_FLAGS = (
      "the Hugging Face endpoint models' downloads use (a mirror; default huggingface.co)"),
     ("--operator-namespace", "VIF_OPERATOR_NAMESPACE",
      "the operator's namespace: replicas' NetworkPolicy lets it ask a download's progress (the chart sets it)"),
+    ("--traces-endpoint", "VIF_TRACES_ENDPOINT",
+     "the OTLP collector models with spec.tracing send spans to, e.g. http://jaeger-collector.tracing:4317"),
 )  # fmt: skip
 
 

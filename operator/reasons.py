@@ -29,5 +29,6 @@ class Reason(StrEnum):
     LIVE_CONFIG_REFUSED = "LiveConfigRefused"
     KEDA_REQUIRED = "KEDARequired"
     PROMETHEUS_ADDRESS_MISSING = "PrometheusAddressMissing"
+    TRACING_ENDPOINT_MISSING = "TracingEndpointMissing"
     # Normal events
     PRUNED = "Pruned"

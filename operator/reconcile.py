@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from vif.operator.apply import Cluster, NameConflict, current_children, key, prune, sync_child
 from vif.operator.builders import build_children, wants_service_monitor
+from vif.operator.builders.common import tracing_problem
 from vif.operator.builders.inference_pool import wants_inference_pool
 from vif.operator.builders.keda import autoscaling_problem
 from vif.operator.builders.model_cache import cached_source
@@ -93,7 +94,9 @@ def reconcile(body: dict[str, Any], cluster: Cluster, settings: OperatorSettings
     status = build_status(ref, deployment, body["metadata"].get("generation"), _conditions(body), router)
     # A failed download (downloads.py writes it) is the more urgent: no replica can start.
     problem = failure((body.get("status") or {}).get("download")) if cached_source(ref) else None
-    problem = problem or unscaled or refusal((body.get("status") or {}).get("liveConfig"))
+    problem = (
+        problem or unscaled or tracing_problem(ref, settings) or refusal((body.get("status") or {}).get("liveConfig"))
+    )
     if problem is not None:
         status["conditions"] = with_degraded(status["conditions"], problem, status["observedGeneration"], body)
     return Outcome(status, problem, tuple(pruned))

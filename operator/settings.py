@@ -12,8 +12,8 @@ class OperatorSettings:
     """What the operator brings to every model: the default runtime image, the policy models must meet, the
     Prometheus KEDA's triggers query (empty: none known), whether models get a NetworkPolicy unless they say, the
     namespace whose pods scrape the replicas (empty: none let through), the Hugging Face endpoint models'
-    downloads use (empty: huggingface.co), and the operator's own namespace, let through to ask a download's
-    progress (empty: not known)."""
+    downloads use (empty: huggingface.co), the operator's own namespace, let through to ask a download's
+    progress (empty: not known), and the OTLP collector models with `spec.tracing` send spans to (empty: none)."""
 
     runtime_image: str = "vif-runtime:0.1.0"
     policy: Policy = field(default_factory=Policy)
@@ -22,3 +22,4 @@ class OperatorSettings:
     monitoring_namespace: str = ""
     hub_endpoint: str = ""
     operator_namespace: str = ""
+    traces_endpoint: str = ""

@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 from vif.operator.model_ref import ModelRef
+from vif.operator.reasons import Reason
+from vif.operator.settings import OperatorSettings
 
 RUNTIME_PORT = 8000
 CONFIG_DIR = "/etc/vif"
@@ -45,6 +47,29 @@ def api_keys_volume(ref: ModelRef) -> tuple[dict[str, Any], dict[str, Any]] | No
     only_key = [{"key": secret.key, "path": KEYS_FILE.rsplit("/", 1)[1]}]
     volume = {"name": "api-keys", "secret": {"secretName": secret.name, "items": only_key}}
     return volume, {"name": "api-keys", "mountPath": KEYS_DIR, "readOnly": True}
+
+
+def tracing_env(ref: ModelRef, endpoint: str, service: str) -> list[dict[str, Any]]:
+    """The standard OpenTelemetry variables for a model with `spec.tracing` (docs/tracing.md): the operator's
+    collector, the model's ratio (parent-based: a client's sampled trace is kept), and who the spans are from."""
+    if ref.spec.tracing is None or not endpoint:
+        return []
+    attributes = f"k8s.namespace.name={ref.namespace},vif.model={ref.name}"
+    return [
+        {"name": "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "value": endpoint},
+        {"name": "OTEL_TRACES_SAMPLER", "value": "parentbased_traceidratio"},
+        {"name": "OTEL_TRACES_SAMPLER_ARG", "value": str(ref.spec.tracing.sample_ratio)},
+        {"name": "OTEL_SERVICE_NAME", "value": service},
+        {"name": "OTEL_RESOURCE_ATTRIBUTES", "value": attributes},
+    ]
+
+
+def tracing_problem(ref: ModelRef, settings: OperatorSettings) -> tuple[str, str] | None:
+    """(reason, message) when the model asks for traces the operator has no collector for: it serves untraced."""
+    if ref.spec.tracing is None or settings.traces_endpoint:
+        return None
+    message = "spec.tracing is set but the operator has no collector (--traces-endpoint, chart value tracing.endpoint)"
+    return Reason.TRACING_ENDPOINT_MISSING, message + "; serving without traces"
 
 
 def content_hash(data: Any) -> str:

@@ -19,6 +19,7 @@ from vif.operator.builders.common import (
     api_keys_volume,
     content_hash,
     shared_pod_settings,
+    tracing_env,
 )
 from vif.operator.builders.configmap import live_configmap_name
 from vif.operator.builders.identity import service_account_name
@@ -133,7 +134,7 @@ def build_deployment(ref: ModelRef, settings: OperatorSettings, configmap: dict[
         "image": image,
         "command": ["vif-runtime", "serve"],
         "args": runtime_args(ref),
-        "env": runtime_env(ref),
+        "env": runtime_env(ref) + tracing_env(ref, settings.traces_endpoint, "vif-runtime"),
         "ports": [{"name": "http", "containerPort": RUNTIME_PORT, "protocol": "TCP"}],
         "resources": resources(ref),
         "volumeMounts": mounts,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vif.operator.builders.common import KEYS_FILE, RUNTIME_PORT, api_keys_volume, shared_pod_settings
+from vif.operator.builders.common import KEYS_FILE, RUNTIME_PORT, api_keys_volume, shared_pod_settings, tracing_env
 from vif.operator.builders.lifecycle import pre_stop_hook, probe
 from vif.operator.builders.security import TMP_DIR, container_security_context, pod_security_context
 from vif.operator.kinds import DEPLOYMENT, PDB, ROLE, ROLE_BINDING, SERVICE, SERVICE_ACCOUNT
@@ -102,6 +102,7 @@ def build_router_deployment(ref: ModelRef, settings: OperatorSettings) -> dict[s
         "image": ref.spec.image or settings.runtime_image,
         "command": ["vif-router"],
         "args": router_args(ref),
+        "env": tracing_env(ref, settings.traces_endpoint, "vif-router"),
         "ports": [{"name": PORT_NAME, "containerPort": RUNTIME_PORT, "protocol": "TCP"}],
         "resources": {
             "requests": {"cpu": ROUTER_CPU_REQUEST, "memory": ROUTER_MEMORY_REQUEST},

@@ -197,6 +197,14 @@ class Routing(APIModel):
     )
 
 
+class TracingSettings(APIModel):
+    """Spans of the model's router, replicas and engine, to the operator's OTLP collector (docs/tracing.md)."""
+
+    sample_ratio: float = Field(
+        0.1, ge=0, le=1, description="The share of requests traced (a client's sampled traceparent is always kept)."
+    )
+
+
 class EnvVar(APIModel):
     name: str = Field(min_length=1, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
     value: str = ""
@@ -244,6 +252,10 @@ class InferenceModelSpec(APIModel):
     monitoring: Monitoring = sub(Monitoring)
     inference_pool: InferencePoolSettings = sub(InferencePoolSettings)
     api_key_secret: SecretKeyRef | None = Field(None, description="Secret whose key holds the accepted API keys.")
+    tracing: TracingSettings | None = Field(
+        None,
+        description="OpenTelemetry traces to the operator's collector (the chart's tracing.endpoint); off if unset",
+    )
     env: list[EnvVar] = Field(
         default_factory=list, description="Environment of the runtime; only names on the operator's allow-list."
     )

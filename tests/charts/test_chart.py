@@ -200,3 +200,9 @@ def test_empty_allow_lists_allow_no_env_and_no_flag_and_admission_can_be_off() -
     assert '"^()$"' in env_rule and " in []" in args_rule
     off = render(["--set", "policy.admission.enabled=false"])
     assert not [d for d in off if d["kind"].startswith("ValidatingAdmissionPolicy")]
+
+
+def test_the_traces_endpoint_reaches_the_operator() -> None:
+    assert not [a for a in operator_args(render([])) if a.startswith("--traces-endpoint")]
+    docs = render(["--set", "tracing.endpoint=http://jaeger-collector.tracing.svc:4317"])
+    assert "--traces-endpoint=http://jaeger-collector.tracing.svc:4317" in operator_args(docs)

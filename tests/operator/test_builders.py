@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from helpers.model_children import own_children
+from vif.operator.builders import build_children
+from vif.operator.builders.common import tracing_problem
 from vif.operator.builders.security import cache_env
 from vif.operator.model_ref import ModelRef
 from vif.operator.names import CONFIG_HASH
@@ -226,3 +228,27 @@ def test_pod_settings_users_of_kserve_and_kubeai_expect() -> None:
 def test_endpoint() -> None:
     ref = ModelRef("chat", "team-a", "u", InferenceModelSpec.model_validate({**CPU_MODEL, "service": {"port": 8080}}))
     assert ref.endpoint() == "http://chat.team-a.svc.cluster.local:8080/v1"
+
+
+def test_tracing_sends_the_standard_variables_to_the_runtime_and_the_router() -> None:
+    """spec.tracing with the operator's collector: the runtime and the router export with the model's ratio."""
+    from vif.operator.builders.routing import router_name
+
+    settings = OperatorSettings(runtime_image="vif-runtime:test", traces_endpoint="http://collector.tracing:4317")
+    ref = ModelRef("chat", "team-a", "uid-1", InferenceModelSpec.model_validate({**CPU_MODEL, "tracing": {}}))
+    built = {(c["kind"], c["metadata"]["name"]): c for c in build_children(ref, settings, False)}
+    for name, service in (("chat", "vif-runtime"), (router_name(ref), "vif-router")):
+        (c,) = built["Deployment", name]["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] == "http://collector.tracing:4317"
+        assert (env["OTEL_TRACES_SAMPLER"], env["OTEL_TRACES_SAMPLER_ARG"]) == ("parentbased_traceidratio", "0.1")
+        assert env["OTEL_SERVICE_NAME"] == service and "vif.model=chat" in env["OTEL_RESOURCE_ATTRIBUTES"]
+    untraced = {(c["kind"], c["metadata"]["name"]): c for c in build_children(ref, SETTINGS, False)}
+    (c,) = untraced["Deployment", "chat"]["spec"]["template"]["spec"]["containers"]
+    assert not [e for e in c["env"] if e["name"].startswith("OTEL_")]  # no collector: nothing to send to
+    assert tracing_problem(ref, SETTINGS) == (
+        "TracingEndpointMissing",
+        "spec.tracing is set but the operator has no collector (--traces-endpoint, chart value tracing.endpoint);"
+        " serving without traces",
+    )
+    assert tracing_problem(ref, settings) is None
