@@ -69,9 +69,9 @@ unit: install
 integration: model test-servers
 	$(VENV)/bin/pytest -m integration -q
 
-# The real servers the tests start: olah, a Hugging Face-compatible hub (tests/helpers/hub_server.py), and moto, an
-# S3-compatible store (tests/helpers/s3_server.py), each in a venv of its own, cached by version under
-# ~/.cache/vif/tools.
+# The real servers the tests start: olah, a Hugging Face-compatible hub (tests/helpers/hub_server.py), moto, an
+# S3-compatible store (tests/helpers/s3_server.py), each in a venv of its own, and Jaeger (below), cached by version
+# under ~/.cache/vif/tools.
 TOOLS ?= $(HOME)/.cache/vif/tools
 OLAH := $(TOOLS)/olah-0.5.4/bin/olah-cli
 $(OLAH):
@@ -81,7 +81,13 @@ MOTO := $(TOOLS)/moto-5.2.5/bin/moto_server
 $(MOTO):
 	rm -rf $(TOOLS)/moto-5.2.5 && python3 -m venv $(TOOLS)/moto-5.2.5
 	$(TOOLS)/moto-5.2.5/bin/pip install -q "moto[server]==5.2.5"
-test-servers: $(OLAH) $(MOTO)
+# Jaeger, the OTLP collector of the tracing tests (tests/helpers/jaeger.py), built from Go modules at the version
+# e2e/tracing/go.mod pins.
+JAEGER_VERSION := $(shell sed -n 's|^[[:space:]]*github.com/jaegertracing/jaeger v\([0-9.]*\).*|\1|p' e2e/tracing/go.mod)
+JAEGER := $(TOOLS)/jaeger-$(JAEGER_VERSION)/jaeger
+$(JAEGER):
+	e2e/tracing/build.sh $(TOOLS)/jaeger-$(JAEGER_VERSION)
+test-servers: $(OLAH) $(MOTO) $(JAEGER)
 
 cluster-test: model cluster-up test-servers
 	$(VENV)/bin/pytest -m "cluster or helm" -q
