@@ -49,7 +49,7 @@ lint: install
 	mkdir -p .cache/mypy-src/vif  # mypy cannot follow the editable install's import hook: link the packages
 	ln -sfn ../../../runtime .cache/mypy-src/vif/runtime && ln -sfn ../../../operator .cache/mypy-src/vif/operator
 	$(VENV)/bin/mypy -p vif.runtime -p vif.operator
-	bash -n runtime/scripts/install.sh operator/scripts/install.sh e2e/cluster/*.sh e2e/images/*.sh
+	bash -n runtime/scripts/install.sh operator/scripts/install.sh e2e/cluster/*.sh e2e/images/*.sh e2e/tracing/*.sh
 
 # The operator image's install recipe in a throwaway venv: proves operator/requirements.lock is complete.
 operator-install-check:
