@@ -162,7 +162,8 @@ REFUSED_EXTRA_ARGS: dict[str, tuple[str, ...]] = {
         "--hf-token",
         "--mm-encoder-fp8-scale-path",
         "--mm-encoder-fp8-scale-save-path",
-        "--otlp-traces-endpoint",
+        "--otlp-traces-endpoint",  # spec.tracing sends them to the operator's collector
+        "--otlp-logs-endpoint",
         "--master-addr",
         "--master-port",
         "--nnodes",

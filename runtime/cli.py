@@ -114,6 +114,8 @@ def own_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-format", choices=["text", "json"], default="text")
     parser.add_argument("--log-file", type=Path, default=None, help="rotating log file instead of the console")
+    parser.add_argument("--otlp-logs-endpoint", default=None,
+                        help="logs to an OTLP collector too ($OTEL_EXPORTER_OTLP_LOGS_ENDPOINT)")  # fmt: skip
     return parser
 
 
@@ -131,10 +133,11 @@ def serve(argv: list[str]) -> int:
     import uvicorn
 
     from vif.runtime.app.lifecycle import Lifecycle
-    from vif.runtime.app.logs import configure_logging
+    from vif.runtime.app.logs import RequestIdFilter, configure_logging
     from vif.runtime.app.server import GracefulServer
     from vif.runtime.config import ConfigError
     from vif.runtime.engine.args import explicit_flags
+    from vif.runtime.shared.otlp import export_logs
 
     ours = own_parser()
     # `vllm serve`'s order: the model first. Not an argparse positional: with unknown (engine) flags beside it,
@@ -147,6 +150,7 @@ def serve(argv: list[str]) -> int:
         return 0
     flags = explicit_flags(engine, rest)  # also refuses unknown or malformed flags
     configure_logging(args.log_level, args.log_format, args.log_file)
+    exported = export_logs("vif-runtime", args.otlp_logs_endpoint, logging.getLogger("vif"), RequestIdFilter())
     servers: list[GracefulServer] = []
     lifecycle = Lifecycle(on_fatal=lambda: servers[0].fail())  # the engine failed: exit non-zero, not linger
     try:
@@ -156,7 +160,10 @@ def serve(argv: list[str]) -> int:
         return 2
     config = uvicorn.Config(app, host=args.host, port=args.port, log_config=None, access_log=False)
     servers.append(GracefulServer(config, lifecycle, settings.drain_seconds, settings.shutdown_timeout))
-    return 0 if servers[0].serve_until_stopped() else 1
+    served = servers[0].serve_until_stopped()
+    if exported is not None:
+        exported.shutdown()  # what is left goes out before the process ends
+    return 0 if served else 1
 
 
 def _build(

@@ -51,11 +51,14 @@ def api_keys_volume(ref: ModelRef) -> tuple[dict[str, Any], dict[str, Any]] | No
 
 def tracing_env(ref: ModelRef, endpoint: str, service: str) -> list[dict[str, Any]]:
     """The standard OpenTelemetry variables for a model with `spec.tracing` (docs/tracing.md): the operator's
-    collector, the model's ratio (parent-based: a client's sampled trace is kept), and who the spans are from."""
+    collector (for the logs too with `tracing.logs`), the model's ratio (parent-based: a client's sampled trace is
+    kept), and who the spans are from."""
     if ref.spec.tracing is None or not endpoint:
         return []
     attributes = f"k8s.namespace.name={ref.namespace},vif.model={ref.name}"
+    logs = [{"name": "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "value": endpoint}] if ref.spec.tracing.logs else []
     return [
+        *logs,
         {"name": "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "value": endpoint},
         {"name": "OTEL_TRACES_SAMPLER", "value": "parentbased_traceidratio"},
         {"name": "OTEL_TRACES_SAMPLER_ARG", "value": str(ref.spec.tracing.sample_ratio)},

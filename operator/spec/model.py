@@ -203,6 +203,9 @@ class TracingSettings(APIModel):
     sample_ratio: float = Field(
         0.1, ge=0, le=1, description="The share of requests traced (a client's sampled traceparent is always kept)."
     )
+    logs: bool = Field(
+        False, description="The runtime's and the router's log lines to the same collector too (they stay on stdout)."
+    )
 
 
 class EnvVar(APIModel):

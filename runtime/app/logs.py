@@ -1,4 +1,5 @@
-"""Logging to the console or a rotating file, as text or JSON, each line carrying the request id."""
+"""Logging to the console or a rotating file, as text or JSON, each line carrying the request id (and, while
+tracing, the trace id); and to an OTLP collector too when one is set (docs/tracing.md)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging.handlers
 from pathlib import Path
 
 import orjson
+from opentelemetry.trace import get_current_span
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -15,10 +17,14 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 
 class RequestIdFilter(logging.Filter):
-    """Stamps every record with the id of the request being served (`-` outside a request)."""
+    """Stamps every record with the id of the request being served (`-` outside a request) and, while tracing, the
+    trace and span it was logged in (docs/tracing.md)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
+        context = get_current_span().get_span_context()
+        if context.is_valid:
+            record.trace_id, record.span_id = format(context.trace_id, "032x"), format(context.span_id, "016x")
         return True
 
 
@@ -33,6 +39,9 @@ class JsonFormatter(logging.Formatter):
             "request_id": getattr(record, "request_id", "-"),
             "message": record.getMessage(),
         }
+        for traced in ("trace_id", "span_id"):
+            if hasattr(record, traced):
+                line[traced] = getattr(record, traced)
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(line).decode()

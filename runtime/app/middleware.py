@@ -79,24 +79,23 @@ class RequestObserver:
 
         traced = self.tracing.on and scope["path"] not in OPEN_PATHS
         span_name = f"{scope['method']} {scope['path']}"
-        try:
-            with (
-                self.tracing.server(span_name, scope["headers"], **{"vif.request_id": rid}) if traced
-                else contextlib.nullcontext()
-            ) as span:  # fmt: skip
+        with (
+            self.tracing.server(span_name, scope["headers"], **{"vif.request_id": rid}) if traced
+            else contextlib.nullcontext()
+        ) as span:  # fmt: skip
+            try:
                 await self.app(scope, receive, observed_send)
-                if span is not None:
-                    span.set_attribute("http.response.status_code", status)
-                    span.set_attribute("vif.model", scope["state"].get("model") or "")
-        finally:
-            seconds = time.perf_counter() - started
-            if protocol:
+            finally:  # inside the span: the access log line carries its trace
+                seconds = time.perf_counter() - started
                 served = scope["state"].get("model")  # set by the endpoint once the body named it
-                self.metrics.request_finished(protocol, status, seconds, served)
-                if status >= 400:
-                    self.metrics.count_error(protocol, scope["state"].get("error_type", "unknown"), served)
-            log.info("%s %s %d %.1fms", scope["method"], printable(scope["path"]), status, seconds * 1000)
-            request_id_var.reset(token)
+                if protocol:
+                    self.metrics.request_finished(protocol, status, seconds, served)
+                    if status >= 400:
+                        self.metrics.count_error(protocol, scope["state"].get("error_type", "unknown"), served)
+                if span is not None:
+                    span.set_attributes({"http.response.status_code": status, "vif.model": served or ""})
+                log.info("%s %s %d %.1fms", scope["method"], printable(scope["path"]), status, seconds * 1000)
+                request_id_var.reset(token)
 
 
 class APIKeyAuth:

@@ -14,6 +14,7 @@ from vif.runtime.router.app import RouterSettings, read_keys
 from vif.runtime.router.endpoints import normalize_url
 from vif.runtime.router.strategies import STRATEGIES
 from vif.runtime.shared.api_keys import load_api_keys
+from vif.runtime.shared.otlp import export_logs
 
 log = logging.getLogger("vif.router")
 
@@ -50,6 +51,8 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds between looks at --api-keys-file")  # fmt: skip
     p.add_argument("--otlp-traces-endpoint", default=None,
                    help="spans over OTLP (default: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT; docs/tracing.md)")  # fmt: skip
+    p.add_argument("--otlp-logs-endpoint", default=None,
+                   help="logs to an OTLP collector too ($OTEL_EXPORTER_OTLP_LOGS_ENDPOINT)")  # fmt: skip
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -90,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.first_byte_timeout <= 0 or args.idle_timeout <= 0:
         p.error("--first-byte-timeout and --idle-timeout must be positive")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    exported = export_logs("vif-router", args.otlp_logs_endpoint, logging.getLogger("vif"))
     if args.log_level != "debug":  # httpx logs every proxied request at INFO: noise, and work on the hot path
         logging.getLogger("httpx").setLevel(logging.WARNING)
 
@@ -115,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         app, host=args.host, port=args.port, log_level=args.log_level, access_log=False, server_header=False,
         date_header=False, lifespan="on",
     )  # fmt: skip
+    if exported is not None:
+        exported.shutdown()
     return 0
 
 

@@ -11,22 +11,17 @@ as every OpenTelemetry SDK does. OpenTelemetry is imported only when tracing is 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterable, Iterator
 from typing import Any
+
+from vif.runtime.shared.otlp import otlp_endpoint, protocol, resource
 
 PROPAGATED = (b"traceparent", b"tracestate")
 
 
 def traces_endpoint(given: str | None = None) -> str | None:
-    """Where spans go: the flag's endpoint, else the standard environment variables' (the generic
-    `OTEL_EXPORTER_OTLP_ENDPOINT` is a base URL, under which OTLP over HTTP posts to `/v1/traces`); None: off."""
-    if given or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
-        return given or os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
-    base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-    if base and _protocol() == "http/protobuf":
-        return base.rstrip("/") + "/v1/traces"
-    return base or None
+    """Where spans go (`otlp.otlp_endpoint`); None: tracing off."""
+    return otlp_endpoint("traces", given)
 
 
 class Tracing:
@@ -47,13 +42,12 @@ class Tracing:
         endpoint = traces_endpoint(endpoint)
         if endpoint is None:
             return cls()
-        from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
         from opentelemetry.trace import set_tracer_provider
 
-        resource = Resource.create({} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": service})
-        provider = TracerProvider(resource=resource)  # the sampler: OTEL_TRACES_SAMPLER, else parent-based, all
+        # the sampler: OTEL_TRACES_SAMPLER, else the SDK's default (parent-based, every root)
+        provider = TracerProvider(resource=resource(service))
         provider.add_span_processor(BatchSpanProcessor(_exporter(endpoint)))
         set_tracer_provider(provider)  # vLLM's engine spans, made in this process, go through it too
         return cls(provider.get_tracer("vif"), provider)
@@ -108,14 +102,8 @@ def current_trace_headers() -> dict[str, str] | None:
     return carrier or None
 
 
-def _protocol() -> str:
-    return (
-        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
-    )
-
-
 def _exporter(endpoint: str) -> Any:
-    if _protocol() == "http/protobuf":
+    if protocol("traces") == "http/protobuf":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HTTPExporter
 
         return HTTPExporter(endpoint=endpoint)

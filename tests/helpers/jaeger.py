@@ -55,6 +55,24 @@ class Jaeger:
                                   parents[0] if parents else None, tags))  # fmt: skip
         return spans
 
+    def log_records(self) -> list[LogRecord]:
+        """The log records it received so far, as its debug exporter wrote them to its console (Jaeger keeps
+        traces, not logs: e2e/tracing/jaeger.yaml)."""
+        records = []
+        for block in self.log.read_text(errors="replace").split("LogRecord #")[1:]:
+            body = re.search(r"^Body: \w+\((.*)\)$", block, re.MULTILINE)
+            trace = re.search(r"^Trace ID: (\w*)$", block, re.MULTILINE)
+            attributes = dict(re.findall(r"^ +-> ([\w.]+): \w+\((.*)\)$", block.split("Trace ID:")[0], re.MULTILINE))
+            records.append(LogRecord(body[1] if body else "", attributes, trace[1] if trace else ""))
+        return records
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    body: str
+    attributes: dict[str, str]
+    trace_id: str
+
 
 @contextlib.contextmanager
 def running_jaeger(workdir: Path) -> Iterator[Jaeger]:

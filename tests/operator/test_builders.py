@@ -246,6 +246,14 @@ def test_tracing_sends_the_standard_variables_to_the_runtime_and_the_router() ->
     untraced = {(c["kind"], c["metadata"]["name"]): c for c in build_children(ref, SETTINGS, False)}
     (c,) = untraced["Deployment", "chat"]["spec"]["template"]["spec"]["containers"]
     assert not [e for e in c["env"] if e["name"].startswith("OTEL_")]  # no collector: nothing to send to
+    logged = InferenceModelSpec.model_validate({**CPU_MODEL, "tracing": {"logs": True}})
+    built = {
+        (c["kind"], c["metadata"]["name"]): c
+        for c in build_children(ModelRef("chat", "team-a", "u", logged), settings, False)
+    }
+    (c,) = built["Deployment", "chat"]["spec"]["template"]["spec"]["containers"]
+    assert {"name": "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "value": "http://collector.tracing:4317"} in c["env"]
+    assert "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT" not in env  # logs only when asked for
     assert tracing_problem(ref, SETTINGS) == (
         "TracingEndpointMissing",
         "spec.tracing is set but the operator has no collector (--traces-endpoint, chart value tracing.endpoint);"

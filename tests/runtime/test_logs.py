@@ -1,4 +1,4 @@
-"""Log lines carry the request id, as text or JSON, on the console or in a rotating file."""
+"""Log lines carry the request id (and, in a span, the trace), as text or JSON, on the console or in a rotating file."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.spans import CLIENT_TRACE, TRACEPARENT, recorded
 from vif.runtime.app.logs import configure_logging, request_id_var
 
 
@@ -40,3 +41,17 @@ def test_text_lines_outside_a_request(capsys: pytest.CaptureFixture[str]) -> Non
     logging.getLogger("vif.runtime.test").debug("hello")
     err = capsys.readouterr().err
     assert "DEBUG vif.runtime.test [-] hello" in err
+
+
+def test_a_json_line_logged_in_a_span_carries_its_trace(tmp_path: Path) -> None:
+    """So a log search by trace id finds the lines of one request (docs/tracing.md); outside a span, no such field."""
+    log_file = tmp_path / "vif.log"
+    handler = configure_logging("info", "json", log_file)
+    tracing, _ = recorded()
+    with tracing.server("POST /v1/completions", [(b"traceparent", TRACEPARENT.encode())]) as span:
+        logging.getLogger("vif.runtime.test").info("inside")
+    logging.getLogger("vif.runtime.test").info("outside")
+    handler.flush()
+    inside, outside = (json.loads(line) for line in log_file.read_text().splitlines())
+    assert (inside["trace_id"], inside["span_id"]) == (CLIENT_TRACE, format(span.get_span_context().span_id, "016x"))
+    assert "trace_id" not in outside

@@ -1,6 +1,6 @@
 """One request through the router is one trace in a real collector (Jaeger, tests/helpers/jaeger.py): the router's,
-the runtime's and vLLM's own engine span, each a child of the one before, continuing the client's traceparent
-(docs/tracing.md)."""
+the runtime's and vLLM's own engine span, each a child of the one before, continuing the client's traceparent; and
+the runtime's log lines reach the collector with the request id and the trace id (docs/tracing.md)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers.jaeger import Span, running_jaeger
+from helpers.jaeger import LogRecord, Span, running_jaeger
 from helpers.processes import stop_group
 from helpers.router_process import running_router
 from helpers.runtime_process import MODEL, start_runtime
@@ -23,13 +23,15 @@ WANTED = {
 }  # fmt: skip
 
 
-def test_one_request_through_the_router_is_one_trace_down_to_the_engine(
+def test_one_request_through_the_router_is_one_trace_down_to_the_engine_and_its_logs_carry_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "200")  # export every 0.2 s, not 5 s: the test reads them soon
+    for batched in ("OTEL_BSP_SCHEDULE_DELAY", "OTEL_BLRP_SCHEDULE_DELAY"):  # spans, logs: every 0.2 s, not 5 s
+        monkeypatch.setenv(batched, "200")
     with running_jaeger(tmp_path / "jaeger") as jaeger:
         (tmp_path / "runtime").mkdir()
-        runtime = start_runtime(tmp_path / "runtime", "--otlp-traces-endpoint", jaeger.otlp_grpc)
+        runtime = start_runtime(tmp_path / "runtime", "--otlp-traces-endpoint", jaeger.otlp_grpc,
+                                "--otlp-logs-endpoint", jaeger.otlp_grpc)  # fmt: skip
         try:
             router_args = ("--endpoint", runtime.base_url, "--otlp-traces-endpoint", jaeger.otlp_grpc)
             with running_router(tmp_path, *router_args) as router:
@@ -43,6 +45,12 @@ def test_one_request_through_the_router_is_one_trace_down_to_the_engine(
                     return spans if {(s.service, s.name) for s in spans} >= WANTED else None
 
                 spans = wait_for(complete, "the router's, the runtime's and the engine's spans in Jaeger", 60)
+                request_id = answer.headers["x-request-id"]
+
+                def logged() -> list[LogRecord]:
+                    return [r for r in jaeger.log_records() if r.attributes.get("request_id") == request_id]
+
+                records = wait_for(logged, "the request's log lines at the collector", 60)
         finally:
             stop_group(runtime.proc)
     one = {(s.service, s.name): s for s in spans}
@@ -52,6 +60,6 @@ def test_one_request_through_the_router_is_one_trace_down_to_the_engine(
     assert one["vif-runtime", "llm_request"].parent_id == one["vif-runtime", "engine"].span_id
     engine = one["vif-runtime", "llm_request"].attributes
     assert engine["gen_ai.usage.completion_tokens"] == answer.json()["usage"]["completion_tokens"]
-    assert (
-        one["vif-runtime", "POST /v1/chat/completions"].attributes["vif.request_id"] == answer.headers["x-request-id"]
-    )
+    assert one["vif-runtime", "POST /v1/chat/completions"].attributes["vif.request_id"] == request_id
+    (access,) = [r for r in records if r.body.startswith("POST /v1/chat/completions 200")]
+    assert access.trace_id == CLIENT_TRACE  # the line is the trace's: a log search by trace id finds it
