@@ -111,7 +111,7 @@ class Proxy:
         response started yet) or `BrokenStream` (the response is unfinished)."""
         tried: set[str] = set()
         for attempt in range(self.retries + 1):
-            with self.tracing.span("pick"):  # includes a hold while no replica is ready
+            with self.tracing.span("route"):  # includes a hold while no replica is ready
                 endpoint = await self.pick(key, tried)
             tried.add(endpoint.url)
             endpoint.in_flight += 1

@@ -22,10 +22,10 @@ async def test_the_replica_gets_the_routers_span_as_its_parent(start_replica: St
     finally:
         await router.stop()
     spans = by_name(exporter.get_finished_spans())
-    assert set(spans) == {"POST /v1/completions", "pick", "forward"}
+    assert set(spans) == {"POST /v1/completions", "route", "forward"}
     server, forward = spans["POST /v1/completions"], spans["forward"]
     assert hex_id(server.context.trace_id, 32) == CLIENT_TRACE and hex_id(server.parent.span_id, 16) == CLIENT_PARENT
-    assert forward.parent.span_id == spans["pick"].parent.span_id == server.context.span_id
+    assert forward.parent.span_id == spans["route"].parent.span_id == server.context.span_id
     assert forward.attributes["vif.replica"] == replica_served.url
     (seen,) = replica.seen
     assert seen["headers"]["traceparent"] == f"00-{CLIENT_TRACE}-{hex_id(forward.context.span_id, 16)}-01"

@@ -17,7 +17,7 @@ from helpers.spans import CLIENT_PARENT, CLIENT_TRACE, TRACEPARENT
 from helpers.waits import wait_for
 
 WANTED = {
-    ("vif-router", "POST /v1/chat/completions"), ("vif-router", "pick"), ("vif-router", "forward"),
+    ("vif-router", "POST /v1/chat/completions"), ("vif-router", "route"), ("vif-router", "forward"),
     ("vif-runtime", "POST /v1/chat/completions"), ("vif-runtime", "receive"), ("vif-runtime", "prepare"),
     ("vif-runtime", "engine"), ("vif-runtime", "llm_request"),
 }  # fmt: skip
