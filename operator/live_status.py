@@ -23,8 +23,14 @@ def report(answers: dict[str, dict[str, Any]]) -> dict[str, str]:
     return dict(IN_FORCE)
 
 
+def live_refusal(body: dict[str, Any]) -> tuple[str, str] | None:
+    """(reason, message) while a pod refuses the model's live configuration; never once the model names no Secret
+    or template of the user's (the watch no longer asks, so a refusal left in its status is over)."""
+    return refusal((body.get("status") or {}).get("liveConfig")) if names_own_config(body) else None
+
+
 def refusal(live_config: dict[str, Any] | None) -> tuple[str, str] | None:
-    """(reason, message) while a pod refuses the model's live configuration."""
+    """(reason, message) while `status.liveConfig` says a pod refuses."""
     if not live_config or not live_config.get("refused"):
         return None
     return Reason.LIVE_CONFIG_REFUSED, str(live_config.get("message") or "a replica refused its live configuration")

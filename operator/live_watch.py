@@ -88,14 +88,15 @@ class LiveConfigWatch:
         except InvalidSpec:
             return
         selector = ",".join(f"{k}={v}" for k, v in sorted(ref.selector().items()))
-        answers = {}
-        for pod in self._cluster.api.list("Pod", ref.namespace, selector):
+        answers, pods = {}, self._cluster.api.list("Pod", ref.namespace, selector)
+        for pod in pods:
             ip = (pod.get("status") or {}).get("podIP")
             if ip and not pod["metadata"].get("deletionTimestamp") and (answer := ask(ip, self._port)) is not None:
                 answers[pod["metadata"]["name"]] = answer
         found = report(answers)
         old = (body.get("status") or {}).get("liveConfig") or IN_FORCE
-        if not answers or found == old:
+        # no answer from pods that are starting: the last report stands; no pod at all (scaled to zero): none refuses
+        if (not answers and pods) or found == old:
             return
         written = self._cluster.api.patch_status(KIND, ref.namespace, ref.name, {"liveConfig": found})
         self._models.saw(written, deleted=False)

@@ -21,7 +21,7 @@ from vif.operator.builders.routing import router_name
 from vif.operator.download_status import failure
 from vif.operator.kinds import INFERENCE_POOL, SCALED_OBJECT, SERVICE_MONITOR
 from vif.operator.kube_api import APIError
-from vif.operator.live_status import refusal
+from vif.operator.live_status import live_refusal
 from vif.operator.model_ref import ModelRef
 from vif.operator.policy import policy_violations
 from vif.operator.reasons import Reason
@@ -94,9 +94,7 @@ def reconcile(body: dict[str, Any], cluster: Cluster, settings: OperatorSettings
     status = build_status(ref, deployment, body["metadata"].get("generation"), _conditions(body), router)
     # A failed download (downloads.py writes it) is the more urgent: no replica can start.
     problem = failure((body.get("status") or {}).get("download")) if cached_source(ref) else None
-    problem = (
-        problem or unscaled or tracing_problem(ref, settings) or refusal((body.get("status") or {}).get("liveConfig"))
-    )
+    problem = problem or unscaled or tracing_problem(ref, settings) or live_refusal(body)
     if problem is not None:
         status["conditions"] = with_degraded(status["conditions"], problem, status["observedGeneration"], body)
     return Outcome(status, problem, tuple(pruned))

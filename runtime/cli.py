@@ -69,7 +69,8 @@ def own_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=int(os.environ.get("SERVICE_PORT", "8000")), help="$SERVICE_PORT")
     parser.add_argument("--api-key", action="append", default=[], help="an accepted key; repeat for several")
-    parser.add_argument("--api-keys-file", type=Path, default=os.environ.get("VIF_API_KEYS_FILE"), help="a key a line")
+    parser.add_argument("--api-keys-file", type=Path, default=os.environ.get("VIF_API_KEYS_FILE"),
+                        help="a key a line (or comma-separated), read again when it changes")  # fmt: skip
     parser.add_argument(
         "--limit-concurrency", type=int, default=None, help="sequences in flight (default: 2 x max_num_seqs)"
     )

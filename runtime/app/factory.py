@@ -35,9 +35,9 @@ from vif.runtime.serving.base import BaseServingEngine
 from vif.runtime.serving.context import ServedModel
 from vif.runtime.serving.metrics import RuntimeMetrics
 from vif.runtime.shared.api_keys import KeyCheck
-from vif.runtime.shared.live_files import LiveFiles
+from vif.runtime.shared.live_files import LiveFiles, fingerprint
 from vif.runtime.shared.routes import PROTOCOL_PATHS
-from vif.runtime.shared.tracing import Tracing
+from vif.runtime.shared.tracing import TRACES_FLUSH_SECONDS, Tracing
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +71,14 @@ def create_app(
     in_force = InForce(KeyCheck(settings.api_keys), model)
 
     def apply_live(new: LiveSettings) -> None:
+        old = in_force.model
         in_force.keys = KeyCheck(new.api_keys)
         in_force.model = replace(in_force.model, chat_template=new.chat_template, response_role=new.response_role)
         for serving in state.serving.values():
             serving.model = in_force.model
         cache.reconfigure(new.response_cache)
+        if (new.chat_template, new.response_role) != (old.chat_template, old.response_role):
+            cache.clear()  # a stored answer carries the old role (the template is in the key already)
         logging.getLogger("vif").setLevel(new.log_level.upper())
 
     def check_template(text: str) -> None:
@@ -85,9 +88,10 @@ def create_app(
 
     watcher = None
     if live is not None:
+        version = fingerprint(live.paths)  # before the read: a change in between is then read again, not lost
         apply_live(live.read())  # a ConfigError here stops the start
-    if live is not None and live.paths:
-        watcher = LiveFiles(live.paths, lambda: live.read(check_template), apply_live)
+        if live.paths:
+            watcher = LiveFiles(live.paths, lambda: live.read(check_template), apply_live, version)
         metrics.watch_live_config(lambda: watcher is not None and watcher.refused is not None)
 
     def serve(engine: EngineClient) -> None:
@@ -109,11 +113,13 @@ def create_app(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        tracing.shutdown()
         pool.shutdown(wait=False, cancel_futures=True)
         checker.shutdown()
         if state.engine is not None:
             state.engine.shutdown()
+        # the spans left go out, within a bound: a collector that is down must not eat the grace period
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.to_thread(tracing.shutdown), TRACES_FLUSH_SECONDS)
 
     routes = [
         Route(

@@ -87,6 +87,8 @@ class LiveSources:
             keys = load_api_keys(self.api_keys, self.keys_file)
         except (LookupError, OSError) as exc:
             raise ConfigError(f"API keys: {exc}") from None
+        except UnicodeDecodeError:  # its message would quote the file's bytes
+            raise ConfigError(f"API keys: {self.keys_file} is not UTF-8 text") from None
         template = None
         if self.template_file is not None:
             template = _read_template(self.template_file, check_template)
@@ -124,13 +126,15 @@ SAMPLE_CHAT = [{"role": "user", "content": "Hello"}]  # what every chat template
 def _read_template(path: Path, check: Callable[[str], None] | None) -> str:
     try:
         text = path.read_text()
-        _TEMPLATES.parse(text)
+        _TEMPLATES.from_string(text)  # compiled: an unknown filter or test fails here, not on the first request
         if check is not None:
             check(text)
     except OSError as exc:
         raise ConfigError(f"chat template {path}: {exc.strerror or exc}") from None
     except jinja2.TemplateSyntaxError as exc:
         raise ConfigError(f"chat template {path}: line {exc.lineno}: {exc.message}") from None
+    except jinja2.TemplateError as exc:
+        raise ConfigError(f"chat template {path}: {exc.message}") from None
     except ValueError as exc:  # the engine's rendering refused the sample conversation
         raise ConfigError(f"chat template {path}: {exc}") from None
     return text

@@ -131,6 +131,10 @@ class ResponseCache:
         self.settings = settings
         self._trim()
 
+    def clear(self) -> None:
+        self._entries.clear()
+        self.bytes = 0
+
     @property
     def enabled(self) -> bool:
         return self.settings.enabled

@@ -35,8 +35,8 @@ from vif.runtime.shared.asgi import (
     read_body,
     until_disconnect,
 )
-from vif.runtime.shared.live_files import DEFAULT_INTERVAL, LiveFiles
-from vif.runtime.shared.tracing import Tracing
+from vif.runtime.shared.live_files import DEFAULT_INTERVAL, LiveFiles, fingerprint
+from vif.runtime.shared.tracing import TRACES_FLUSH_SECONDS, Tracing
 
 # Forwarded without a routing key: they carry no prompt worth keeping near its cache.
 PLAIN_ROUTES = {"/v1/models": ["GET"], "/tokenize": ["POST"], "/detokenize": ["POST"]}
@@ -155,10 +155,12 @@ def create_app(
     )  # fmt: skip
     probe_client = httpx.AsyncClient(trust_env=False)
     prober = Prober(endpoints, probe_client, settings.probe_interval)
+    keys_paths = [settings.api_keys_file] if settings.api_keys_file is not None else []
+    version = fingerprint(keys_paths)  # before the read: a change in between is then read again, not lost
     router = Router(settings, endpoints, holding, metrics, proxy, prober, read_keys(settings), tracing)
     keys_file = None
-    if settings.api_keys_file is not None:
-        keys_file = LiveFiles([settings.api_keys_file], lambda: read_keys(settings), partial(setattr, router, "keys"))
+    if keys_paths:
+        keys_file = LiveFiles(keys_paths, lambda: read_keys(settings), partial(setattr, router, "keys"), version)
 
     async def health(request: Request) -> Response:
         return json_response({"status": "ok"})
@@ -188,7 +190,9 @@ def create_app(
             await asyncio.gather(*tasks, return_exceptions=True)
             await pool.aclose()
             await probe_client.aclose()
-            tracing.shutdown()
+            # the spans left go out, within a bound: a collector that is down must not eat the grace period
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.to_thread(tracing.shutdown), TRACES_FLUSH_SECONDS)
 
     routes = [
         *(Route(path, ForwardedRoute(router, extract), methods=["POST"]) for path, extract in EXTRACTORS.items()),

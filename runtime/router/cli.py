@@ -46,7 +46,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes)
     p.add_argument("--api-key", action="append", default=[], help="an accepted key; repeat for several")
     p.add_argument("--api-keys-file", type=Path, default=os.environ.get("VIF_API_KEYS_FILE"),
-                   help="a key a line, read again when it changes (docs/live-config.md)")  # fmt: skip
+                   help="a key a line (or comma-separated), read again when it changes")  # fmt: skip
     p.add_argument("--reload-interval", type=float, default=defaults.reload_interval,
                    help="seconds between looks at --api-keys-file")  # fmt: skip
     p.add_argument("--otlp-traces-endpoint", default=None,

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -26,9 +28,13 @@ log = logging.getLogger(__name__)
 DEFAULT_INTERVAL = 5.0  # seconds between looks: the kubelet itself takes up to a minute to update a mounted Secret
 
 
+_VERSION_KEY = os.urandom(32)  # the versions `/live-config` shows say nothing of the files (an API key's hash)
+
+
 def fingerprint(paths: Sequence[Path]) -> str:
-    """A hash of the files' contents (a missing or unreadable file counts as absent, and changes the hash)."""
-    digest = hashlib.sha256()
+    """A keyed hash of the files' contents (a missing or unreadable file counts as absent, and changes it): equal
+    for equal contents within this process, and no help to anyone guessing what the files hold."""
+    digest = hmac.new(_VERSION_KEY, digestmod=hashlib.sha256)
     for path in paths:
         try:
             content = path.read_bytes()
@@ -50,9 +56,9 @@ class Refusal:
 class LiveFiles(Generic[T]):
     """`read()` the settings from `paths` again when their content changes, and `apply` them.
 
-    `read` runs on a worker thread (it may parse files and check a template) and raises `ValueError`, `LookupError`
-    or `OSError` for a version it refuses; `apply` runs on the event loop, so the code that reads settings while
-    serving never sees them half-changed."""
+    `read` runs on a worker thread (it may parse files and check a template); any exception it raises refuses the
+    version (a template may fail in ways no list of exceptions foresees, and the watch must outlive them all).
+    `apply` runs on the event loop, so the code that reads settings while serving never sees them half-changed."""
 
     def __init__(
         self, paths: Sequence[Path], read: Callable[[], T], apply: Callable[[T], None], version: str | None = None
@@ -70,7 +76,10 @@ class LiveFiles(Generic[T]):
         """Look every `interval` seconds, for as long as the process serves."""
         while True:
             await asyncio.sleep(interval)
-            await self.poll()
+            try:
+                await self.poll()
+            except Exception:  # never end the watch: a key revoked later must still be taken
+                log.exception("live configuration: looking at %s failed; looking again in %ss", self.paths, interval)
 
     async def poll(self) -> str | None:
         """Look once: `applied`, `refused`, or None when nothing changed (or the change was refused before)."""
@@ -82,8 +91,8 @@ class LiveFiles(Generic[T]):
             return None
         try:
             settings = await asyncio.to_thread(self.read)
-        except (ValueError, LookupError, OSError) as exc:
-            self.refused = Refusal(seen, str(exc), time.time())
+        except Exception as exc:
+            self.refused = Refusal(seen, str(exc) or type(exc).__name__, time.time())
             self.counts["refused"] += 1
             log.error("live configuration %s refused, %s stays in force: %s", seen, self.version, exc)
             return "refused"

@@ -27,6 +27,12 @@ def protocol(signal: str) -> str:
     return own or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
 
 
+def insecure(endpoint: str) -> bool | None:
+    """gRPC without TLS for an `http://` endpoint; otherwise the exporter decides (`https://`, or a bare `host:port`
+    with `OTEL_EXPORTER_OTLP_INSECURE`), as vLLM's own exporter and every SDK do."""
+    return True if endpoint.startswith("http://") else None
+
+
 def resource(service: str) -> Any:
     """Who the data is from: `service`, unless `OTEL_SERVICE_NAME` says otherwise (`OTEL_RESOURCE_ATTRIBUTES` adds
     more)."""
@@ -61,4 +67,4 @@ def _log_exporter(endpoint: str) -> Any:
         return HTTPExporter(endpoint=endpoint)
     from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GRPCExporter
 
-    return GRPCExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"))
+    return GRPCExporter(endpoint=endpoint, insecure=insecure(endpoint))

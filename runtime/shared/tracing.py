@@ -5,7 +5,7 @@ is given (`--otlp-traces-endpoint`, vLLM's own flag, or the standard `OTEL_EXPOR
 A request's span continues the client's W3C `traceparent`, the router passes its own on to the replica, and the
 runtime passes the current one to vLLM (`trace_headers`), whose `llm_request` span joins the trace. The SDK reads
 the standard `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`,
-as every OpenTelemetry SDK does. OpenTelemetry is imported only when tracing is on: off, every call is a no-op.
+as every OpenTelemetry SDK does. Off, every call is a no-op and the SDK is not imported here.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import contextlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from vif.runtime.shared.otlp import otlp_endpoint, protocol, resource
+from vif.runtime.shared.otlp import insecure, otlp_endpoint, protocol, resource
 
 PROPAGATED = (b"traceparent", b"tracestate")
+TRACES_FLUSH_SECONDS = 5.0  # at exit, the spans left get this long to go out
 
 
 def traces_endpoint(given: str | None = None) -> str | None:
@@ -109,4 +110,4 @@ def _exporter(endpoint: str) -> Any:
         return HTTPExporter(endpoint=endpoint)
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GRPCExporter
 
-    return GRPCExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"))
+    return GRPCExporter(endpoint=endpoint, insecure=insecure(endpoint))

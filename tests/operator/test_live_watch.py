@@ -94,6 +94,9 @@ def test_a_refusal_degrades_the_model_while_it_lasts() -> None:
     assert (degraded["status"], degraded["reason"]) == ("True", "LiveConfigRefused")
     body["status"] = {"liveConfig": IN_FORCE}
     assert reconcile(body, cluster, SETTINGS).failure is None
+    plain = model_body("plain", {"model": {"path": "/models/m"}})  # its keys Secret dropped: the refusal is over
+    plain["status"] = {"liveConfig": {"refused": "abc", "message": "pod plain-a refused ...: no key"}}
+    assert reconcile(plain, cluster, SETTINGS).failure is None
 
 
 def pod(api: FakeKubeAPI, name: str, ip: str) -> None:
@@ -126,6 +129,17 @@ def test_the_watch_writes_a_refusal_and_its_end_and_converges_the_model(
     watch.check(("team", "chat"))
     assert api.objects[("InferenceModel", "team", "chat")]["status"]["liveConfig"] == IN_FORCE
     assert len(converged) == 2
+
+
+def test_a_model_without_pods_refuses_nothing(answering: tuple[int, dict[str, Any]]) -> None:
+    """Scaled to zero after a refusal: no pod serves the refused version, so the status says none refuses."""
+    cluster, api = fake_cluster()
+    models = ModelCache()
+    body = model_body("chat", SPEC)
+    body["status"] = {"liveConfig": {"refused": "abc", "message": "pod chat-a refused ..."}}
+    models.saw(api.add(body), deleted=False)
+    LiveConfigWatch(cluster, models, lambda key: None, port=answering[0]).check(("team", "chat"))
+    assert api.objects[("InferenceModel", "team", "chat")]["status"]["liveConfig"] == IN_FORCE
 
 
 def test_the_watch_asks_only_models_that_name_a_secret_or_template_of_their_own() -> None:

@@ -62,10 +62,12 @@ def test_the_live_file_overrides_what_the_flags_and_the_entry_said(files: dict[s
         ("live", '{"response_cache": {"max_entries": -1, "max_bytes": 1, "ttl_seconds": 1}}', "max_entries"),
         ("keys", " \n", "API keys: --api-keys-file"),
         ("template", "{% for m in messages %}", "chat.jinja: line 1: Unexpected end of template"),
+        ("template", "{{ messages | no_such_filter }}", "chat.jinja: line 1: No filter named 'no_such_filter'"),
+        ("keys", "\xff", "API keys: .*keys is not UTF-8 text"),
     ],
 )
 def test_a_broken_file_is_one_line_naming_it(files: dict[str, Path], name: str, content: str, message: str) -> None:
-    files[name].write_text(content)
+    files[name].write_bytes(content.encode("latin-1") if name == "keys" else content.encode())
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")) as caught:
         sources(files).read()
     assert "\n" not in str(caught.value)
@@ -80,6 +82,23 @@ def test_the_engines_rendering_checks_the_template(files: dict[str, Path]) -> No
 
 
 # --- the watcher -------------------------------------------------------------------------------------------------
+
+
+async def test_an_unforeseen_error_refuses_the_version_and_the_watch_goes_on(tmp_path: Path) -> None:
+    """A template can fail in ways no list of exceptions foresees ({{ 1/0 }}): refused, and the watch lives on."""
+    path = tmp_path / "value"
+    path.write_text("1")
+    applied: list[str] = []
+
+    def read() -> str:
+        text = path.read_text()
+        return str(1 // int(text))  # ZeroDivisionError for "0"
+
+    files = LiveFiles([path], read, applied.append)
+    path.write_text("0")
+    assert await files.poll() == "refused" and "division" in files.status()["refused"]["error"]
+    path.write_text("1 ")
+    assert await files.poll() == "applied" and applied == ["1"]
 
 
 async def test_a_change_applies_a_broken_one_is_refused_once_and_a_return_clears_the_refusal(tmp_path: Path) -> None:
@@ -205,3 +224,19 @@ async def test_the_log_level_changes_live(make_client, files: dict[str, Path]) -
     finally:
         vif.setLevel(logging.INFO)
     assert (await client.get("/live-config")).json()["refused"] is None
+
+
+async def test_a_new_role_is_not_answered_from_answers_cached_with_the_old(make_client, files: dict[str, Path]) -> None:
+    files["live"].write_text('{"response_cache": {"max_entries": 4, "max_bytes": 100000, "ttl_seconds": 60}}')
+    client = await make_client(FAST, live=sources(files))
+    await chat(client, temperature=0)
+    assert (await chat(client, temperature=0)).headers["x-vif-cache"] == "hit"
+    files["live"].write_text(
+        '{"response_role": "bot", "response_cache": {"max_entries": 4, "max_bytes": 100000, "ttl_seconds": 60}}'
+    )
+
+    async def new_role() -> bool:
+        return (await chat(client, temperature=0)).json()["choices"][0]["message"]["role"] == "bot"
+
+    await eventually(new_role, "answers in the new role")
+    assert (await chat(client, temperature=0)).headers["x-vif-cache"] == "hit"  # cached again, in the new role
