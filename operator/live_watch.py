@@ -11,73 +11,30 @@ CRD's schema before it is written.)
 
 from __future__ import annotations
 
-import contextvars
-import json
-import logging
-import threading
-from collections.abc import Callable
 from typing import Any
 
-import urllib3
-
-from vif.operator.apply import Cluster
 from vif.operator.builders.common import RUNTIME_PORT
-from vif.operator.kube_api import APIError
 from vif.operator.live_status import IN_FORCE, names_own_config, report
 from vif.operator.model_runs import ModelKey
+from vif.operator.pod_watch import PodWatch, get_json, pod_ips
 from vif.operator.reconcile import InvalidSpec, parse
 from vif.operator.spec import KIND
-from vif.operator.watch_cache import ModelCache
-
-log = logging.getLogger(__name__)
 
 INTERVAL_SECONDS = 10.0  # the kubelet itself takes up to a minute to update a mounted Secret or ConfigMap
-ASK_TIMEOUT_SECONDS = 2.0
-
-_HTTP = urllib3.PoolManager(retries=False)  # thread-safe; one per process
 
 
-def ask(pod_ip: str, port: int = RUNTIME_PORT, timeout: float = ASK_TIMEOUT_SECONDS) -> dict[str, Any] | None:
+def ask(pod_ip: str, port: int = RUNTIME_PORT) -> dict[str, Any] | None:
     """A pod's `/live-config` answer, or None if it does not answer."""
-    try:
-        response = _HTTP.request("GET", f"http://{pod_ip}:{port}/live-config", timeout=timeout)
-        answer = json.loads(response.data) if response.status == 200 else None
-    except (urllib3.exceptions.HTTPError, ValueError):
-        return None
-    return answer if isinstance(answer, dict) else None
+    answered = get_json(f"http://{pod_ip}:{port}/live-config")
+    return answered[1] if answered is not None and answered[0] == 200 else None
 
 
-class LiveConfigWatch:
-    """Every `interval` seconds: ask the ready pods of each held model that `names_own_config`; when the report
-    differs from `status.liveConfig`, write it and `converge` the model."""
+class LiveConfigWatch(PodWatch):
+    """Every `interval` seconds: ask the pods of each held model that `names_own_config`; when the report differs
+    from `status.liveConfig`, write it and `converge` the model."""
 
-    def __init__(
-        self,
-        cluster: Cluster,
-        models: ModelCache,
-        converge: Callable[[ModelKey], None],
-        interval: float = INTERVAL_SECONDS,
-        port: int = RUNTIME_PORT,
-    ) -> None:
-        self._cluster, self._models, self._converge = cluster, models, converge
-        self._interval, self._port = interval, port
-        self._stop = threading.Event()
-
-    def start(self) -> None:
-        """From a thread that carries the caller's context, as `DownloadWatch` does (kopf's event posting)."""
-        context = contextvars.copy_context()
-        threading.Thread(target=context.run, args=(self._run,), name="live-config-watch", daemon=True).start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            for key in self._models.held():
-                try:
-                    self.check(key)
-                except APIError as exc:  # asked again next round
-                    log.warning("live configuration of %s/%s: %s", *key, exc)
+    name = "live-config-watch"
+    default_interval = INTERVAL_SECONDS
 
     def check(self, key: ModelKey) -> None:
         body = self._models.get(*key)
@@ -88,11 +45,8 @@ class LiveConfigWatch:
         except InvalidSpec:
             return
         selector = ",".join(f"{k}={v}" for k, v in sorted(ref.selector().items()))
-        answers, pods = {}, self._cluster.api.list("Pod", ref.namespace, selector)
-        for pod in pods:
-            ip = (pod.get("status") or {}).get("podIP")
-            if ip and not pod["metadata"].get("deletionTimestamp") and (answer := ask(ip, self._port)) is not None:
-                answers[pod["metadata"]["name"]] = answer
+        pods = self._cluster.api.list("Pod", ref.namespace, selector)
+        answers = {name: answer for name, ip in pod_ips(pods).items() if (answer := ask(ip, self._port)) is not None}
         found = report(answers)
         old = (body.get("status") or {}).get("liveConfig") or IN_FORCE
         # no answer from pods that are starting: the last report stands; no pod at all (scaled to zero): none refuses
