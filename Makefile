@@ -8,7 +8,7 @@ CONFIG := runtime/conf/model_config.json
 
 .PHONY: help install model run test unit integration cluster-test lint format bench lock clean crds e2e e2e-kind \
 	images test-images \
-	operator-install-check bench-operator bench-abuse bench-routing bench-cold-start bench-cache profile flake-check test-servers chaos
+	operator-install-check bench-operator bench-abuse bench-routing bench-cold-start bench-cache bench-tracing profile flake-check test-servers chaos
 
 help:
 	@echo "Serve and test (README.md):"
@@ -20,7 +20,7 @@ help:
 	@echo "The local plane and images:"
 	@echo "  cluster-build | cluster-up | cluster-down | autoscaling-build | autoscaling-up | autoscaling-down | images"
 	@echo "Benchmarks (numbers side by side with the reference, docs/performance.md):"
-	@echo "  bench | bench-abuse | bench-cold-start | bench-cache | bench-routing | bench-operator | profile"
+	@echo "  bench | bench-abuse | bench-cold-start | bench-cache | bench-tracing | bench-routing | bench-operator | profile"
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -140,6 +140,11 @@ bench-abuse: model
 	$(PY) tests/bench/abuse_bench.py --config $(CONFIG) --model-name smollm2-135m-instruct
 
 # A load that repeats half its questions, with the response cache and without (no-store), on one server.
+# Tracing's cost: vif with every request traced to Jaeger against vif untraced, fresh servers alternating
+# (tests/bench/tracing_bench.py; docs/tracing.md).
+bench-tracing: model test-servers
+	$(PY) tests/bench/tracing_bench.py --config $(CONFIG) --model-name smollm2-135m-instruct --loads everyday $(BENCH_ARGS)
+
 bench-cache: model
 	$(PY) tests/bench/response_cache_bench.py --config $(CONFIG) --model-name smollm2-135m-instruct $(BENCH_ARGS)
 

@@ -247,8 +247,10 @@ def ratio(ours: float, theirs: float) -> float:
     return ours / theirs if theirs else float("nan")
 
 
-def print_tables(rounds: list[dict[str, dict[str, dict[str, Any]]]], loads: list[Load]) -> None:
-    """One table per load: the medians of each server, then the medians of the per-round vif/vLLM ratios."""
+def print_tables(
+    rounds: list[dict[str, dict[str, dict[str, Any]]]], loads: list[Load], ours: str = "vif", theirs: str = "vllm"
+) -> None:
+    """One table per load: the medians of each server, then the medians of the per-round ours/theirs ratios."""
     names = list(rounds[0])
     for load in loads:
         per_load = [{name: r[name][load.name] for name in names} for r in rounds]
@@ -259,8 +261,8 @@ def print_tables(rounds: list[dict[str, dict[str, dict[str, Any]]]], loads: list
         for name in names:
             cells = "".join(f"{statistics.median(r[name][key] for r in per_load):>13.2f}" for key in COLUMNS)
             print(f"{name:<10}{cells}{sum(r[name]['failed'] for r in per_load):>9}")
-        ratios = [statistics.median(ratio(r["vif"][k], r["vllm"][k]) for r in per_load) for k in COLUMNS]
-        print(f"{'vif/vllm':<10}" + "".join(f"{value:>13.3f}" for value in ratios))
+        ratios = [statistics.median(ratio(r[ours][k], r[theirs][k]) for r in per_load) for k in COLUMNS]
+        print(f"{f'{ours}/{theirs}':<10}" + "".join(f"{value:>13.3f}" for value in ratios))
     print(f"\nmedians over {len(rounds)} round(s); ratios are medians of per-round ratios (higher req/s, tok/s")
     print("is better; lower TTFT, ITL is better).")
 
@@ -276,7 +278,14 @@ def report_failures(results: dict[str, dict[str, Any]]) -> int:
 def main_bench() -> int:
     args = parse_args()
     model_dir, entry = load_model_entry(args.config, args.model_name)
-    servers = build_servers(args, model_dir, entry)
+    return run_rounds(args, build_servers(args, model_dir, entry), model_dir, "serving")
+
+
+def run_rounds(
+    args: argparse.Namespace, servers: list[Server], model_dir: Path, name: str, ours: str = "vif", theirs: str = "vllm"
+) -> int:
+    """`args.rounds` rounds of every load on each of `servers` (fresh each round, their order alternating), then
+    the tables of `ours` against `theirs`; the exit status (1 if a request failed or a server did not start)."""
     RESULTS_DIR.mkdir(exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     rounds: list[dict[str, dict[str, dict[str, Any]]]] = []
@@ -284,7 +293,7 @@ def main_bench() -> int:
         seed = random.SystemRandom().randrange(2**31)
         results: dict[str, dict[str, dict[str, Any]]] = {}
         for server in servers if index % 2 == 0 else servers[::-1]:
-            log_path = RESULTS_DIR / f"serving-{stamp}-{server.name}-round{index + 1}.log"
+            log_path = RESULTS_DIR / f"{name}-{stamp}-{server.name}-round{index + 1}.log"
             print(f"\n=== round {index + 1}/{args.rounds}: {server.name} (seed {seed}, log {log_path}) ===", flush=True)
             try:
                 results[server.name] = run_one(server, args, model_dir, seed, log_path)
@@ -292,10 +301,10 @@ def main_bench() -> int:
                 print(f"ERROR: {error}; tail of {log_path}:\n{log_tail(log_path)}", file=sys.stderr)
                 return 1
         rounds.append({server.name: results[server.name] for server in servers})
-    out_path = RESULTS_DIR / f"serving-{stamp}.json"
+    out_path = RESULTS_DIR / f"{name}-{stamp}.json"
     meta = {"model_name": args.model_name, "loads": [vars(load) for load in args.loads]}
     out_path.write_text(json.dumps({**meta, "rounds": rounds}, indent=2) + "\n")
-    print_tables(rounds, args.loads)
+    print_tables(rounds, args.loads, ours, theirs)
     print(f"raw per-round numbers: {out_path}")
     labelled = {
         f"round {i + 1} {name} {load}": result
