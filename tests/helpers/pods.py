@@ -42,7 +42,7 @@ VolumeFiles = dict[str, dict[str, str]]  # volume name -> file name -> content
 def volume_files(deployment: dict, read: Callable[[str, str], dict | None]) -> VolumeFiles:
     """Each ConfigMap and Secret volume of a Deployment's pods -> its files as the kubelet writes them: every key,
     or the `items` under their paths; a Secret's values decoded. `read(kind, name)`: the object as the API
-    answers it (None if there is none: an empty volume)."""
+    answers it, None if there is none (that volume is left out: a kubelet keeps what it last wrote)."""
     files = {}
     for volume in deployment["spec"]["template"]["spec"]["volumes"]:
         if "configMap" in volume:
@@ -51,7 +51,10 @@ def volume_files(deployment: dict, read: Callable[[str, str], dict | None]) -> V
             kind, source, name = "Secret", volume["secret"], volume["secret"]["secretName"]
         else:
             continue
-        data = dict((read(kind, name) or {}).get("data") or {})
+        found = read(kind, name)
+        if found is None:
+            continue
+        data = dict(found.get("data") or {})
         if kind == "Secret":
             data = {key: base64.b64decode(value).decode() for key, value in data.items()}
         items = source.get("items")
@@ -121,17 +124,19 @@ class PodAsProcess:
         for name, mount in self.projected.items():
             self.paths[mount] = str(root / "volumes" / name)
         self.volumes: VolumeFiles = {}
-        self.write_volumes(volumes)
+        self.write_volumes({name: volumes.get(name, {}) for name in self.projected})  # a missing object: empty
         self.port = port or free_port()
         self.log = root / "pod.log"
 
     def write_volumes(self, volumes: VolumeFiles) -> list[str]:
-        """Write the ConfigMap and Secret volumes whose files changed (paths in them mapped here); their names."""
-        changed = [name for name in self.projected if volumes.get(name, {}) != self.volumes.get(name)]
+        """Write the ConfigMap and Secret volumes of `volumes` whose files changed (paths in them mapped here); their
+        names. A volume left out of `volumes` keeps what it has."""
+        changed = [name for name in self.projected if name in volumes and volumes[name] != self.volumes.get(name)]
         for name in changed:
-            files = {key: self.localize(text) for key, text in volumes.get(name, {}).items()}
-            write_volume(self.root / "volumes" / name, files)
-            self.volumes[name] = volumes.get(name, {})
+            write_volume(
+                self.root / "volumes" / name, {key: self.localize(text) for key, text in volumes[name].items()}
+            )
+            self.volumes[name] = volumes[name]
         return changed
 
     def mounts(self) -> list[dict]:
@@ -213,7 +218,7 @@ def pod_mounts(pod: dict, root: Path, files: VolumeFiles) -> tuple[Mount, ...]:
     for mount in pod["containers"][0].get("volumeMounts", []):
         volume, host = volumes[mount["name"]], root / "volumes" / mount["name"]
         if "configMap" in volume or "secret" in volume:
-            write_volume(host, files[mount["name"]])
+            write_volume(host, files.get(mount["name"], {}))
         else:
             assert "emptyDir" in volume, f"volume {mount['name']}: only ConfigMaps, Secrets and emptyDirs mount here"
             host.mkdir(parents=True)
