@@ -37,7 +37,7 @@ from vif.runtime.serving.metrics import RuntimeMetrics
 from vif.runtime.shared.api_keys import KeyCheck
 from vif.runtime.shared.live_files import LiveFiles, fingerprint
 from vif.runtime.shared.routes import PROTOCOL_PATHS
-from vif.runtime.shared.tracing import TRACES_FLUSH_SECONDS, Tracing
+from vif.runtime.shared.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +117,7 @@ def create_app(
         checker.shutdown()
         if state.engine is not None:
             state.engine.shutdown()
-        # the spans left go out, within a bound: a collector that is down must not eat the grace period
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.to_thread(tracing.shutdown), TRACES_FLUSH_SECONDS)
+        await tracing.aclose()
 
     routes = [
         Route(

@@ -36,7 +36,7 @@ from vif.runtime.shared.asgi import (
     until_disconnect,
 )
 from vif.runtime.shared.live_files import DEFAULT_INTERVAL, LiveFiles, fingerprint
-from vif.runtime.shared.tracing import TRACES_FLUSH_SECONDS, Tracing
+from vif.runtime.shared.tracing import Tracing
 
 # Forwarded without a routing key: they carry no prompt worth keeping near its cache.
 PLAIN_ROUTES = {"/v1/models": ["GET"], "/tokenize": ["POST"], "/detokenize": ["POST"]}
@@ -190,9 +190,7 @@ def create_app(
             await asyncio.gather(*tasks, return_exceptions=True)
             await pool.aclose()
             await probe_client.aclose()
-            # the spans left go out, within a bound: a collector that is down must not eat the grace period
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.to_thread(tracing.shutdown), TRACES_FLUSH_SECONDS)
+            await tracing.aclose()
 
     routes = [
         *(Route(path, ForwardedRoute(router, extract), methods=["POST"]) for path, extract in EXTRACTORS.items()),

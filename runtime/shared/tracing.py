@@ -10,11 +10,12 @@ as every OpenTelemetry SDK does. Off, every call is a no-op and the SDK is not i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from vif.runtime.shared.otlp import insecure, otlp_endpoint, protocol, resource
+from vif.runtime.shared.otlp import exporter, otlp_endpoint, resource
 
 PROPAGATED = (b"traceparent", b"tracestate")
 TRACES_FLUSH_SECONDS = 5.0  # at exit, the spans left get this long to go out
@@ -49,7 +50,7 @@ class Tracing:
 
         # the sampler: OTEL_TRACES_SAMPLER, else the SDK's default (parent-based, every root)
         provider = TracerProvider(resource=resource(service))
-        provider.add_span_processor(BatchSpanProcessor(_exporter(endpoint)))
+        provider.add_span_processor(BatchSpanProcessor(exporter("traces", endpoint)))
         set_tracer_provider(provider)  # vLLM's engine spans, made in this process, go through it too
         return cls(provider.get_tracer("vif"), provider)
 
@@ -93,6 +94,13 @@ class Tracing:
         if self._provider is not None:
             self._provider.shutdown()
 
+    async def aclose(self, within: float = TRACES_FLUSH_SECONDS) -> None:
+        """`shutdown` off the event loop, for at most `within` seconds: a collector that is down must not eat a
+        pod's grace period."""
+        if self._provider is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.to_thread(self.shutdown), within)
+
 
 def current_trace_headers() -> dict[str, str] | None:
     """The current span's `traceparent` (and `tracestate`), for vLLM's `trace_headers`; None without one."""
@@ -101,13 +109,3 @@ def current_trace_headers() -> dict[str, str] | None:
     carrier: dict[str, str] = {}
     inject(carrier)
     return carrier or None
-
-
-def _exporter(endpoint: str) -> Any:
-    if protocol("traces") == "http/protobuf":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HTTPExporter
-
-        return HTTPExporter(endpoint=endpoint)
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GRPCExporter
-
-    return GRPCExporter(endpoint=endpoint, insecure=insecure(endpoint))
