@@ -7,7 +7,7 @@ MODEL_DIR := models/SmolLM2-135M-Instruct
 CONFIG := runtime/conf/model_config.json
 
 .PHONY: help install model run test unit integration cluster-test lint format bench lock clean crds e2e e2e-kind \
-	images test-images \
+	images test-images test-gpu-env \
 	operator-install-check bench-operator bench-abuse bench-routing bench-cold-start bench-cache bench-tracing profile flake-check test-servers chaos
 
 help:
@@ -19,13 +19,14 @@ help:
 	@echo "  lint | format | lock | crds | operator-install-check | install | model | test-servers | clean"
 	@echo "The local plane and images:"
 	@echo "  cluster-build | cluster-up | cluster-down | autoscaling-build | autoscaling-up | autoscaling-down | images"
+	@echo "  test-gpu-env (the GPU image's locked environment, installed here and started without a GPU)"
 	@echo "Benchmarks (numbers side by side with the reference, docs/performance.md):"
 	@echo "  bench | bench-abuse | bench-cold-start | bench-cache | bench-tracing | bench-routing | bench-operator | profile"
 
 $(PY):
 	python3 -m venv $(VENV)
 
-$(INSTALLED): runtime/requirements/cpu.lock runtime/requirements/dev.lock pyproject.toml runtime/scripts/install.sh | $(PY)
+$(INSTALLED): runtime/requirements/bootstrap.lock runtime/requirements/cpu.lock runtime/requirements/dev.lock pyproject.toml runtime/scripts/install.sh | $(PY)
 	runtime/scripts/install.sh $(PY) --editable
 	touch $@
 
@@ -70,7 +71,7 @@ integration: model test-servers
 	$(VENV)/bin/pytest -m integration -q
 
 # The real servers the tests start: olah, a Hugging Face-compatible hub (tests/helpers/hub_server.py), moto, an
-# S3-compatible store (tests/helpers/s3_server.py), each in a venv of its own, and Jaeger (below), cached by version
+# S3-compatible store (tests/helpers/s3_server.py), vllm-router, each in a venv of its own, and Jaeger (below), cached by version
 # under ~/.cache/vif/tools.
 TOOLS ?= $(HOME)/.cache/vif/tools
 OLAH := $(TOOLS)/olah-0.5.4/bin/olah-cli
@@ -87,7 +88,12 @@ JAEGER_VERSION := $(shell sed -n 's|^[[:space:]]*github.com/jaegertracing/jaeger
 JAEGER := $(TOOLS)/jaeger-$(JAEGER_VERSION)/jaeger
 $(JAEGER):
 	e2e/tracing/build.sh $(TOOLS)/jaeger-$(JAEGER_VERSION)
-test-servers: $(OLAH) $(MOTO) $(JAEGER)
+# vLLM's own router (Rust), in front of vif's runtime (tests/helpers/vllm_router.py).
+VLLM_ROUTER := $(TOOLS)/vllm-router-0.1.17/bin/vllm-router
+$(VLLM_ROUTER):
+	rm -rf $(TOOLS)/vllm-router-0.1.17 && python3 -m venv $(TOOLS)/vllm-router-0.1.17
+	$(TOOLS)/vllm-router-0.1.17/bin/pip install -q vllm-router==0.1.17
+test-servers: $(OLAH) $(MOTO) $(JAEGER) $(VLLM_ROUTER)
 
 cluster-test: model cluster-up test-servers
 	$(VENV)/bin/pytest -m "cluster or helm" -q
@@ -98,6 +104,18 @@ cluster-test: model cluster-up test-servers
 IMAGES := $(CURDIR)/.cache/images/images.json
 images:
 	e2e/images/build.sh
+
+# The GPU image's environment, without the image (its CUDA base cannot be pulled here): gpu.lock installed by the
+# image's recipe into a Python 3.12 venv under ~/.cache/vif (by the locks' hash), then its console scripts started
+# (e2e/gpu/check_env.py). No GPU needed; about 9 GB and a few minutes the first time, so not part of `make test`.
+PYTHON312 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) python3.12)
+GPU_VENV := $(HOME)/.cache/vif/gpu-venv-$(shell cat runtime/requirements/gpu.lock runtime/requirements/bootstrap.lock | sha256sum | cut -c1-12)
+$(GPU_VENV)/bin/vif-runtime:
+	rm -rf $(GPU_VENV) && $(PYTHON312) -m venv $(GPU_VENV)
+	runtime/scripts/install.sh $(GPU_VENV)/bin/python --gpu
+
+test-gpu-env: $(GPU_VENV)/bin/vif-runtime model
+	$(GPU_VENV)/bin/python -P e2e/gpu/check_env.py $(GPU_VENV) $(MODEL_DIR)
 
 # The built images themselves: user, contents, labels, and the runtime serving with no extra environment.
 test-images: install images
@@ -174,9 +192,10 @@ profile: model $(PY_SPY)
 	$(PY) tests/bench/profile_frontend.py --config $(CONFIG) --model-name smollm2-135m-instruct --py-spy $(PY_SPY)
 
 # Re-pin the environment from what is installed in $(VENV) (after changing versions by hand): the runtime's
-# closure in runtime/requirements/cpu.lock (what the image installs), the rest in dev.lock.
+# closure in runtime/requirements/cpu.lock (what the CPU image installs), the rest in dev.lock; the GPU image's
+# gpu.lock resolved by pip for its platform; every pin with its files' hashes from PyPI (runtime/scripts/lock.py).
 lock: install
-	$(PY) runtime/scripts/lock.py
+	$(PY) runtime/scripts/lock.py --gpu-python $(PYTHON312)
 
 clean:
 	rm -rf $(VENV) models .pytest_cache .ruff_cache

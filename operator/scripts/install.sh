@@ -8,8 +8,9 @@ python=$1
 here=$(cd "$(dirname "$0")/../.." && pwd)
 # -P: never put the working directory on sys.path; run from the checkout, its `operator/` folder would shadow
 # the standard library's `operator` module and break pip.
-# The same pip and setuptools pins as runtime/scripts/install.sh (setuptools builds the project's wheel).
-"$python" -P -m pip install --quiet "pip==26.3" "setuptools==78.1.1"
+# Every lock pins each package with its files' hashes (runtime/scripts/lock.py): pip refuses any other file.
+# pip and setuptools first, as runtime/scripts/install.sh does (setuptools builds the project's wheel).
+"$python" -P -m pip install --quiet --require-hashes --requirement "$here/runtime/requirements/bootstrap.lock"
 # Every package is pinned in the lock, so dependency resolution is skipped.
-"$python" -P -m pip install --no-deps --requirement "$here/operator/requirements.lock"
+"$python" -P -m pip install --no-deps --require-hashes --requirement "$here/operator/requirements.lock"
 "$python" -P -m pip install --no-deps --no-build-isolation "$here"

