@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from vif.runtime.protocols.common import MAX_LOGPROBS, OpenAISamplingFields, StrictModel
+from vif.runtime.protocols.forwarded import ForwardedChatFields
 from vif.runtime.protocols.tools import (
     MAX_TOOL_CALLS,
     MAX_TOOLS,
@@ -77,7 +78,7 @@ def _arguments(call: ToolCall) -> Any:
     return parsed if isinstance(parsed, dict) else call.function.arguments
 
 
-class ChatCompletionRequest(OpenAISamplingFields):
+class ChatCompletionRequest(OpenAISamplingFields, ForwardedChatFields):
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool = False

@@ -7,12 +7,13 @@ from typing import Annotated
 from pydantic import Field
 
 from vif.runtime.protocols.common import MAX_LOGPROBS, OpenAISamplingFields
+from vif.runtime.protocols.forwarded import ForwardedOpenAIFields
 
 TokenIds = Annotated[list[int], Field(min_length=1)]
 MAX_PROMPTS = 64
 
 
-class CompletionRequest(OpenAISamplingFields):
+class CompletionRequest(OpenAISamplingFields, ForwardedOpenAIFields):
     prompt: (
         Annotated[str, Field(min_length=1)]
         | Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1, max_length=MAX_PROMPTS)]

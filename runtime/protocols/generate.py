@@ -5,11 +5,12 @@ from __future__ import annotations
 from pydantic import Field, ValidationInfo, field_validator
 
 from vif.runtime.protocols.common import SamplingFields
+from vif.runtime.protocols.forwarded import ForwardedGenerateFields
 
 MAX_HISTORY_TURNS = 2048
 
 
-class GenerateRequest(SamplingFields):
+class GenerateRequest(SamplingFields, ForwardedGenerateFields):
     prompt: str = Field(min_length=1)
     system_info: str | None = None
     history_input: list[str] = Field(

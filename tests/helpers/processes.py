@@ -18,8 +18,13 @@ def free_port() -> int:
 
 
 def stop_group(proc: subprocess.Popen[bytes], grace: float = 60) -> None:
-    """SIGTERM the process group, then SIGKILL it if it has not exited after `grace` seconds."""
-    os.killpg(proc.pid, signal.SIGTERM)
+    """SIGTERM the process group, then SIGKILL it if it has not exited after `grace` seconds; nothing if the group is
+    gone already (a process that failed to start, stopped by `wait_ready`)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        proc.wait()
+        return
     try:
         proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
