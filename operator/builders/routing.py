@@ -88,6 +88,7 @@ def router_args(ref: ModelRef) -> list[str]:
         *("--first-byte-timeout", str(ref.spec.routing.first_byte_timeout_seconds)),
         *("--idle-timeout", str(ref.spec.routing.idle_timeout_seconds)),
         *("--max-pending", str(ROUTER_MAX_HELD), "--max-body-bytes", str(ROUTER_MAX_BODY_BYTES)),
+        *(("--session-affinity",) if ref.spec.routing.session_affinity else ()),
         # the model's API keys, mounted as the runtime's are: the router refuses a request without one before it
         # holds it, so an unauthenticated client cannot wake a model scaled to zero
         *(("--api-keys-file", KEYS_FILE) if ref.spec.api_key_secret is not None else ()),

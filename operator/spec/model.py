@@ -171,10 +171,20 @@ class ServiceSettings(APIModel):
 class Routing(APIModel):
     """A vif-router in front of the model's replicas (docs/router.md); `none`: the Service selects the replicas."""
 
+    model_config = ConfigDict(json_schema_extra=cel(
+        "!has(self.sessionAffinity) || !self.sessionAffinity || !has(self.strategy) || self.strategy == 'prefix-hash'",
+        "routing.sessionAffinity needs routing.strategy prefix-hash: the other strategies route by load alone",
+    ))  # fmt: skip
+
     strategy: Literal["prefix-hash", "least-load", "round-robin", "none"] = Field(
         "prefix-hash", description="How the router picks a replica; none: no router, a plain Service."
     )
     replicas: int = Field(1, ge=1, description="Router replicas.")
+    session_affinity: bool = Field(
+        False,
+        description="A request's X-Session-Id header, else its `user` field, picks its replica (within the load"
+        " bound) instead of its prompt: a client's session stays on one replica.",
+    )
     max_wait_seconds: int = Field(
         120,
         ge=1,

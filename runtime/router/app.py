@@ -21,8 +21,16 @@ from starlette.types import Receive, Scope, Send
 from vif.runtime.router.endpoints import EndpointSet
 from vif.runtime.router.errors import RouterError, send_error
 from vif.runtime.router.holding import Holding
+from vif.runtime.router.key_table import MAX_KEYS
 from vif.runtime.router.metrics import RouterMetrics
-from vif.runtime.router.prefix import DEFAULT_PREFIX_CHARS, EXTRACTORS, Extractor, routing_key
+from vif.runtime.router.prefix import (
+    DEFAULT_PREFIX_CHARS,
+    EXTRACTORS,
+    SESSION_HEADER,
+    Extractor,
+    routing_key,
+    session_key,
+)
 from vif.runtime.router.probes import Prober
 from vif.runtime.router.proxy import BrokenStream, Proxy, pool_client
 from vif.runtime.router.strategies import DEFAULT_LOAD_FACTOR, build_strategy
@@ -48,6 +56,8 @@ class RouterSettings:
     strategy: str = "prefix-hash"
     load_factor: float = DEFAULT_LOAD_FACTOR
     prefix_chars: int = DEFAULT_PREFIX_CHARS
+    session_affinity: bool = False  # X-Session-Id, else `user`, keys a request instead of its prompt (prefix-hash)
+    max_keys: int = MAX_KEYS  # routing keys remembered (prefixes, sessions); the least recently used leave first
     retries: int = 2
     cooldown: float = 5.0
     probe_interval: float = 1.0
@@ -91,7 +101,7 @@ class ForwardedRoute:
             self.authenticate(scope)
             with self.router.tracing.server(f"{scope['method']} {scope['path']}", scope["headers"]) as span:
                 body = await self.read_body(receive)
-                key = routing_key(self.extract, body, settings.prefix_chars) if self.extract and body else None
+                key = self.key(scope, body)
                 status = await until_disconnect(receive, self.router.proxy.forward(scope, body, key, send))
                 if span is not None:
                     span.set_attribute("http.response.status_code", status)
@@ -103,6 +113,19 @@ class ForwardedRoute:
         except BrokenStream:
             status = "broken-stream"  # the response stays unfinished: uvicorn closes the connection
         metrics.requests.labels(settings.model_name, str(status)).inc()
+
+    def key(self, scope: Scope, body: bytes) -> str | None:
+        """What the strategy routes by: the session's name with session affinity, else the prompt's start."""
+        settings = self.router.settings
+        if self.extract is None:
+            return None
+        if settings.session_affinity:
+            session = next((v for k, v in scope["headers"] if k == SESSION_HEADER), None)
+            if session:
+                return session_key(session.decode("latin-1"), settings.prefix_chars)
+        if not body:
+            return None
+        return routing_key(self.extract, body, settings.prefix_chars, by_user=settings.session_affinity)
 
     def authenticate(self, scope: Scope) -> None:
         """Before the body is read: an unauthenticated request takes no memory, no place among the held ones,
@@ -149,7 +172,7 @@ def create_app(
     metrics = RouterMetrics(settings.model_name, endpoints, lambda: holding.pending)
     pool = pool_client(settings.connect_timeout)
     proxy = Proxy(
-        endpoints, build_strategy(settings.strategy, settings.load_factor), holding, metrics, pool,
+        endpoints, build_strategy(settings.strategy, settings.load_factor, settings.max_keys), holding, metrics, pool,
         retries=settings.retries, cooldown=settings.cooldown, first_byte_timeout=settings.first_byte_timeout,
         idle_timeout=settings.idle_timeout, tracing=tracing,
     )  # fmt: skip

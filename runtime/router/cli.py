@@ -34,6 +34,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--load-factor", type=float, default=defaults.load_factor,
                    help="prefix-hash: a replica takes at most ceil(factor x average in flight) (>= 1)")  # fmt: skip
     p.add_argument("--prefix-chars", type=int, default=defaults.prefix_chars, help="characters of prompt to hash")
+    p.add_argument(
+        "--session-affinity",
+        action="store_true",
+        help="with prefix-hash: a request's X-Session-Id header, else its `user` field, picks its replica",
+    )
+    p.add_argument(
+        "--max-keys",
+        type=int,
+        default=defaults.max_keys,
+        help="routing keys remembered (prompt starts, sessions); the least recently used leave first",
+    )
     p.add_argument("--retries", type=int, default=defaults.retries, help="other replicas to try on a failed connect")
     p.add_argument("--cooldown", type=float, default=defaults.cooldown, help="seconds a failed replica stays out")
     p.add_argument("--first-byte-timeout", type=float, default=defaults.first_byte_timeout,
@@ -68,7 +79,8 @@ def settings_from(args: argparse.Namespace) -> RouterSettings:
     """The settings the flags describe; the keys also from $VIF_API_KEYS, as the runtime reads them."""
     return RouterSettings(
         model_name=args.model_name, strategy=args.strategy, load_factor=args.load_factor,
-        prefix_chars=args.prefix_chars, retries=args.retries, cooldown=args.cooldown,
+        prefix_chars=args.prefix_chars, session_affinity=args.session_affinity, max_keys=args.max_keys,
+        retries=args.retries, cooldown=args.cooldown,
         first_byte_timeout=args.first_byte_timeout, idle_timeout=args.idle_timeout,
         probe_interval=args.probe_interval, max_pending=args.max_pending, max_wait=args.max_wait,
         max_body_bytes=args.max_body_bytes, api_keys=load_api_keys(args.api_key, None),
@@ -90,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--load-factor must be at least 1")
     if args.retries < 0 or args.max_pending < 0 or args.max_wait < 0 or args.prefix_chars < 1:
         p.error("--retries, --max-pending and --max-wait cannot be negative; --prefix-chars is at least 1")
+    if args.session_affinity and args.strategy != "prefix-hash":
+        p.error("--session-affinity needs --strategy prefix-hash: the other strategies route by load alone")
+    if args.max_keys < 1:
+        p.error("--max-keys must be at least 1")
     if args.first_byte_timeout <= 0 or args.idle_timeout <= 0:
         p.error("--first-byte-timeout and --idle-timeout must be positive")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

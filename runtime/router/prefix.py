@@ -11,6 +11,9 @@ share a key.
 At most `chars` characters are kept: two requests whose rendered starts agree that far are routed alike. The body
 is parsed once, with orjson, and only these fields are looked at; a body the router cannot read, or one larger
 than `max_parse_bytes`, has no key (the strategy then goes by load) and is left for the replica to refuse.
+
+With session affinity on, a request that names its session (the `X-Session-Id` header, else OpenAI's `user` field)
+is keyed by that name instead: a client's whole session stays on one replica, whatever its prompts share.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from vif.runtime.shared.routes import PROTOCOL_PATHS, Protocol
 DEFAULT_PREFIX_CHARS = 256
 MAX_PARSE_BYTES = 1 << 20
 SEPARATOR = "\x1e"  # between messages, so ["ab", "c"] and ["a", "bc"] differ
+SESSION_HEADER = b"x-session-id"
+SESSION = "\x1fsession:"  # the start of a session's key: no prompt's key starts with it
 
 
 def _text(content: Any) -> str:
@@ -84,14 +89,28 @@ EXTRACTORS: dict[str, Extractor] = {path: _BY_PROTOCOL[protocol] for path, proto
 
 
 def routing_key(
-    extract: Extractor, body: bytes, chars: int = DEFAULT_PREFIX_CHARS, max_parse_bytes: int = MAX_PARSE_BYTES
+    extract: Extractor,
+    body: bytes,
+    chars: int = DEFAULT_PREFIX_CHARS,
+    max_parse_bytes: int = MAX_PARSE_BYTES,
+    by_user: bool = False,
 ) -> str | None:
-    """The key of one request body: None for a body that is not a JSON object, is too big, or has no prompt."""
+    """The key of one request body: None for a body that is not a JSON object, is too big, or has no prompt.
+    `by_user`: a body's non-empty `user` field is its session's name, and keys it."""
     if len(body) > max_parse_bytes:
         return None
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
-    prefix = extract(parsed) if isinstance(parsed, dict) else None
+    if not isinstance(parsed, dict):
+        return None
+    if by_user and isinstance(user := parsed.get("user"), str) and user:
+        return session_key(user, chars)
+    prefix = extract(parsed)
     return prefix[:chars] if prefix else None
+
+
+def session_key(name: str, chars: int = DEFAULT_PREFIX_CHARS) -> str:
+    """The key of a named session (its first `chars` characters)."""
+    return SESSION + name[:chars]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import ClassVar, Protocol
 
-from vif.runtime.router.key_table import KeyTable
+from vif.runtime.router.key_table import MAX_KEYS, KeyTable
 
 VIRTUAL_NODES = 160  # points per replica: with a handful of replicas each owns a share within a few percent
 # c of the request bound. 1.25 (KubeAI's default) sent 8-12 of the 83 requests of each round of `make
@@ -153,7 +153,7 @@ class PrefixHash(Strategy):
 STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in (PrefixHash, LeastLoad, RoundRobin)}
 
 
-def build_strategy(name: str, load_factor: float = DEFAULT_LOAD_FACTOR) -> Strategy:
+def build_strategy(name: str, load_factor: float = DEFAULT_LOAD_FACTOR, max_keys: int = MAX_KEYS) -> Strategy:
     if name == PrefixHash.name:
-        return PrefixHash(load_factor)
+        return PrefixHash(load_factor, KeyTable(max_keys=max_keys))
     return STRATEGIES[name]()

@@ -140,6 +140,16 @@ def test_the_replica_timeouts_are_the_models_to_set() -> None:
     assert flags[flags.index("--idle-timeout") + 1] == "20"
 
 
+def test_session_affinity_is_the_models_to_turn_on() -> None:
+    def args(routing: dict[str, Any]) -> list[str]:
+        return children({**MODEL, "routing": routing})["Deployment", "chat-router"]["spec"]["template"]["spec"][
+            "containers"
+        ][0]["args"]
+
+    assert "--session-affinity" not in args({})
+    assert "--session-affinity" in args({"sessionAffinity": True})
+
+
 def test_router_image_and_pull_secrets_follow_the_model() -> None:
     spec = {**ROUTED, "image": "registry.local/vif-runtime:other", "imagePullSecrets": ["regcred"]}
     pod = children(spec)["Deployment", "chat-router"]["spec"]["template"]["spec"]

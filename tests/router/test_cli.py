@@ -51,6 +51,11 @@ def test_prefix_hash_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--endpoint", "http://a:8000", "--load-factor", "0.5"], "at least 1"),
         (["--endpoint", "http://a:8000", "--retries", "-1"], "cannot be negative"),
         (["--endpoint", "http://a:8000", "--idle-timeout", "0"], "must be positive"),
+        (
+            ["--endpoint", "http://a:8000", "--strategy", "round-robin", "--session-affinity"],
+            "needs --strategy prefix-hash",
+        ),
+        (["--endpoint", "http://a:8000", "--max-keys", "0"], "--max-keys must be at least 1"),
     ],
 )
 def test_refusals(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 from collections import Counter
 from dataclasses import dataclass
 
 import pytest
 
 from vif.runtime.router.key_table import KeyTable
-from vif.runtime.router.strategies import HashRing, LeastLoad, PrefixHash, RoundRobin, build_strategy, load_bound
+from vif.runtime.router.strategies import (
+    HashRing,
+    LeastLoad,
+    PrefixHash,
+    RoundRobin,
+    build_strategy,
+    hash64,
+    load_bound,
+)
 
 KEYS = [f"system:you are agent {i}\x1euser:question {i * 7919}" for i in range(4000)]
 
@@ -107,6 +116,31 @@ def test_an_ejected_replicas_keys_go_elsewhere_and_it_takes_its_share_back() -> 
     after = owners(fleet, strategy=strategy)
     assert {after[key] for key in KEYS if after[key] != during[key]} == {ejected}
     assert Counter(after.values())[ejected] == 1000
+
+
+def table_bytes(table: KeyTable) -> int:
+    """What the table holds, deeply: its two maps, each key and each placement (the URL strings are the replicas')."""
+    homes, counts = table._homes, table._counts
+    entries = sum(sys.getsizeof(key) + sys.getsizeof(home) + sys.getsizeof(home.seen) for key, home in homes.items())
+    return sys.getsizeof(homes) + entries + sys.getsizeof(counts)
+
+
+def test_a_million_distinct_prompts_leave_the_table_at_its_bound() -> None:
+    """--max-keys bounds the router's memory for routing keys whatever the traffic: through a million prompts, none
+    seen twice, the table keeps its number of keys and stays within 1.5x its size when it first filled (the map's
+    own table grows once under churn, then stays: 1.21x, measured)."""
+    table = KeyTable(max_keys=10_000)
+    urls = {r.url for r in replicas(2)}
+    ordered = sorted(urls)
+    sizes = []
+    for i in range(1_000_000):
+        table.home(hash64(f"user:question {i}"), urls, lambda: iter(ordered))
+        if i % 10_000 == 0:
+            sizes.append(table_bytes(table))
+            assert len(table) <= 10_000
+    assert len(table) == 10_000
+    assert max(sizes) <= 1.5 * sizes[1], (max(sizes), sizes[1])
+    assert sizes[-1] < 400 * table.max_keys  # bytes a key, whatever the traffic
 
 
 def test_idle_keys_leave_the_table() -> None:

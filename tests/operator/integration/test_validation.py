@@ -32,6 +32,10 @@ BASE = {"model": {"path": "/models/m"}}
         ),
         ({**BASE, "colour": "blue"}, 'unknown field "spec.colour"'),
         (
+            {**BASE, "routing": {"strategy": "round-robin", "sessionAffinity": True}},
+            "routing.sessionAffinity needs routing.strategy prefix-hash",
+        ),
+        (
             {"model": {"path": "/m", "huggingFace": {"id": "a/b"}}},
             "set exactly one of model.path, model.pvc, model.huggingFace and model.s3",
         ),
