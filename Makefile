@@ -110,11 +110,12 @@ images:
 # (e2e/gpu/check_env.py). No GPU needed; about 9 GB and a few minutes the first time, so not part of `make test`.
 PYTHON312 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) python3.12)
 GPU_VENV := $(HOME)/.cache/vif/gpu-venv-$(shell cat runtime/requirements/gpu.lock runtime/requirements/bootstrap.lock | sha256sum | cut -c1-12)
-$(GPU_VENV)/bin/vif-runtime:
+$(GPU_VENV)/bin/python:
 	rm -rf $(GPU_VENV) && $(PYTHON312) -m venv $(GPU_VENV)
-	runtime/scripts/install.sh $(GPU_VENV)/bin/python --gpu
 
-test-gpu-env: $(GPU_VENV)/bin/vif-runtime model
+# install.sh again each time: the lock's packages are there already, the checkout's vif is installed anew.
+test-gpu-env: $(GPU_VENV)/bin/python model
+	runtime/scripts/install.sh $(GPU_VENV)/bin/python --gpu
 	$(GPU_VENV)/bin/python -P e2e/gpu/check_env.py $(GPU_VENV) $(MODEL_DIR)
 
 # The built images themselves: user, contents, labels, and the runtime serving with no extra environment.

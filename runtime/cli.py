@@ -137,7 +137,7 @@ def serve(argv: list[str]) -> int:
     from vif.runtime.app.logs import RequestIdFilter, configure_logging
     from vif.runtime.app.server import GracefulServer
     from vif.runtime.config import ConfigError
-    from vif.runtime.engine.args import explicit_flags
+    from vif.runtime.engine.args import NoDevice, explicit_flags
     from vif.runtime.shared.otlp import export_logs
 
     ours = own_parser()
@@ -145,7 +145,11 @@ def serve(argv: list[str]) -> int:
     # argparse would take the value of `--dtype float32` for the model.
     model = argv[0] if argv and not argv[0].startswith("-") else None
     args, rest = ours.parse_known_args(argv[1:] if model else argv)
-    engine = engine_parser()
+    try:
+        engine = engine_parser()
+    except NoDevice as exc:
+        print(f"vif-runtime serve: {exc}", file=sys.stderr)
+        return 1
     if args.help:
         print(ours.format_help() + "\n" + engine.format_help())
         return 0

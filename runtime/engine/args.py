@@ -22,8 +22,19 @@ log = logging.getLogger(__name__)
 ENGINE_FIELDS = frozenset(f.name for f in dataclasses.fields(AsyncEngineArgs))
 
 
+class NoDevice(RuntimeError):
+    """The installed vLLM found no device it can run on (the GPU build on a machine without a GPU)."""
+
+
 def add_engine_args(parser: FlexibleArgumentParser) -> None:
-    """Every vLLM engine flag (`--tensor-parallel-size`, `--dtype`, ...), exactly as vLLM defines them."""
+    """Every vLLM engine flag (`--tensor-parallel-size`, `--dtype`, ...), exactly as vLLM defines them. NoDevice
+    first where vLLM found no device: its own flag definitions would fail on it with a long traceback ("Failed to
+    infer device type")."""
+    if current_platform.is_unspecified():
+        raise NoDevice(
+            "this vLLM build found no device to run on (no GPU is visible to it); serve on CPUs with the CPU image"
+            " (vllm-cpu), or give the container a GPU"
+        )
     AsyncEngineArgs.add_cli_args(parser)
 
 

@@ -104,3 +104,17 @@ def test_an_unknown_model_stops_start_up_with_one_line() -> None:
     assert result.stderr.strip().splitlines()[-1] == (
         "vif-runtime serve: no/such/model: neither a model directory nor a Hugging Face id (ORG/NAME)"
     )
+
+
+def test_without_a_device_serve_stops_with_one_line(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """vLLM's GPU build on a machine without a GPU (`make test-gpu-env` shows it on the GPU lock): one line, not
+    vLLM's traceback from defining its own flags."""
+    from vif.runtime import cli
+    from vif.runtime.engine import args
+
+    monkeypatch.setattr(args.current_platform, "is_unspecified", lambda: True)
+    assert cli.main(["serve", "HuggingFaceTB/SmolLM2-135M-Instruct"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vif-runtime serve: this vLLM build found no device to run on"), (
+        lines
+    )
