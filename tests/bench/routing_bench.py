@@ -1,11 +1,13 @@
 """Routing benchmark: vif-router's strategies on two runtime replicas whose KV caches cannot both hold every prefix.
 
-Workload: vLLM's serving benchmark with its `prefix_repetition` dataset: `--num-prefixes` random prefixes of
+Workload (`--load prefix`, the default): vLLM's serving benchmark with its `prefix_repetition` dataset: `--num-prefixes` random prefixes of
 `--prefix-len` tokens, each followed by random `--suffix-len`-token suffixes, `--output-len` tokens out (EOS
 ignored), streaming `/v1/chat/completions` at `--concurrency` requests in flight, prompts shuffled. Chat, because
 it is vif's main protocol and the router keys on the leading messages: the chat template's header is the same
 for every prompt, so prompts that share a prefix text also share a token prefix, and whole 128-token blocks of it
-hit vLLM's prefix cache (on by default in V1, also on CPU).
+hit vLLM's prefix cache (on by default in V1, also on CPU). `--load random`: its `random` dataset instead, prompts
+of `--prefix-len` + `--suffix-len` random tokens that share nothing, so a strategy that wins on shared prefixes
+and loses without them shows it.
 
 Arms, each on fresh processes so every arm starts with empty caches (all arms of a round replay the same prompts
 with the same seed; a warm cache would hand a later arm the earlier one's work):
@@ -15,6 +17,9 @@ with the same seed; a warm cache would hand a later arm the earlier one's work):
   distinct prefixes plus room for the suffixes and outputs of its half of the requests in flight, so a replica
   that sees every prefix (round robin, least load) keeps evicting them, while one that sees only its own share
   (prefix-hash) can keep them.
+- `vllm-cache-aware`: the same two replicas behind vLLM's own router (`vllm-router --policy cache_aware`, Rust, an
+  approximate radix tree of what each worker has seen), from its venv under ~/.cache/vif/tools (`make
+  test-servers`): what a user would pick instead of vif-router.
 - `direct` and `routed-1`: one replica on core 0, with a KV cache that holds every prefix, so the workload is as
   cheap as it gets and the router's own cost shows most: the benchmark straight to the replica, then through a
   round-robin router with that single endpoint. The router and this client share the other core.
@@ -65,25 +70,32 @@ BLOCK_TOKENS = 128  # vLLM's CPU block size: prefix caching works in whole block
 ROUTER_READY_TIMEOUT_S = 30.0
 
 
+VLLM_ROUTER = Path.home() / ".cache/vif/tools/vllm-router-0.1.17/bin/vllm-router"
+
+
 @dataclass(frozen=True)
 class Arm:
-    """One configuration measured per round: how many replicas, and the router's strategy (None: no router)."""
+    """One configuration measured per round: how many replicas, and the router's strategy (None: no router);
+    `vllm`: vLLM's router with that policy instead of vif-router."""
 
     name: str
     replicas: int
     strategy: str | None
+    vllm: bool = False
 
 
 ARMS = (
     Arm("prefix-hash", 2, "prefix-hash"),
     Arm("least-load", 2, "least-load"),
     Arm("round-robin", 2, "round-robin"),
+    Arm("vllm-cache-aware", 2, "cache_aware", vllm=True),
     Arm("direct", 1, None),
     Arm("routed-1", 1, "round-robin"),
 )
 COLUMNS = {"request_throughput": "req/s", "output_throughput": "out tok/s", "median_ttft_ms": "TTFT ms"}
 COLUMNS |= {"p99_ttft_ms": "p99 TTFT", "cache_hit_rate": "cache hit"}
-RATIOS = (("prefix-hash", "round-robin"), ("least-load", "round-robin"), ("routed-1", "direct"))
+RATIOS = (("prefix-hash", "round-robin"), ("least-load", "round-robin"), ("prefix-hash", "vllm-cache-aware"))
+RATIOS += (("routed-1", "direct"),)
 
 
 def parse_args() -> argparse.Namespace:
@@ -91,6 +103,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--config", type=Path, required=True, help="model_config.json")
     parser.add_argument("--model-name", required=True)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--load", choices=["prefix", "random"], default="prefix", help="shared prefixes, or none")
     parser.add_argument("--num-prompts", type=int, default=80)
     parser.add_argument("--num-prefixes", type=int, default=8)
     parser.add_argument("--prefix-len", type=int, default=512, help="tokens shared by a prefix's prompts")
@@ -128,8 +141,13 @@ def replica(index: int, port: int, kv_bytes: int, args: argparse.Namespace) -> S
     return Server(f"replica{index}", port, command, "/ready")
 
 
-def router(port: int, strategy: str, replica_ports: list[int], args: argparse.Namespace) -> Server:
-    command = [str(BIN / "vif-router"), "--host", "127.0.0.1", "--port", str(port), "--strategy", strategy]
+def router(port: int, arm: Arm, replica_ports: list[int], args: argparse.Namespace) -> Server:
+    if arm.vllm:
+        command = [str(VLLM_ROUTER), "--host", "127.0.0.1", "--port", str(port), "--policy", str(arm.strategy)]
+        command += ["--prometheus-host", "127.0.0.1", "--prometheus-port", str(port + 1), "--log-level", "warning"]
+        command += ["--worker-urls", *(f"http://127.0.0.1:{replica_port}" for replica_port in replica_ports)]
+        return Server("vllm-router", port, command, "/health")  # it starts once every worker answers /health
+    command = [str(BIN / "vif-router"), "--host", "127.0.0.1", "--port", str(port), "--strategy", str(arm.strategy)]
     command += ["--model-name", args.model_name, "--log-level", "warning"]
     if args.load_factor is not None:
         command += ["--load-factor", str(args.load_factor)]
@@ -167,10 +185,14 @@ def run_prefix_benchmark(port: int, args: argparse.Namespace, model_dir: Path, s
     add_cli_args(parser)
     argv = ["--backend", "openai-chat", "--endpoint", "/v1/chat/completions", "--model", args.model_name]
     argv += ["--base-url", f"http://127.0.0.1:{port}", "--tokenizer", str(model_dir)]
-    argv += ["--dataset-name", "prefix_repetition", "--prefix-repetition-num-prefixes", str(args.num_prefixes)]
-    argv += ["--prefix-repetition-prefix-len", str(args.prefix_len)]
-    argv += ["--prefix-repetition-suffix-len", str(args.suffix_len)]
-    argv += ["--prefix-repetition-output-len", str(args.output_len), "--ignore-eos"]
+    if args.load == "prefix":
+        argv += ["--dataset-name", "prefix_repetition", "--prefix-repetition-num-prefixes", str(args.num_prefixes)]
+        argv += ["--prefix-repetition-prefix-len", str(args.prefix_len)]
+        argv += ["--prefix-repetition-suffix-len", str(args.suffix_len)]
+        argv += ["--prefix-repetition-output-len", str(args.output_len), "--ignore-eos"]
+    else:
+        argv += ["--dataset-name", "random", "--random-input-len", str(args.prefix_len + args.suffix_len)]
+        argv += ["--random-output-len", str(args.output_len), "--ignore-eos"]
     argv += ["--max-concurrency", str(args.concurrency), "--num-prompts", str(args.num_prompts)]
     argv += ["--seed", str(seed), "--disable-tqdm", "--percentile-metrics", "ttft,tpot,itl,e2el"]
     argv += ["--save-detailed"]  # keeps per-request errors in the result
@@ -185,7 +207,7 @@ def run_arm(arm: Arm, args: argparse.Namespace, model_dir: Path, seed: int, log_
     prefixes = args.cache_share * args.num_prefixes if arm.replicas > 1 else 3.0 * args.num_prefixes
     kv_bytes = kv_cache_bytes(args, model_dir, prefixes, arm.replicas)
     replicas = [replica(i, args.base_port + i, kv_bytes, args) for i in range(arm.replicas)]
-    front = router(args.base_port + 10, arm.strategy, [r.port for r in replicas], args) if arm.strategy else None
+    front = router(args.base_port + 10, arm, [r.port for r in replicas], args) if arm.strategy else None
     running: list[tuple[Server, subprocess.Popen[bytes], Path]] = []
     try:
         started = time.monotonic()
@@ -202,7 +224,8 @@ def run_arm(arm: Arm, args: argparse.Namespace, model_dir: Path, seed: int, log_
             log_path = Path(f"{log_stem}-router.log")
             running.append((front, start_server(front, log_path), log_path))
             wait_until_ready(front, running[-1][1])
-            wait_for_endpoints(front, arm.replicas)
+            if not arm.vllm:
+                wait_for_endpoints(front, arm.replicas)
             warm_up(front, args.model_name)
             target = front
         result = {"seed": seed, "startup_s": round(startup_s, 1), "kv_cache_bytes": kv_bytes}
@@ -210,7 +233,7 @@ def run_arm(arm: Arm, args: argparse.Namespace, model_dir: Path, seed: int, log_
         result["replicas"] = [replica_stats(server.port) for server in replicas]
         queries = sum(r["cache_queries"] for r in result["replicas"])
         result["cache_hit_rate"] = sum(r["cache_hits"] for r in result["replicas"]) / queries if queries else 0.0
-        if front is not None:
+        if front is not None and not arm.vllm:
             result["routing"] = routing_outcomes(front.port)
         return result
     except ServerNotReady:
@@ -228,20 +251,21 @@ def median_ratio(rounds: list[dict[str, dict[str, Any]]], ours: str, theirs: str
 
 def print_table(rounds: list[dict[str, dict[str, Any]]]) -> None:
     names = list(rounds[0])
-    header = f"{'':<13}" + "".join(f"{label:>11}" for label in COLUMNS.values()) + f"{'failed':>8}"
+    header = f"{'':<17}" + "".join(f"{label:>11}" for label in COLUMNS.values()) + f"{'failed':>8}"
     print("\n" + header + "\n" + "-" * len(header))
     for name in names:
         cells = "".join(f"{statistics.median(r[name][key] for r in rounds):>11.2f}" for key in COLUMNS)
-        print(f"{name:<13}{cells}{sum(r[name]['failed'] for r in rounds):>8}")
+        print(f"{name:<17}{cells}{sum(r[name]['failed'] for r in rounds):>8}")
     print()
     for ours, theirs in RATIOS:
         if ours in names and theirs in names:
             cells = "".join(
                 f"{median_ratio(rounds, ours, theirs, key):>11.3f}" for key in COLUMNS if key != "cache_hit_rate"
             )
-            print(f"{ours + '/' + theirs:<25}{cells}")
+            print(f"{ours + '/' + theirs:<30}{cells}")
     print(f"\nmedians over {len(rounds)} round(s); ratios are medians of per-round ratios (req/s, tok/s: higher is")
-    print("better; TTFT: lower is better). Aims: prefix-hash/round-robin TTFT <= 0.5 and req/s >= 1.2;")
+    print("better; TTFT: lower is better). Aims: prefix-hash/round-robin TTFT <= 0.4 and req/s >= 1.6;")
+    print("prefix-hash/vllm-cache-aware TTFT <= 0.8 and req/s >= 1.1 (random load: <= 1.0, >= 1.0);")
     print("routed-1/direct req/s >= 0.97.")
 
 
