@@ -185,6 +185,7 @@ REFUSED_EXTRA_ARGS: dict[str, tuple[str, ...]] = {
         "--model-name",
         "--host",
         "--port",
+        "--metrics-port",  # the NetworkPolicy and the ServiceMonitor name its port
         "--api-key",
         "--api-keys-file",
         "--allowed-root",

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from vif.runtime.app.lifecycle import Lifecycle
     from vif.runtime.config import ResolvedModel
     from vif.runtime.engine.types import EngineClient
+    from vif.runtime.serving.metrics import RuntimeMetrics
 
 log = logging.getLogger("vif.runtime")
 
@@ -82,6 +83,12 @@ def own_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes)
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=defaults.metrics_port,
+        help="serve /metrics on this port alone, not on the API's (default: on the API's)",
+    )
+    parser.add_argument(
         "--body-timeout", type=float, default=defaults.body_timeout, help="seconds for a body to arrive (then 408)"
     )
     parser.add_argument(
@@ -138,6 +145,7 @@ def serve(argv: list[str]) -> int:
     from vif.runtime.app.server import GracefulServer
     from vif.runtime.config import ConfigError
     from vif.runtime.engine.args import NoDevice, explicit_flags
+    from vif.runtime.shared.metrics_listener import MetricsListener
     from vif.runtime.shared.otlp import export_logs
 
     ours = own_parser()
@@ -159,13 +167,18 @@ def serve(argv: list[str]) -> int:
     servers: list[GracefulServer] = []
     lifecycle = Lifecycle(on_fatal=lambda: servers[0].fail())  # the engine failed: exit non-zero, not linger
     try:
-        app, settings = _build(args, model, flags, lifecycle)
+        app, settings, metrics = _build(args, model, flags, lifecycle)
     except (ConfigError, LookupError, OSError) as exc:
         print(f"vif-runtime serve: {exc}", file=sys.stderr)
         return 2
     config = uvicorn.Config(app, host=args.host, port=args.port, log_config=None, access_log=False)
     servers.append(GracefulServer(config, lifecycle, settings.drain_seconds, settings.shutdown_timeout))
+    listener = None
+    if settings.metrics_port is not None:
+        listener = MetricsListener(args.host, settings.metrics_port, metrics.render).start()
     served = servers[0].serve_until_stopped()
+    if listener is not None:
+        listener.stop()
     if exported is not None:
         exported.shutdown()  # what is left goes out before the process ends
     return 0 if served else 1
@@ -173,7 +186,7 @@ def serve(argv: list[str]) -> int:
 
 def _build(
     args: argparse.Namespace, named: str | None, flags: dict[str, Any], lifecycle: Lifecycle
-) -> tuple[Starlette, ServerSettings]:
+) -> tuple[Starlette, ServerSettings, RuntimeMetrics]:
     from vif.runtime.app.factory import create_app
     from vif.runtime.app.live import LiveSources
     from vif.runtime.engine.args import build_engine_args
@@ -207,6 +220,7 @@ def _build(
         drain_seconds=args.drain_seconds,
         shutdown_timeout=args.shutdown_timeout,
         reload_interval=args.reload_interval,
+        metrics_port=args.metrics_port,
     )  # the keys and the response cache: `live`
 
     def load_engine() -> EngineClient:
@@ -216,8 +230,9 @@ def _build(
 
     log.info("serving %s from %s (%s)", model.name, model.model, model.source)
     tracing = Tracing.start("vif-runtime", endpoint)
-    app = create_app(served, load_engine, classes, RuntimeMetrics(model.name), settings, lifecycle, live, tracing)
-    return app, settings
+    metrics = RuntimeMetrics(model.name)
+    app = create_app(served, load_engine, classes, metrics, settings, lifecycle, live, tracing)
+    return app, settings, metrics
 
 
 def _chosen_model(args: argparse.Namespace, named: str | None, flags: dict[str, Any]) -> ResolvedModel:

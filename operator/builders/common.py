@@ -11,6 +11,10 @@ from vif.operator.reasons import Reason
 from vif.operator.settings import OperatorSettings
 
 RUNTIME_PORT = 8000
+# /metrics of the runtime and the router, on a port of its own (`--metrics-port`): the NetworkPolicy lets the
+# monitoring namespace reach it and nothing else, and clients reach only the API's port.
+METRICS_PORT = 9090
+METRICS_PORT_NAME = "metrics"
 CONFIG_DIR = "/etc/vif"
 CONFIG_FILE = f"{CONFIG_DIR}/model_config.json"
 TEMPLATE_DIR = "/etc/vif-chat-template"  # not under CONFIG_DIR: a mount inside a read-only ConfigMap mount fails
@@ -22,6 +26,22 @@ KEYS_FILE = f"{KEYS_DIR}/keys"
 PVC_MOUNT = "/models/pvc"
 ADAPTER_PVC_DIR = "/models/adapters"  # PVCs of LoRA adapters, each at <dir>/<claim name>
 HF_CACHE = "/models/hf-cache"
+
+
+def container_ports(api_name: str) -> list[dict[str, Any]]:
+    """The API's port (named `api_name`) and the metrics port of a runtime or router container."""
+    return [
+        {"name": api_name, "containerPort": RUNTIME_PORT, "protocol": "TCP"},
+        {"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT, "protocol": "TCP"},
+    ]
+
+
+def service_ports(api_name: str, api_port: int) -> list[dict[str, Any]]:
+    """A Service's two ports in front of such containers: the API's (`api_port`) and /metrics (a ServiceMonitor's)."""
+    return [
+        {"name": api_name, "port": api_port, "targetPort": api_name, "protocol": "TCP"},
+        {"name": METRICS_PORT_NAME, "port": METRICS_PORT, "targetPort": METRICS_PORT_NAME, "protocol": "TCP"},
+    ]
 
 
 def shared_pod_settings(ref: ModelRef) -> dict[str, Any]:

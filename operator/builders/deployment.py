@@ -13,10 +13,12 @@ from vif.operator.builders.common import (
     KEYS_FILE,
     LIVE_DIR,
     LIVE_FILE,
+    METRICS_PORT,
     PVC_MOUNT,
     RUNTIME_PORT,
     TEMPLATE_DIR,
     api_keys_volume,
+    container_ports,
     content_hash,
     shared_pod_settings,
     tracing_env,
@@ -45,6 +47,7 @@ from vif.operator.settings import OperatorSettings
 
 def runtime_args(ref: ModelRef) -> list[str]:
     args = ["--config", CONFIG_FILE, "--model-name", ref.served_name, "--host", "0.0.0.0", "--port", str(RUNTIME_PORT)]
+    args += ["--metrics-port", str(METRICS_PORT)]
     args += ["--live-config", LIVE_FILE]
     if ref.spec.api_key_secret is not None:
         args += ["--api-keys-file", KEYS_FILE]
@@ -135,7 +138,7 @@ def build_deployment(ref: ModelRef, settings: OperatorSettings, configmap: dict[
         "command": ["vif-runtime", "serve"],
         "args": runtime_args(ref),
         "env": runtime_env(ref) + tracing_env(ref, settings.traces_endpoint, "vif-runtime"),
-        "ports": [{"name": "http", "containerPort": RUNTIME_PORT, "protocol": "TCP"}],
+        "ports": container_ports("http"),
         "resources": resources(ref),
         "volumeMounts": mounts,
         **probes(),

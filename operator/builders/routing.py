@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from vif.operator.builders.common import KEYS_FILE, RUNTIME_PORT, api_keys_volume, shared_pod_settings, tracing_env
+from vif.operator.builders.common import (
+    KEYS_FILE,
+    METRICS_PORT,
+    RUNTIME_PORT,
+    api_keys_volume,
+    container_ports,
+    service_ports,
+    shared_pod_settings,
+    tracing_env,
+)
 from vif.operator.builders.lifecycle import pre_stop_hook, probe
 from vif.operator.builders.security import TMP_DIR, container_security_context, pod_security_context
 from vif.operator.kinds import DEPLOYMENT, PDB, ROLE, ROLE_BINDING, SERVICE, SERVICE_ACCOUNT
@@ -53,8 +62,7 @@ def _metadata(ref: ModelRef, name: str) -> dict[str, Any]:
 
 def build_replicas_service(ref: ModelRef) -> dict[str, Any]:
     """A ClusterIP Service of the runtime pods, port named as the model's Service's: the router's discovery."""
-    port = {"name": PORT_NAME, "port": RUNTIME_PORT, "targetPort": PORT_NAME, "protocol": "TCP"}
-    spec = {"type": "ClusterIP", "selector": ref.selector(), "ports": [port]}
+    spec = {"type": "ClusterIP", "selector": ref.selector(), "ports": service_ports(PORT_NAME, RUNTIME_PORT)}
     # The runtime's labels: it fronts the replicas, so a ServiceMonitor keeps scraping them through it.
     metadata = ref.metadata(replicas_service_name(ref))
     return SERVICE.manifest(metadata, spec=spec)
@@ -84,6 +92,7 @@ def router_args(ref: ModelRef) -> list[str]:
     return [
         *("--service", service, "--service-port", PORT_NAME, "--strategy", ref.spec.routing.strategy),
         *("--port", str(RUNTIME_PORT), "--model-name", ref.served_name, "--host", "0.0.0.0"),
+        *("--metrics-port", str(METRICS_PORT)),
         *("--max-wait", str(ref.spec.routing.max_wait_seconds)),
         *("--first-byte-timeout", str(ref.spec.routing.first_byte_timeout_seconds)),
         *("--idle-timeout", str(ref.spec.routing.idle_timeout_seconds)),
@@ -104,7 +113,7 @@ def build_router_deployment(ref: ModelRef, settings: OperatorSettings) -> dict[s
         "command": ["vif-router"],
         "args": router_args(ref),
         "env": tracing_env(ref, settings.traces_endpoint, "vif-router"),
-        "ports": [{"name": PORT_NAME, "containerPort": RUNTIME_PORT, "protocol": "TCP"}],
+        "ports": container_ports(PORT_NAME),
         "resources": {
             "requests": {"cpu": ROUTER_CPU_REQUEST, "memory": ROUTER_MEMORY_REQUEST},
             "limits": {"memory": ROUTER_MEMORY_LIMIT},

@@ -146,7 +146,10 @@ def create_app(
         )
         for path in TOKENIZER_PATHS
     ]
-    routes += info_routes(state, model, metrics, lambda: watcher.status() if watcher else {"version": None})
+    routes += info_routes(
+        state, model, metrics, lambda: watcher.status() if watcher else {"version": None},
+        metrics_here=settings.metrics_port is None,
+    )  # fmt: skip
     middleware = [
         Middleware(RequestObserver, metrics=metrics, tracing=tracing),
         Middleware(APIKeyAuth, keys=lambda: in_force.keys),

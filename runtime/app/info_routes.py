@@ -18,10 +18,15 @@ from vif.runtime.shared.asgi import json_response
 
 
 def info_routes(
-    state: Lifecycle, model: ServedModel, metrics: RuntimeMetrics, live_status: Callable[[], dict[str, Any]]
+    state: Lifecycle,
+    model: ServedModel,
+    metrics: RuntimeMetrics,
+    live_status: Callable[[], dict[str, Any]],
+    metrics_here: bool = True,
 ) -> list[Route]:
     """`/health` is liveness (it asks the engine too), `/ready` readiness; the model list names adapters too;
-    `/live-config` the live configuration's version in force and its last refusal (docs/live-config.md)."""
+    `/live-config` the live configuration's version in force and its last refusal (docs/live-config.md).
+    `/metrics` only if `metrics_here` (else it is on a port of its own: `--metrics-port`)."""
 
     async def health(request: Request) -> Response:
         ok = state.alive
@@ -62,7 +67,7 @@ def info_routes(
         Route("/v1/models", models),
         Route("/health", health),
         Route("/ready", ready),
-        Route("/metrics", metrics_route),
+        *([Route("/metrics", metrics_route)] if metrics_here else []),
         Route("/openapi.json", openapi_route),
         Route("/live-config", live_config),
     ]

@@ -24,6 +24,7 @@ class ServerSettings:
     shutdown_timeout: float = 30.0  # then in-flight requests get this long before they are aborted
     health_interval: float = 1.0  # how often the engine's health is checked while serving
     reload_interval: float = DEFAULT_INTERVAL  # how often the live configuration's files are looked at
+    metrics_port: int | None = None  # /metrics on a listener of its own (shared/metrics_listener.py); None: here
     response_cache: CacheSettings = field(default_factory=CacheSettings)  # off unless it may hold entries
 
     def concurrency_limit(self, max_num_seqs: int) -> int:

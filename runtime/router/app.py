@@ -58,6 +58,7 @@ class RouterSettings:
     prefix_chars: int = DEFAULT_PREFIX_CHARS
     session_affinity: bool = False  # X-Session-Id, else `user`, keys a request instead of its prompt (prefix-hash)
     max_keys: int = MAX_KEYS  # routing keys remembered (prefixes, sessions); the least recently used leave first
+    metrics_port: int | None = None  # /metrics on a listener of its own (shared/metrics_listener.py); None: here
     retries: int = 2
     cooldown: float = 5.0
     probe_interval: float = 1.0
@@ -220,7 +221,7 @@ def create_app(
         *(Route(path, ForwardedRoute(router, None), methods=methods) for path, methods in PLAIN_ROUTES.items()),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
-        Route("/metrics", metrics_page, methods=["GET"]),
+        *([Route("/metrics", metrics_page, methods=["GET"])] if settings.metrics_port is None else []),
         Route("/live-config", live_config, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

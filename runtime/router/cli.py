@@ -55,6 +55,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pending", type=int, default=defaults.max_pending, help="requests held while none is ready")
     p.add_argument("--max-wait", type=float, default=defaults.max_wait, help="seconds a held request waits, then 503")
     p.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes)
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=defaults.metrics_port,
+        help="serve /metrics on this port alone, not on the API's (default: on the API's)",
+    )
     p.add_argument("--api-key", action="append", default=[], help="an accepted key; repeat for several")
     p.add_argument("--api-keys-file", type=Path, default=os.environ.get("VIF_API_KEYS_FILE"),
                    help="a key a line (or comma-separated), read again when it changes")  # fmt: skip
@@ -84,7 +90,7 @@ def settings_from(args: argparse.Namespace) -> RouterSettings:
         first_byte_timeout=args.first_byte_timeout, idle_timeout=args.idle_timeout,
         probe_interval=args.probe_interval, max_pending=args.max_pending, max_wait=args.max_wait,
         max_body_bytes=args.max_body_bytes, api_keys=load_api_keys(args.api_key, None),
-        api_keys_file=args.api_keys_file, reload_interval=args.reload_interval,
+        api_keys_file=args.api_keys_file, reload_interval=args.reload_interval, metrics_port=args.metrics_port,
     )  # fmt: skip
 
 
@@ -129,12 +135,19 @@ def main(argv: list[str] | None = None) -> int:
             api_access(args.kubeconfig), namespace, service, args.service_port, endpoints
         ).run
     app = create_app(endpoints, settings, discovery, Tracing.start("vif-router", args.otlp_traces_endpoint))
+    listener = None
+    if settings.metrics_port is not None:
+        from vif.runtime.shared.metrics_listener import MetricsListener
+
+        listener = MetricsListener(args.host, settings.metrics_port, app.state.router.metrics.exposition).start()
     log.info("routing to %s with %s", args.service or ", ".join(args.endpoint), args.strategy)
     # Replicas' Server and Date headers pass through; uvicorn would add its own beside them.
     uvicorn.run(
         app, host=args.host, port=args.port, log_level=args.log_level, access_log=False, server_header=False,
         date_header=False, lifespan="on",
     )  # fmt: skip
+    if listener is not None:
+        listener.stop()
     if exported is not None:
         exported.shutdown()
     return 0

@@ -131,9 +131,10 @@ class StandInKubelet:
             self.core.read_namespaced_pod(pod["metadata"]["name"], self.namespace)
         )  # the API's own field names, as PodAsProcess reads a Deployment's template
         template = {"spec": {"template": {"spec": raw["spec"]}}}
-        port = raw["spec"]["containers"][0]["ports"][0]["containerPort"]
+        ports = {p.get("name"): p["containerPort"] for p in raw["spec"]["containers"][0]["ports"]}
         runner = PodAsProcess(template, self._volume_files(raw["spec"]), self.root / raw["metadata"]["name"], host=ip,
-                              port=port, claims=self._claims(raw["spec"]), secrets=self._secrets(raw["spec"]))  # fmt: skip
+                              port=next(iter(ports.values())), claims=self._claims(raw["spec"]),
+                              secrets=self._secrets(raw["spec"]), metrics_port=ports.get("metrics"))  # fmt: skip
         grace = float(raw["spec"].get("terminationGracePeriodSeconds") or 30)
         return Container(raw["metadata"]["name"], ip, runner.run(), runner, grace)
 

@@ -103,9 +103,10 @@ class PodAsProcess:
         port: int | None = None,
         claims: dict[str, Path] | None = None,
         secrets: dict[str, dict[str, str]] | None = None,
+        metrics_port: int | None = None,
     ) -> None:
         """`volumes`: the files of its ConfigMap and Secret volumes (`volume_files`). Listens on `host`:`port` (a
-        free local port unless given); a PersistentVolumeClaim mounts as its folder in `claims` (claim name -> the
+        free local port unless given), and serves /metrics on `host`:`metrics_port` (the same); a PersistentVolumeClaim mounts as its folder in `claims` (claim name -> the
         bound volume's path here); a Secret's key in env comes from `secrets` (name -> decoded data)."""
         self.secrets = secrets or {}
         self.pod = deployment["spec"]["template"]["spec"]
@@ -126,6 +127,7 @@ class PodAsProcess:
         self.volumes: VolumeFiles = {}
         self.write_volumes({name: volumes.get(name, {}) for name in self.projected})  # a missing object: empty
         self.port = port or free_port()
+        self.metrics_port = metrics_port or free_port()
         self.log = root / "pod.log"
 
     def write_volumes(self, volumes: VolumeFiles) -> list[str]:
@@ -168,6 +170,8 @@ class PodAsProcess:
         if container is self.container:
             args[args.index("--host") + 1] = self.host
             args[args.index("--port") + 1] = str(self.port)
+            if "--metrics-port" in args:
+                args[args.index("--metrics-port") + 1] = str(self.metrics_port)
         elif "--progress-port" in args:  # the download's progress, on the pod's address as the engine will be
             args[args.index("--progress-port") + 1] = str(self.port)
             args += ["--progress-host", self.host]
@@ -229,7 +233,7 @@ def pod_mounts(pod: dict, root: Path, files: VolumeFiles) -> tuple[Mount, ...]:
 
 class PodInImage:
     """Runs a pod template's container from its image (`make images`): the command, args, env, user and mounts the
-    operator wrote, on the host's network, with the port mapped to a free local one."""
+    operator wrote, on the host's network, with the ports mapped to free local ones."""
 
     def __init__(self, deployment: dict, volumes: VolumeFiles, root: Path, image: Container) -> None:
         self.pod = deployment["spec"]["template"]["spec"]
@@ -237,12 +241,15 @@ class PodInImage:
         self.image = image
         self.mounts = pod_mounts(self.pod, root, volumes)
         self.port = free_port()
+        self.metrics_port = free_port()
         self.log = root / "pod.log"
 
     def run(self) -> subprocess.Popen[bytes]:
         args = list(self.container["args"])
         args[args.index("--host") + 1] = "127.0.0.1"  # the host's network: listen on loopback only
         args[args.index("--port") + 1] = str(self.port)
+        if "--metrics-port" in args:
+            args[args.index("--metrics-port") + 1] = str(self.metrics_port)
         env = {}
         for var in self.container.get("env", []):
             assert "value" in var, f"{var['name']} comes from a Secret: not part of the default CPU model"

@@ -45,7 +45,7 @@ def test_default_cpu_model() -> None:
     assert c["command"] == ["vif-runtime", "serve"]
     assert c["args"] == [
         "--config", "/etc/vif/model_config.json", "--model-name", "smollm2-135m-instruct",
-        "--host", "0.0.0.0", "--port", "8000", "--live-config", "/etc/vif-live/live.json",
+        "--host", "0.0.0.0", "--port", "8000", "--metrics-port", "9090", "--live-config", "/etc/vif-live/live.json",
         "--drain-seconds", "5", "--shutdown-timeout", "40",
         "--allowed-root", "/models",
     ]  # fmt: skip
@@ -58,7 +58,10 @@ def test_default_cpu_model() -> None:
     assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}} in pod["volumes"]
     assert {"name": "dshm", "mountPath": "/dev/shm"} in c["volumeMounts"]
     assert objs["Deployment"]["spec"]["replicas"] == 1
-    assert objs["Service"]["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+    assert objs["Service"]["spec"]["ports"] == [
+        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+        {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"},
+    ]
 
 
 def test_every_child_is_owned_and_labelled() -> None:
@@ -202,7 +205,8 @@ def test_service_monitor(mode: str, crd_installed: bool, created: bool) -> None:
     objs = children({**CPU_MODEL, "monitoring": {"serviceMonitor": mode, "interval": "15s"}}, crd_installed)
     assert ("ServiceMonitor" in objs) == created
     if created:
-        assert objs["ServiceMonitor"]["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
+        endpoints = objs["ServiceMonitor"]["spec"]["endpoints"]
+        assert endpoints == [{"port": "metrics", "path": "/metrics", "interval": "15s"}]
 
 
 def test_pod_settings_users_of_kserve_and_kubeai_expect() -> None:

@@ -23,12 +23,13 @@ def policy(spec: dict[str, Any], **settings: Any) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
-def sources(spec: dict[str, Any], **settings: Any) -> list[dict[str, Any]]:
+def sources(spec: dict[str, Any], port: str = "http", **settings: Any) -> list[dict[str, Any]]:
+    """Who may reach the replicas' `port` (http: the API's; metrics: /metrics')."""
     built = policy(spec, **settings)
     assert built is not None
-    (rule,) = built["spec"]["ingress"]
-    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]  # the API and /metrics share it
-    return list(rule["from"])
+    rules = [rule for rule in built["spec"]["ingress"] if rule["ports"] == [{"port": port, "protocol": "TCP"}]]
+    assert len(rules) == 1 and len(built["spec"]["ingress"]) <= 2, built["spec"]["ingress"]
+    return list(rules[0]["from"])
 
 
 def test_none_unless_the_operator_or_the_model_asks() -> None:
@@ -51,16 +52,26 @@ def test_the_replicas_take_traffic_from_their_router_only_by_default() -> None:
     assert sources(MODEL, network_policy=True) == [{"podSelector": {"matchLabels": router_selector("chat")}}]
 
 
-def test_listed_namespaces_pods_and_the_monitoring_namespace_are_let_through() -> None:
-    spec = {**MODEL, "networkPolicy": {"mode": "on", "fromNamespaces": ["apps", "monitoring"],
+def test_listed_namespaces_and_pods_reach_the_api() -> None:
+    spec = {**MODEL, "networkPolicy": {"mode": "on", "fromNamespaces": ["apps", "apps"],
                                        "fromPodLabels": {"role": "batch"}}}  # fmt: skip
     by_name = "kubernetes.io/metadata.name"
     assert sources(spec, monitoring_namespace="monitoring") == [
         {"podSelector": {"matchLabels": router_selector("chat")}},
-        {"namespaceSelector": {"matchLabels": {by_name: "apps"}}},
-        {"namespaceSelector": {"matchLabels": {by_name: "monitoring"}}},  # once, though named twice
+        {"namespaceSelector": {"matchLabels": {by_name: "apps"}}},  # once, though named twice
         {"podSelector": {"matchLabels": {"role": "batch"}}},
     ]
+
+
+def test_the_monitoring_namespace_reaches_the_metrics_port_alone() -> None:
+    """Prometheus scrapes /metrics on its own port (`--metrics-port`); it does not reach the API, and nothing
+    else reaches /metrics."""
+    spec = {**MODEL, "networkPolicy": {"mode": "on"}}
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    assert sources(spec, "metrics", monitoring_namespace="monitoring") == [monitoring]
+    assert monitoring not in sources(spec, monitoring_namespace="monitoring")
+    built = policy(spec)
+    assert built is not None and all(r["ports"][0]["port"] == "http" for r in built["spec"]["ingress"])
 
 
 def test_without_a_router_and_a_list_nothing_reaches_the_replicas() -> None:

@@ -70,7 +70,10 @@ def test_a_router_fronts_the_replicas() -> None:
     assert set(objs) >= ROUTER_CHILDREN
     front, replicas = objs["Service", "chat"], objs["Service", "chat-replicas"]
     assert front["spec"]["selector"] == router_selector("chat")
-    assert front["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+    assert front["spec"]["ports"] == [
+        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+        {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"},  # the router's, for Prometheus
+    ]
     runtime = objs["Deployment", "chat"]
     assert replicas["spec"]["selector"] == selector("chat") == runtime["spec"]["selector"]["matchLabels"]
     assert replicas["spec"]["type"] == "ClusterIP" and replicas["spec"]["ports"][0]["name"] == "http"
@@ -95,11 +98,14 @@ def test_router_deployment() -> None:
     (c,) = pod["containers"]
     assert c["image"] == SETTINGS.runtime_image and c["command"] == ["vif-router"]
     assert c["args"] == ["--service", "team-a/chat-replicas", "--service-port", "http", "--strategy", "least-load",
-                         "--port", "8000", "--model-name", "smollm2", "--host", "0.0.0.0",
+                         "--port", "8000", "--model-name", "smollm2", "--host", "0.0.0.0", "--metrics-port", "9090",
                          "--max-wait", "120", "--first-byte-timeout", "300", "--idle-timeout", "60",
                          "--max-pending", "64", "--max-body-bytes", str(4 << 20)]  # fmt: skip
     assert "--api-keys-file" not in c["args"]  # the model has no API keys
-    assert c["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert c["ports"] == [
+        {"name": "http", "containerPort": 8000, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+    ]
     assert c["securityContext"] == container_security_context()
     assert c["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}  # held requests need it in
     assert c["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}

@@ -97,7 +97,10 @@ def scaled_model(stack: Stack, namespace: str, tmp_path: Path) -> Iterator[tuple
         # The Deployment is there before its ReplicaSet has made the pod (seconds later on a loaded machine).
         pods = wait_for(lambda: runtime_pods(namespace), "the model's first pod", timeout=120)
         pod = pods[0].removeprefix("pod/")
-        with running(runner) as base, stack.target(f"127.0.0.1:{runner.port}", namespace, scraped_service(ref), pod):
+        with (
+            running(runner) as base,
+            stack.target(f"127.0.0.1:{runner.metrics_port}", namespace, scraped_service(ref), pod),
+        ):
             yield base, ref
 
 

@@ -43,12 +43,13 @@ SETTLE = 600  # bounded, not timed: three engines load at once on two cores
 
 
 def router_args(namespace: str) -> list[str]:
-    """The router's arguments as the operator wrote them into its Deployment, but its address (a free local port)
-    and the admin kubeconfig for its ServiceAccount's token."""
+    """The router's arguments as the operator wrote them into its Deployment, but its address (a free local port,
+    /metrics on it: the test reads the held requests there) and the admin kubeconfig for its ServiceAccount's
+    token."""
     deployment = wait_for(lambda: get("deployment", "steady-router", namespace), "the router's Deployment")
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     pairs = [(args[i], args[i + 1]) for i in range(0, len(args), 2)]
-    return [a for flag, value in pairs if flag not in ("--port", "--host") for a in (flag, value)] + [
+    return [a for flag, value in pairs if flag not in ("--port", "--host", "--metrics-port") for a in (flag, value)] + [
         "--kubeconfig", str(KUBECONFIG),
     ]  # fmt: skip
 

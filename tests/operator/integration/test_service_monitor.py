@@ -23,7 +23,7 @@ def test_service_monitor_follows_the_crd(namespace: str, operator_process: Opera
     wait_established("servicemonitors.monitoring.coreos.com")
     apply_model(namespace, model_manifest("with", {**SPEC, "monitoring": {"interval": "15s"}}))
     monitor = wait_for(lambda: get("servicemonitor", "with", namespace), "the ServiceMonitor")
-    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s"}]
     assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"] == "with"
 
     apply_model(namespace, model_manifest("opted-out", {**SPEC, "monitoring": {"serviceMonitor": "off"}}))
