@@ -145,7 +145,7 @@ def serve(argv: list[str]) -> int:
     from vif.runtime.app.server import GracefulServer
     from vif.runtime.config import ConfigError
     from vif.runtime.engine.args import NoDevice, explicit_flags
-    from vif.runtime.shared.metrics_listener import MetricsListener
+    from vif.runtime.shared.metrics_listener import metrics_port
     from vif.runtime.shared.otlp import export_logs
 
     ours = own_parser()
@@ -173,12 +173,8 @@ def serve(argv: list[str]) -> int:
         return 2
     config = uvicorn.Config(app, host=args.host, port=args.port, log_config=None, access_log=False)
     servers.append(GracefulServer(config, lifecycle, settings.drain_seconds, settings.shutdown_timeout))
-    listener = None
-    if settings.metrics_port is not None:
-        listener = MetricsListener(args.host, settings.metrics_port, metrics.render).start()
-    served = servers[0].serve_until_stopped()
-    if listener is not None:
-        listener.stop()
+    with metrics_port(args.host, settings.metrics_port, metrics.render):
+        served = servers[0].serve_until_stopped()
     if exported is not None:
         exported.shutdown()  # what is left goes out before the process ends
     return 0 if served else 1

@@ -1,6 +1,6 @@
 """What the GPU image's environment can show on a machine without a GPU, run by that environment's Python
-(`make test-gpu-env`): every module of vif.runtime imports (the image holds no operator), vif-router starts, and `vif-runtime serve` stops at once with
-one line that says no GPU is present.
+(`make test-gpu-env`): every module of vif.runtime imports (the image holds no operator), vif-router starts, and
+`vif-runtime serve` stops at once with one line that says no GPU is present.
 
     python -P e2e/gpu/check_env.py VENV MODEL_DIR
 """
@@ -31,7 +31,7 @@ def main() -> int:
     subprocess.run([venv / "bin" / "vif-router", "--help"], check=True, capture_output=True)
     print("vif-router --help: ok")
     serve = subprocess.run(
-        [venv / "bin" / "vif-runtime", "serve", str(model), "--port", "18731"],
+        [venv / "bin" / "vif-runtime", "serve", str(model)],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     last = serve.stderr.strip().splitlines()[-1] if serve.stderr.strip() else ""

@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from vif.runtime.router.app import create_app
     from vif.runtime.router.endpoints import EndpointSet
+    from vif.runtime.shared.metrics_listener import metrics_port
     from vif.runtime.shared.tracing import Tracing
 
     endpoints = EndpointSet(args.endpoint or ())
@@ -135,19 +136,13 @@ def main(argv: list[str] | None = None) -> int:
             api_access(args.kubeconfig), namespace, service, args.service_port, endpoints
         ).run
     app = create_app(endpoints, settings, discovery, Tracing.start("vif-router", args.otlp_traces_endpoint))
-    listener = None
-    if settings.metrics_port is not None:
-        from vif.runtime.shared.metrics_listener import MetricsListener
-
-        listener = MetricsListener(args.host, settings.metrics_port, app.state.router.metrics.exposition).start()
     log.info("routing to %s with %s", args.service or ", ".join(args.endpoint), args.strategy)
-    # Replicas' Server and Date headers pass through; uvicorn would add its own beside them.
-    uvicorn.run(
-        app, host=args.host, port=args.port, log_level=args.log_level, access_log=False, server_header=False,
-        date_header=False, lifespan="on",
-    )  # fmt: skip
-    if listener is not None:
-        listener.stop()
+    with metrics_port(args.host, settings.metrics_port, app.state.router.metrics.exposition):
+        # Replicas' Server and Date headers pass through; uvicorn would add its own beside them.
+        uvicorn.run(
+            app, host=args.host, port=args.port, log_level=args.log_level, access_log=False, server_header=False,
+            date_header=False, lifespan="on",
+        )  # fmt: skip
     if exported is not None:
         exported.shutdown()
     return 0

@@ -26,10 +26,11 @@ import tempfile
 import tomllib
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from pathlib import Path
 
 from packaging.requirements import Requirement
-from packaging.tags import compatible_tags, cpython_tags
+from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
@@ -178,12 +179,20 @@ def pypi_hashes(name: str, version: str, python: tuple[int, int]) -> list[str]:
     )
     with urllib.request.urlopen(request, timeout=60) as response:
         files = [file for file in json.load(response)["files"] if release_of(file["filename"]) == Version(version)]
-    supported = set(cpython_tags(python, platforms=PLATFORMS)) | set(compatible_tags(python, platforms=PLATFORMS))
+    supported = supported_tags(python)
     wheels = [f for f in files if f["filename"].endswith(".whl") and parse_wheel_filename(f["filename"])[3] & supported]
     digests = sorted({file["hashes"]["sha256"] for file in wheels or files})
     if not digests:
         raise SystemExit(f"{name}=={version}: PyPI lists no files")
     return digests
+
+
+@cache
+def supported_tags(python: tuple[int, int]) -> frozenset[Tag]:
+    """The wheel tags pip accepts on the locks' platforms with this CPython."""
+    return frozenset(cpython_tags(python, platforms=PLATFORMS)) | frozenset(
+        compatible_tags(python, platforms=PLATFORMS)
+    )
 
 
 def release_of(filename: str) -> Version | None:

@@ -9,8 +9,9 @@ Prometheus' client renders on that thread; its metrics are thread-safe.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -36,6 +37,19 @@ class MetricsListener:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@contextlib.contextmanager
+def metrics_port(host: str, port: int | None, render: Callable[[], bytes]) -> Iterator[None]:
+    """A MetricsListener on `port` while inside; nothing when `port` is None (/metrics stays on the API's port)."""
+    if port is None:
+        yield
+        return
+    listener = MetricsListener(host, port, render).start()
+    try:
+        yield
+    finally:
+        listener.stop()
 
 
 class _Handler(BaseHTTPRequestHandler):
