@@ -72,7 +72,7 @@ integration: model test-servers
 
 # The real servers the tests start: olah, a Hugging Face-compatible hub (tests/helpers/hub_server.py), moto, an
 # S3-compatible store (tests/helpers/s3_server.py), vllm-router, each in a venv of its own, and Jaeger (below), cached by version
-# under ~/.cache/vif/tools.
+# under ~/.cache/vif/tools; and Redis, from Debian.
 TOOLS ?= $(HOME)/.cache/vif/tools
 OLAH := $(TOOLS)/olah-0.5.4/bin/olah-cli
 $(OLAH):
@@ -93,7 +93,12 @@ VLLM_ROUTER := $(TOOLS)/vllm-router-0.1.17/bin/vllm-router
 $(VLLM_ROUTER):
 	rm -rf $(TOOLS)/vllm-router-0.1.17 && python3 -m venv $(TOOLS)/vllm-router-0.1.17
 	$(TOOLS)/vllm-router-0.1.17/bin/pip install -q vllm-router==0.1.17
-test-servers: $(OLAH) $(MOTO) $(JAEGER) $(VLLM_ROUTER)
+# Redis, where the routers of a model share its tenants' limits (tests/helpers/redis_server.py): Debian's package.
+REDIS := /usr/bin/redis-server
+$(REDIS):
+	apt-get install -y -qq redis-server >/dev/null 2>&1 || \
+		(apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
+test-servers: $(OLAH) $(MOTO) $(JAEGER) $(VLLM_ROUTER) $(REDIS)
 
 cluster-test: model cluster-up test-servers
 	$(VENV)/bin/pytest -m "cluster or helm" -q

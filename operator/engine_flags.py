@@ -188,6 +188,7 @@ REFUSED_EXTRA_ARGS: dict[str, tuple[str, ...]] = {
         "--metrics-port",  # the NetworkPolicy and the ServiceMonitor name its port
         "--api-key",
         "--api-keys-file",
+        "--tenants-file",  # spec.tenants
         "--allowed-root",
         "--log-file",
         "--drain-seconds",

@@ -72,6 +72,8 @@ def own_parser() -> argparse.ArgumentParser:
     parser.add_argument("--api-key", action="append", default=[], help="an accepted key; repeat for several")
     parser.add_argument("--api-keys-file", type=Path, default=os.environ.get("VIF_API_KEYS_FILE"),
                         help="a key a line (or comma-separated), read again when it changes")  # fmt: skip
+    parser.add_argument("--tenants-file", type=Path, default=os.environ.get("VIF_TENANTS_FILE"),
+                        help="the router's tenants file: their keys are accepted too (docs/tenants.md)")  # fmt: skip
     parser.add_argument(
         "--limit-concurrency", type=int, default=None, help="sequences in flight (default: 2 x max_num_seqs)"
     )
@@ -201,7 +203,8 @@ def _build(
     except UnknownServingClass as exc:
         raise LookupError(f"{model.source}: {model.name}.class_name: {exc}") from None
     live = LiveSources(
-        api_keys=tuple(args.api_key), keys_file=args.api_keys_file, template_file=model.chat_template_file,
+        api_keys=tuple(args.api_key), keys_file=args.api_keys_file, tenants_file=args.tenants_file,
+        template_file=model.chat_template_file,
         live_file=args.live_config, response_role=model.entry.response_role, log_level=args.log_level,
         response_cache=_cache_settings(args),
     )  # fmt: skip

@@ -72,7 +72,7 @@ def create_app(
 
     def apply_live(new: LiveSettings) -> None:
         old = in_force.model
-        in_force.keys = KeyCheck(new.api_keys)
+        in_force.keys = new.keys
         in_force.model = replace(in_force.model, chat_template=new.chat_template, response_role=new.response_role)
         for serving in state.serving.values():
             serving.model = in_force.model

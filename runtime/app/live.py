@@ -22,6 +22,7 @@ from vif.runtime.app.response_cache import CacheSettings
 from vif.runtime.config import ConfigError
 from vif.runtime.serving.context import ServedModel
 from vif.runtime.shared.api_keys import KeyCheck, load_api_keys
+from vif.runtime.shared.tenants import read_tenants, watched_files
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -48,7 +49,7 @@ class LiveFile(BaseModel):
 class LiveSettings:
     """The live settings in force, replaced whole when their files change."""
 
-    api_keys: tuple[str, ...]
+    keys: KeyCheck
     chat_template: str | None
     response_role: str
     log_level: LogLevel
@@ -70,6 +71,7 @@ class LiveSources:
 
     api_keys: tuple[str, ...] = ()  # --api-key values
     keys_file: Path | None = None
+    tenants_file: Path | None = None  # the router's tenants (shared/tenants.py): their keys are accepted here too
     template_file: Path | None = None
     live_file: Path | None = None
     response_role: str = "assistant"
@@ -78,17 +80,19 @@ class LiveSources:
 
     @property
     def paths(self) -> list[Path]:
-        return [p for p in (self.keys_file, self.template_file, self.live_file) if p is not None]
+        tenants = watched_files(self.tenants_file) if self.tenants_file is not None else []
+        return [p for p in (self.keys_file, self.template_file, self.live_file) if p is not None] + tenants
 
     def read(self, check_template: Callable[[str], None] | None = None) -> LiveSettings:
         """The settings the files hold now; a `ConfigError` (one line naming the file) for any that is wrong, or a
         template that does not compile (or that `check_template`, the engine's own rendering, refuses)."""
         try:
             keys = load_api_keys(self.api_keys, self.keys_file)
-        except (LookupError, OSError) as exc:
-            raise ConfigError(f"API keys: {exc}") from None
+            tenants = read_tenants(self.tenants_file).owners if self.tenants_file is not None else {}
         except UnicodeDecodeError:  # its message would quote the file's bytes
             raise ConfigError(f"API keys: {self.keys_file} is not UTF-8 text") from None
+        except (LookupError, OSError, ValueError) as exc:
+            raise ConfigError(f"API keys: {exc}") from None
         template = None
         if self.template_file is not None:
             template = _read_template(self.template_file, check_template)
@@ -97,7 +101,7 @@ class LiveSources:
         if chosen.response_cache is not None:
             cache = CacheSettings(**chosen.response_cache.model_dump())
         return LiveSettings(
-            api_keys=keys,
+            keys=KeyCheck(keys, tenants),
             chat_template=template,
             response_role=chosen.response_role or self.response_role,
             log_level=chosen.log_level or self.log_level,

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from starlette.applications import Starlette
@@ -33,7 +33,9 @@ from vif.runtime.router.prefix import (
 )
 from vif.runtime.router.probes import Prober
 from vif.runtime.router.proxy import BrokenStream, Proxy, pool_client
+from vif.runtime.router.quota import Decision, LocalQuota, Quota, RedisQuota
 from vif.runtime.router.strategies import DEFAULT_LOAD_FACTOR, build_strategy
+from vif.runtime.router.usage import UsageMeter, ask_for_usage
 from vif.runtime.shared.api_keys import MAX_BODY_BYTES, KeyCheck, load_api_keys
 from vif.runtime.shared.asgi import (
     BodyTimeout,
@@ -44,6 +46,8 @@ from vif.runtime.shared.asgi import (
     until_disconnect,
 )
 from vif.runtime.shared.live_files import DEFAULT_INTERVAL, LiveFiles, fingerprint
+from vif.runtime.shared.routes import PROTOCOL_PATHS, Protocol
+from vif.runtime.shared.tenants import Limits, read_tenants, watched_files
 from vif.runtime.shared.tracing import Tracing
 
 # Forwarded without a routing key: they carry no prompt worth keeping near its cache.
@@ -71,7 +75,20 @@ class RouterSettings:
     idle_timeout: float = 60.0  # the longest silence inside a response that started
     api_keys: tuple[str, ...] = ()  # the model's: checked before a body is read or a request held
     api_keys_file: Path | None = None  # more of them, a key a line, read again when it changes
+    tenants_file: Path | None = None  # named keys and their limits (shared/tenants.py), read again when it changes
+    redis_url: str | None = None  # where every router of the model keeps the limits' buckets (router/quota.py)
+    redis_down: Literal["open", "closed"] = "open"  # while Redis is away: decide locally, or refuse with 503
+    router_replicas: int = 1  # without Redis, each router enforces 1/router_replicas of every limit
     reload_interval: float = DEFAULT_INTERVAL
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may call, and the limits of each (a tenant missing from `limits` has none)."""
+
+    keys: KeyCheck
+    limits: dict[str, Limits]
+    tenants: bool  # named tenants are configured: their usage is counted and reported
 
 
 @dataclass
@@ -84,26 +101,34 @@ class Router:
     metrics: RouterMetrics
     proxy: Proxy
     prober: Prober
-    keys: KeyCheck
+    access: Access
+    quota: Quota
     tracing: Tracing
 
 
 class ForwardedRoute:
     """An ASGI endpoint that forwards one path's requests, routed by the key `extract` finds in the body."""
 
-    def __init__(self, router: Router, extract: Extractor | None) -> None:
+    def __init__(self, router: Router, extract: Extractor | None, protocol: Protocol | None = None) -> None:
         self.router = router
         self.extract = extract
+        self.protocol = protocol
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         settings, metrics = self.router.settings, self.router.metrics
         status: int | str
+        tenant, decision, meter = None, None, None
         try:
-            self.authenticate(scope)
+            tenant = self.authenticate(scope)
+            decision = await self.admit(tenant)
             with self.router.tracing.server(f"{scope['method']} {scope['path']}", scope["headers"]) as span:
                 body = await self.read_body(receive)
                 key = self.key(scope, body)
-                status = await until_disconnect(receive, self.router.proxy.forward(scope, body, key, send))
+                if self.router.access.tenants and tenant is not None:
+                    body, meter = self.metered(tenant, body)
+                headers = decision.headers() if decision is not None else {}
+                forwarding = self.router.proxy.forward(scope, body, key, send, headers, meter)
+                status = await until_disconnect(receive, forwarding)
                 if span is not None:
                     span.set_attribute("http.response.status_code", status)
         except ClientGone:
@@ -113,7 +138,37 @@ class ForwardedRoute:
             status = error.status
         except BrokenStream:
             status = "broken-stream"  # the response stays unfinished: uvicorn closes the connection
+        finally:
+            if meter is not None:
+                await meter.settle()  # a stream cut short is charged what it produced
+            if decision is not None and tenant is not None:
+                await self.router.quota.release(tenant, decision)
         metrics.requests.labels(settings.model_name, str(status)).inc()
+        if self.router.access.tenants and tenant is not None:
+            metrics.count_tenant(tenant, status, meter)
+
+    async def admit(self, tenant: str | None) -> Decision | None:
+        """The tenant's place under its limits, before the body is read (a refused request takes no memory)."""
+        limits = self.router.access.limits.get(tenant) if tenant is not None else None
+        if tenant is None or limits is None or not limits.any():
+            return None
+        decision = await self.router.quota.admit(tenant, limits)
+        if decision.refused is not None:
+            raise decision.error(tenant)
+        return decision
+
+    def metered(self, tenant: str, body: bytes) -> tuple[bytes, UsageMeter]:
+        """The body to forward (a stream asks for its usage) and the meter that counts the answer's tokens."""
+        wants_usage = True
+        if self.protocol in ("chat", "completion"):
+            body, wants_usage = ask_for_usage(body)
+        limits = self.router.access.limits.get(tenant) or Limits()
+        quota = self.router.quota
+
+        async def charge(tokens: int) -> None:
+            await quota.charge(tenant, limits, tokens)
+
+        return body, UsageMeter(charge, wants_usage)
 
     def key(self, scope: Scope, body: bytes) -> str | None:
         """What the strategy routes by: the session's name with session affinity, else the prompt's start."""
@@ -128,15 +183,20 @@ class ForwardedRoute:
             return None
         return routing_key(self.extract, body, settings.prefix_chars, by_user=settings.session_affinity)
 
-    def authenticate(self, scope: Scope) -> None:
+    def authenticate(self, scope: Scope) -> str | None:
         """Before the body is read: an unauthenticated request takes no memory, no place among the held ones,
-        and does not wake a model scaled to zero."""
+        and does not wake a model scaled to zero. The key's tenant; None when the model takes any request."""
+        keys = self.router.access.keys
+        if not keys.owners:
+            return None
         authorization = next((v for k, v in scope["headers"] if k == b"authorization"), None)
-        if not self.router.keys.accepts(authorization):
+        tenant = keys.owner(authorization)
+        if tenant is None:
             raise RouterError(
                 "Invalid or missing API key. Send it as 'Authorization: Bearer KEY'.", status=401,
                 type="authentication_error", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"},
             )  # fmt: skip
+        return tenant
 
     async def read_body(self, receive: Receive) -> bytes:
         settings = self.router.settings
@@ -154,10 +214,29 @@ class ForwardedRoute:
             ) from None  # fmt: skip
 
 
-def read_keys(settings: RouterSettings) -> KeyCheck:
-    """The keys given at start-up and those the keys file holds now (LookupError, OSError: it holds none)."""
-    from_file = load_api_keys((), settings.api_keys_file, environ={}) if settings.api_keys_file else ()
-    return KeyCheck(settings.api_keys + from_file)
+def read_access(settings: RouterSettings) -> Access:
+    """The keys given at start-up, those the keys file holds now, and the tenants file's (LookupError, OSError,
+    ValueError: the files hold no key, or are not valid)."""
+    plain = settings.api_keys
+    if settings.api_keys_file is not None:
+        plain += load_api_keys((), settings.api_keys_file, environ={})
+    if settings.tenants_file is None:
+        return Access(KeyCheck(plain), {}, tenants=False)
+    table = read_tenants(settings.tenants_file, plain)
+    return Access(KeyCheck(owners=table.owners), table.limits, tenants=True)
+
+
+def watched(settings: RouterSettings) -> list[Path]:
+    """The files whose change is read again: the keys file, the tenants file and the key files it names."""
+    paths = [settings.api_keys_file] if settings.api_keys_file is not None else []
+    return paths + (watched_files(settings.tenants_file) if settings.tenants_file is not None else [])
+
+
+def build_quota(settings: RouterSettings) -> Quota:
+    local = LocalQuota(settings.router_replicas)
+    if settings.redis_url is None:
+        return local
+    return RedisQuota(settings.redis_url, settings.model_name, settings.redis_down, local)
 
 
 def create_app(
@@ -179,12 +258,15 @@ def create_app(
     )  # fmt: skip
     probe_client = httpx.AsyncClient(trust_env=False)
     prober = Prober(endpoints, probe_client, settings.probe_interval)
-    keys_paths = [settings.api_keys_file] if settings.api_keys_file is not None else []
-    version = fingerprint(keys_paths)  # before the read: a change in between is then read again, not lost
-    router = Router(settings, endpoints, holding, metrics, proxy, prober, read_keys(settings), tracing)
+    version = fingerprint(watched(settings))  # before the read: a change in between is then read again, not lost
+    quota = build_quota(settings)
+    router = Router(settings, endpoints, holding, metrics, proxy, prober, read_access(settings), quota, tracing)
+    if isinstance(quota, RedisQuota):
+        quota.on_error = metrics.quota_store_errors.labels(settings.model_name).inc
     keys_file = None
-    if keys_paths:
-        keys_file = LiveFiles(keys_paths, lambda: read_keys(settings), partial(setattr, router, "keys"), version)
+    if watched(settings):
+        apply = partial(setattr, router, "access")
+        keys_file = LiveFiles(partial(watched, settings), lambda: read_access(settings), apply, version)
 
     async def health(request: Request) -> Response:
         return json_response({"status": "ok"})
@@ -214,10 +296,14 @@ def create_app(
             await asyncio.gather(*tasks, return_exceptions=True)
             await pool.aclose()
             await probe_client.aclose()
+            await quota.aclose()
             await tracing.aclose()
 
     routes = [
-        *(Route(path, ForwardedRoute(router, extract), methods=["POST"]) for path, extract in EXTRACTORS.items()),
+        *(
+            Route(path, ForwardedRoute(router, extract, PROTOCOL_PATHS[path]), methods=["POST"])
+            for path, extract in EXTRACTORS.items()
+        ),
         *(Route(path, ForwardedRoute(router, None), methods=methods) for path, methods in PLAIN_ROUTES.items()),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),

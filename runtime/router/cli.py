@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from vif.runtime.router.app import RouterSettings, read_keys
+from vif.runtime.router.app import RouterSettings, read_access
 from vif.runtime.router.endpoints import normalize_url
 from vif.runtime.router.strategies import STRATEGIES
 from vif.runtime.shared.api_keys import load_api_keys
@@ -64,8 +64,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key", action="append", default=[], help="an accepted key; repeat for several")
     p.add_argument("--api-keys-file", type=Path, default=os.environ.get("VIF_API_KEYS_FILE"),
                    help="a key a line (or comma-separated), read again when it changes")  # fmt: skip
+    p.add_argument("--tenants-file", type=Path, default=os.environ.get("VIF_TENANTS_FILE"),
+                   help="named keys and their limits, JSON, read again when it changes (docs/tenants.md)")  # fmt: skip
+    p.add_argument("--redis-url", default=os.environ.get("VIF_REDIS_URL"),
+                   help="the limits' state, shared by every router of the model ($VIF_REDIS_URL)")  # fmt: skip
+    p.add_argument("--redis-down", choices=["open", "closed"], default=defaults.redis_down,
+                   help="while Redis is away: open, each router enforces its share; closed, 503")  # fmt: skip
+    p.add_argument("--router-replicas", type=int, default=defaults.router_replicas,
+                   help="without Redis, each router enforces 1/N of every limit")  # fmt: skip
     p.add_argument("--reload-interval", type=float, default=defaults.reload_interval,
-                   help="seconds between looks at --api-keys-file")  # fmt: skip
+                   help="seconds between looks at --api-keys-file and --tenants-file")  # fmt: skip
     p.add_argument("--otlp-traces-endpoint", default=None,
                    help="spans over OTLP (default: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT; docs/tracing.md)")  # fmt: skip
     p.add_argument("--otlp-logs-endpoint", default=None,
@@ -90,7 +98,9 @@ def settings_from(args: argparse.Namespace) -> RouterSettings:
         first_byte_timeout=args.first_byte_timeout, idle_timeout=args.idle_timeout,
         probe_interval=args.probe_interval, max_pending=args.max_pending, max_wait=args.max_wait,
         max_body_bytes=args.max_body_bytes, api_keys=load_api_keys(args.api_key, None),
-        api_keys_file=args.api_keys_file, reload_interval=args.reload_interval, metrics_port=args.metrics_port,
+        api_keys_file=args.api_keys_file, tenants_file=args.tenants_file, redis_url=args.redis_url,
+        redis_down=args.redis_down, router_replicas=args.router_replicas, reload_interval=args.reload_interval,
+        metrics_port=args.metrics_port,
     )  # fmt: skip
 
 
@@ -99,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         settings = settings_from(args)
-        read_keys(settings)  # a keys file that holds no key stops the start (later, a version is refused)
-    except (LookupError, OSError) as exc:
+        read_access(settings)  # a keys file that holds no key stops the start (later, a version is refused)
+    except (LookupError, OSError, ValueError) as exc:
         p.error(str(exc))
     if args.service is not None and args.service.count("/") != 1:
         p.error("--service is NAMESPACE/NAME")
@@ -110,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--retries, --max-pending and --max-wait cannot be negative; --prefix-chars is at least 1")
     if args.session_affinity and args.strategy != "prefix-hash":
         p.error("--session-affinity needs --strategy prefix-hash: the other strategies route by load alone")
+    if args.router_replicas < 1:
+        p.error("--router-replicas must be at least 1")
     if args.max_keys < 1:
         p.error("--max-keys must be at least 1")
     if args.first_byte_timeout <= 0 or args.idle_timeout <= 0:

@@ -14,6 +14,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from vif.runtime.router.endpoints import EndpointSet
+from vif.runtime.router.usage import UsageMeter
 
 
 class EndpointCollector(Collector):
@@ -67,6 +68,25 @@ class RouterMetrics:
             "vif_router_ejections", "Replicas taken out of routing, by endpoint and failure.", ["endpoint", "reason"],
             registry=self.registry,
         )  # fmt: skip
+        # Per tenant (docs/tenants.md): named by the tenants file, so their number is bounded by configuration.
+        self.tenant_requests = Counter(
+            "vif_router_tenant_requests", "Requests by tenant and the status the client got (429: over a limit).",
+            ["model", "tenant", "status"], registry=self.registry,
+        )  # fmt: skip
+        self.tenant_tokens = Counter(
+            "vif_router_tenant_tokens", "Tokens served by tenant and kind (prompt, completion).",
+            ["model", "tenant", "kind"], registry=self.registry,
+        )  # fmt: skip
+        self.quota_store_errors = Counter(
+            "vif_router_quota_store_errors", "Rate-limit decisions taken while Redis could not be reached.",
+            ["model"], registry=self.registry,
+        )  # fmt: skip
+
+    def count_tenant(self, tenant: str, status: int | str, meter: UsageMeter | None) -> None:
+        self.tenant_requests.labels(self.model, tenant, str(status)).inc()
+        if meter is not None:
+            self.tenant_tokens.labels(self.model, tenant, "prompt").inc(meter.prompt_tokens)
+            self.tenant_tokens.labels(self.model, tenant, "completion").inc(meter.completion_tokens)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

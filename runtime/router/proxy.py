@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import httpx
 import orjson
@@ -30,6 +30,7 @@ from vif.runtime.router.errors import RouterError
 from vif.runtime.router.holding import Holding
 from vif.runtime.router.metrics import RouterMetrics
 from vif.runtime.router.strategies import Strategy
+from vif.runtime.router.usage import UsageMeter
 from vif.runtime.shared.tracing import Tracing
 
 log = logging.getLogger(__name__)
@@ -106,9 +107,19 @@ class Proxy:
         self.idle_timeout = idle_timeout
         self.tracing = tracing or Tracing()
 
-    async def forward(self, scope: Scope, body: bytes, key: str | None, send: Send) -> int:
-        """Serve the request from a replica onto `send`; the status the client got. Raises `RouterError` (no
-        response started yet) or `BrokenStream` (the response is unfinished)."""
+    async def forward(
+        self,
+        scope: Scope,
+        body: bytes,
+        key: str | None,
+        send: Send,
+        headers: Mapping[str, str] | None = None,
+        meter: UsageMeter | None = None,
+    ) -> int:
+        """Serve the request from a replica onto `send`, with `headers` added to the response's and its body
+        passed through `meter`; the status the client got. Raises `RouterError` (no response started yet) or
+        `BrokenStream` (the response is unfinished)."""
+        added = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
         tried: set[str] = set()
         for attempt in range(self.retries + 1):
             with self.tracing.span("route"):  # includes a hold while no replica is ready
@@ -116,12 +127,21 @@ class Proxy:
             tried.add(endpoint.url)
             endpoint.in_flight += 1
             with self.tracing.span("forward", **{"vif.replica": endpoint.url, "vif.attempt": attempt}):
-                status = await self.attempt(scope, body, send, endpoint, attempt)
+                status = await self.attempt(scope, body, send, endpoint, attempt, added, meter)
             if status is not None:
                 return status
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    async def attempt(self, scope: Scope, body: bytes, send: Send, endpoint: Endpoint, attempt: int) -> int | None:
+    async def attempt(
+        self,
+        scope: Scope,
+        body: bytes,
+        send: Send,
+        endpoint: Endpoint,
+        attempt: int,
+        added: list[tuple[bytes, bytes]],
+        meter: UsageMeter | None,
+    ) -> int | None:
         """One replica's try: the status the client got, or None when the replica could not be reached and another
         may be tried. `endpoint.in_flight` counts this try, and is given back here."""
         try:
@@ -142,7 +162,7 @@ class Proxy:
                 self.metrics.retries.labels(reason).inc()
                 return None
             try:
-                await self.relay(upstream, endpoint, send)
+                await self.relay(upstream, endpoint, send, added, meter)
             finally:
                 await upstream.aclose()
             return upstream.status_code
@@ -166,9 +186,20 @@ class Proxy:
         except TimeoutError:
             raise FirstByteTimeout(f"no status line within {self.first_byte_timeout:g} s", request=request) from None
 
-    async def relay(self, upstream: httpx.Response, endpoint: Endpoint, send: Send) -> None:
-        headers = [(k, v) for k, v in upstream.headers.raw if k.lower() not in HOP_BY_HOP]
-        await send({"type": "http.response.start", "status": upstream.status_code, "headers": headers})
+    async def relay(
+        self,
+        upstream: httpx.Response,
+        endpoint: Endpoint,
+        send: Send,
+        added: list[tuple[bytes, bytes]],
+        meter: UsageMeter | None,
+    ) -> None:
+        kept = [(k, v) for k, v in upstream.headers.raw if k.lower() not in HOP_BY_HOP]
+        if meter is not None:
+            meter.start(upstream.headers.get("content-type", ""))
+            # The meter may hold back a usage event the client did not ask for: the length is no longer known.
+            kept = [(k, v) for k, v in kept if k.lower() != b"content-length"] if meter.stream else kept
+        await send({"type": "http.response.start", "status": upstream.status_code, "headers": kept + added})
         chunks = upstream.aiter_raw()
         try:
             while True:
@@ -176,6 +207,8 @@ class Proxy:
                     chunk = await anext(chunks, None)
                 if chunk is None:
                     break
+                if meter is not None:
+                    chunk = await meter.feed(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except (httpx.TransportError, TimeoutError) as exc:
             stalled = isinstance(exc, TimeoutError)
@@ -184,7 +217,8 @@ class Proxy:
                 what = f"sent nothing for {self.idle_timeout:g} s" if stalled else "broke the stream"
                 await send({"type": "http.response.body", "body": stream_error_event(f"The replica {what}.")})
             raise BrokenStream(endpoint.url) from exc
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        rest = await meter.close() if meter is not None else b""
+        await send({"type": "http.response.body", "body": rest, "more_body": False})
 
     def eject(self, endpoint: Endpoint, reason: str, exc: Exception) -> None:
         if self.endpoints.eject(endpoint, self.cooldown):

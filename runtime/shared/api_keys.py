@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from vif.runtime.shared.tenants import DEFAULT_TENANT, digest
 
 # What a request body may be, on the runtime and on the router in front of it (one limit for both, so the router
 # never holds a body the runtime would refuse).
@@ -40,17 +41,23 @@ def load_api_keys(
 
 
 class KeyCheck:
-    """`Authorization: Bearer KEY` against several keys in constant time; no keys means every request passes."""
+    """`Authorization: Bearer KEY` against several keys in constant time; no keys means every request passes.
+    Each key has an owner: the tenant it belongs to (`tenants.py`), `default` for a key given without a name."""
 
-    def __init__(self, keys: Sequence[str]) -> None:
+    def __init__(self, keys: Sequence[str] = (), owners: Mapping[bytes, str] | None = None) -> None:
         # Digests: compare_digest on inputs of different lengths would tell the key's length.
-        self.keys = [hashlib.sha256(k.encode()).digest() for k in keys if k]
+        self.owners = {digest(k): DEFAULT_TENANT for k in keys if k} | dict(owners or {})
+
+    def owner(self, authorization: bytes | None) -> str | None:
+        """The name of the tenant whose key the header carries; None for no key, or one that is not known."""
+        scheme, _, presented = (authorization or b"").partition(b" ")
+        presented_digest = digest(presented.strip())
+        found = None
+        # Compare against every key so the time taken does not tell which key (or how much of it) matched.
+        for key, name in self.owners.items():
+            if hmac.compare_digest(presented_digest, key):
+                found = name
+        return found if scheme.lower() == b"bearer" else None
 
     def accepts(self, authorization: bytes | None) -> bool:
-        if not self.keys:
-            return True
-        scheme, _, presented = (authorization or b"").partition(b" ")
-        # Compare against every key so the time taken does not tell which key (or how much of it) matched.
-        digest = hashlib.sha256(presented.strip()).digest()
-        matched = [hmac.compare_digest(digest, key) for key in self.keys]
-        return scheme.lower() == b"bearer" and any(matched)
+        return not self.owners or self.owner(authorization) is not None

@@ -61,13 +61,19 @@ class LiveFiles(Generic[T]):
     `apply` runs on the event loop, so the code that reads settings while serving never sees them half-changed."""
 
     def __init__(
-        self, paths: Sequence[Path], read: Callable[[], T], apply: Callable[[T], None], version: str | None = None
+        self,
+        paths: Sequence[Path] | Callable[[], Sequence[Path]],
+        read: Callable[[], T],
+        apply: Callable[[T], None],
+        version: str | None = None,
     ) -> None:
-        """`version`: the fingerprint of what was read at start-up (default: the files as they are now)."""
-        self.paths = tuple(paths)
+        """`paths`: the files to look at, or a function that lists them anew at each look (a tenants file names
+        key files of its own); `version`: the fingerprint of what was read at start-up (default: the files as they
+        are now)."""
+        self.paths = paths if callable(paths) else lambda: tuple(paths)
         self.read = read
         self.apply = apply
-        self.version = version or fingerprint(self.paths)
+        self.version = version or fingerprint(self.paths())
         self.applied_at = time.time()
         self.refused: Refusal | None = None
         self.counts = {"applied": 0, "refused": 0}
@@ -79,11 +85,11 @@ class LiveFiles(Generic[T]):
             try:
                 await self.poll()
             except Exception:  # never end the watch: a key revoked later must still be taken
-                log.exception("live configuration: looking at %s failed; looking again in %ss", self.paths, interval)
+                log.exception("live configuration: looking at its files failed; looking again in %ss", interval)
 
     async def poll(self) -> str | None:
         """Look once: `applied`, `refused`, or None when nothing changed (or the change was refused before)."""
-        seen = await asyncio.to_thread(fingerprint, self.paths)
+        seen = await asyncio.to_thread(lambda: fingerprint(self.paths()))
         if seen == self.version:
             self.refused = None  # the files went back to the version in force
             return None

@@ -98,7 +98,7 @@ async def test_a_rotated_keys_file_takes_effect_and_one_without_keys_is_refused(
 
     assert (await status("k1"), await status("k2")) == (200, 401)
     keys_file.write_text("k2,k3")
-    await eventually(lambda: router.keys.accepts(b"Bearer k2"), "the rotated keys read")
+    await eventually(lambda: router.access.keys.accepts(b"Bearer k2"), "the rotated keys read")
     assert (await status("k1"), await status("k2"), await status("k3")) == (401, 200, 200)
     keys_file.write_text("\n")
     async with httpx.AsyncClient(base_url=url, timeout=WAIT) as client:

@@ -16,6 +16,7 @@ from vif.runtime.app.live import LiveSources
 from vif.runtime.app.response_cache import CacheSettings
 from vif.runtime.app.settings import ServerSettings
 from vif.runtime.config import ConfigError
+from vif.runtime.shared.api_keys import KeyCheck
 from vif.runtime.shared.live_files import LiveFiles
 
 MODEL = "smollm2-135m-instruct"
@@ -41,9 +42,8 @@ def sources(files: dict[str, Path], **fields: Any) -> LiveSources:
 
 def test_the_live_file_overrides_what_the_flags_and_the_entry_said(files: dict[str, Path]) -> None:
     start = sources(files, response_role="assistant", log_level="info").read()
-    assert (start.api_keys, start.chat_template, start.response_role, start.log_level) == (
-        ("k1",), TEMPLATE, "assistant", "info",
-    )  # fmt: skip
+    assert (start.chat_template, start.response_role, start.log_level) == (TEMPLATE, "assistant", "info")
+    assert start.keys.owners == KeyCheck(["k1"]).owners
     assert not start.response_cache.enabled
     files["live"].write_text(json.dumps({
         "response_role": "bot", "log_level": "debug",
@@ -240,3 +240,19 @@ async def test_a_new_role_is_not_answered_from_answers_cached_with_the_old(make_
 
     await eventually(new_role, "answers in the new role")
     assert (await chat(client, temperature=0)).headers["x-vif-cache"] == "hit"  # cached again, in the new role
+
+
+def test_the_routers_tenants_file_adds_its_keys_and_a_rotated_key_is_read_again(tmp_path: Path) -> None:
+    """Behind a router with tenants, the replica accepts each tenant's key too (the router forwards it)."""
+    (tmp_path / "search-key").write_text("sk-search")
+    tenants = tmp_path / "tenants.json"
+    tenants.write_text(json.dumps({"tenants": [{"name": "search", "keyFile": "search-key", "requestsPerMinute": 5}]}))
+    live = LiveSources(api_keys=("plain",), tenants_file=tenants)
+    keys = live.read().keys
+    assert keys.owner(b"Bearer sk-search") == "search" and keys.owner(b"Bearer plain") == "default"
+    assert tmp_path / "search-key" in live.paths  # a Secret rotated in place is noticed
+    (tmp_path / "search-key").write_text("sk-rotated")
+    assert live.read().keys.owner(b"Bearer sk-rotated") == "search"
+    tenants.write_text("{")
+    with pytest.raises(ConfigError, match=r"API keys: .*tenants\.json: not JSON"):
+        live.read()
