@@ -29,6 +29,8 @@ SETTINGS_FLAGS = (
      "the operator's namespace: replicas' NetworkPolicy lets it ask a download's progress (the chart sets it)"),
     ("--traces-endpoint", "VIF_TRACES_ENDPOINT",
      "the OTLP collector models with spec.tracing send spans to, e.g. http://jaeger-collector.tracing:4317"),
+    ("--redis-url", "VIF_REDIS_URL",
+     "the Redis where the routers of a model with spec.tenants share its limits, e.g. redis://redis.vif-system:6379/0"),
 )  # fmt: skip
 
 

@@ -13,7 +13,8 @@ class OperatorSettings:
     Prometheus KEDA's triggers query (empty: none known), whether models get a NetworkPolicy unless they say, the
     namespace whose pods scrape the replicas (empty: none let through), the Hugging Face endpoint models'
     downloads use (empty: huggingface.co), the operator's own namespace, let through to ask a download's
-    progress (empty: not known), and the OTLP collector models with `spec.tracing` send spans to (empty: none)."""
+    progress (empty: not known), the OTLP collector models with `spec.tracing` send spans to (empty: none), and the
+    Redis where the routers of a model with `spec.tenants` share its limits (empty: each router enforces its share)."""
 
     runtime_image: str = "vif-runtime:0.1.0"
     policy: Policy = field(default_factory=Policy)
@@ -23,3 +24,4 @@ class OperatorSettings:
     hub_endpoint: str = ""
     operator_namespace: str = ""
     traces_endpoint: str = ""
+    redis_url: str = ""

@@ -14,6 +14,7 @@ from vif.operator.builders.model_cache import build_model_cache_claim
 from vif.operator.builders.networking import build_network_policy, build_service, build_service_monitor
 from vif.operator.builders.routing import build_router_children
 from vif.operator.builders.scaling import build_hpa, build_pdb
+from vif.operator.builders.tenants import build_tenants_config_map
 from vif.operator.model_ref import ModelRef
 from vif.operator.settings import OperatorSettings
 
@@ -33,7 +34,10 @@ def build_children(
     """Every child the model should have now, in apply order (the ServiceAccount and the ConfigMaps before the pods
     that use them; the router's after the Service it fronts). With KEDA's CRD a ScaledObject stands for the HPA."""
     configmap = build_configmap(ref)
-    first = (build_service_account(ref), configmap, build_live_configmap(ref), build_model_cache_claim(ref))
+    first = (
+        build_service_account(ref), configmap, build_live_configmap(ref), build_tenants_config_map(ref),
+        build_model_cache_claim(ref),
+    )  # fmt: skip
     children = [c for c in first if c is not None]
     children += [build_deployment(ref, settings, configmap), build_service(ref)]
     children += build_router_children(ref, settings)

@@ -39,6 +39,7 @@ from vif.operator.builders.security import (
     pod_security_context,
     writable_volumes,
 )
+from vif.operator.builders.tenants import TENANTS_FILE, tenants_volume
 from vif.operator.kinds import DEPLOYMENT
 from vif.operator.model_ref import ModelRef
 from vif.operator.names import CONFIG_HASH
@@ -51,6 +52,8 @@ def runtime_args(ref: ModelRef) -> list[str]:
     args += ["--live-config", LIVE_FILE]
     if ref.spec.api_key_secret is not None:
         args += ["--api-keys-file", KEYS_FILE]
+    if ref.spec.tenants is not None:
+        args += ["--tenants-file", TENANTS_FILE]  # the router forwards each tenant's key: the replica takes it too
     args += lifecycle_args(ref.spec)
     if ref.spec.model.path is not None:
         args += ["--allowed-root", posixpath.dirname(ref.spec.model.path.rstrip("/")) or "/"]
@@ -92,8 +95,8 @@ def resources(ref: ModelRef) -> dict[str, Any]:
 
 
 def volumes(ref: ModelRef, config_name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Volumes and their mounts: config, the live config and the API keys (docs/live-config.md), the writable
-    emptyDirs (`security.writable_volumes`), the model's storage, the adapters' PVCs."""
+    """Volumes and their mounts: config, the live config, the API keys and the tenants (docs/live-config.md), the
+    writable emptyDirs (`security.writable_volumes`), the model's storage, the adapters' PVCs."""
     vols: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": config_name}},
         {"name": "live", "configMap": {"name": live_configmap_name(ref)}},
@@ -102,10 +105,10 @@ def volumes(ref: ModelRef, config_name: str) -> tuple[list[dict[str, Any]], list
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
         {"name": "live", "mountPath": LIVE_DIR, "readOnly": True},
     ]
-    keys = api_keys_volume(ref)
-    if keys is not None:
-        vols.append(keys[0])
-        mounts.append(keys[1])
+    for files in (api_keys_volume(ref), tenants_volume(ref)):
+        if files is not None:
+            vols.append(files[0])
+            mounts.append(files[1])
     writable, writable_mounts = writable_volumes(ref, ref.spec.model.hugging_face is not None and engine_downloads(ref))
     vols += writable
     mounts += writable_mounts

@@ -21,6 +21,7 @@ from vif.operator.builders.common import (
 )
 from vif.operator.builders.lifecycle import pre_stop_hook, probe
 from vif.operator.builders.security import TMP_DIR, container_security_context, pod_security_context
+from vif.operator.builders.tenants import tenants_router_args, tenants_volume
 from vif.operator.kinds import DEPLOYMENT, PDB, ROLE, ROLE_BINDING, SERVICE, SERVICE_ACCOUNT
 from vif.operator.model_ref import ModelRef
 from vif.operator.names import router_labels, router_selector
@@ -87,7 +88,7 @@ def build_router_role_binding(ref: ModelRef) -> dict[str, Any]:
     )
 
 
-def router_args(ref: ModelRef) -> list[str]:
+def router_args(ref: ModelRef, settings: OperatorSettings) -> list[str]:
     service = f"{ref.namespace}/{replicas_service_name(ref)}"
     return [
         *("--service", service, "--service-port", PORT_NAME, "--strategy", ref.spec.routing.strategy),
@@ -101,24 +102,25 @@ def router_args(ref: ModelRef) -> list[str]:
         # the model's API keys, mounted as the runtime's are: the router refuses a request without one before it
         # holds it, so an unauthenticated client cannot wake a model scaled to zero
         *(("--api-keys-file", KEYS_FILE) if ref.spec.api_key_secret is not None else ()),
+        *tenants_router_args(ref, settings),
     ]
 
 
 def build_router_deployment(ref: ModelRef, settings: OperatorSettings) -> dict[str, Any]:
     """`vif-router` from the runtime's image, with the runtime's restricted pod security."""
-    keys = api_keys_volume(ref) or ()
+    files = [v for v in (api_keys_volume(ref), tenants_volume(ref)) if v is not None]
     container = {
         "name": "router",
         "image": ref.spec.image or settings.runtime_image,
         "command": ["vif-router"],
-        "args": router_args(ref),
+        "args": router_args(ref, settings),
         "env": tracing_env(ref, settings.traces_endpoint, "vif-router"),
         "ports": container_ports(PORT_NAME),
         "resources": {
             "requests": {"cpu": ROUTER_CPU_REQUEST, "memory": ROUTER_MEMORY_REQUEST},
             "limits": {"memory": ROUTER_MEMORY_LIMIT},
         },
-        "volumeMounts": [{"name": "tmp", "mountPath": TMP_DIR}, *keys[1:]],
+        "volumeMounts": [{"name": "tmp", "mountPath": TMP_DIR}, *(mount for _, mount in files)],
         # Readiness is /health, not /ready: /ready fails while no replica is ready, which would take the router
         # out of the model's Service exactly when it must hold requests (a model scaling up, or from zero) and
         # turn them into connection errors instead.
@@ -129,7 +131,7 @@ def build_router_deployment(ref: ModelRef, settings: OperatorSettings) -> dict[s
     }
     pod_spec: dict[str, Any] = {
         "containers": [container],
-        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}, *keys[:1]],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}, *(volume for volume, _ in files)],
         "serviceAccountName": router_name(ref),
         "automountServiceAccountToken": True,  # the router watches EndpointSlices with it
         "securityContext": pod_security_context(),

@@ -10,6 +10,7 @@ from vif.operator.spec.schema import (
     DEFAULT_GRACE_SECONDS,
     MAX_ADAPTERS,
     MAX_GRACE_SECONDS,
+    MAX_TENANTS,
     MIN_GRACE_SECONDS,
     APIModel,
     ConfigMapKeyRef,
@@ -218,6 +219,42 @@ class TracingSettings(APIModel):
     )
 
 
+class TenantLimits(APIModel):
+    """Limits for the model as a whole, however many router replicas serve it (docs/tenants.md); unset: none."""
+
+    requests_per_minute: int | None = Field(None, ge=1, description="Requests admitted per minute.")
+    tokens_per_minute: int | None = Field(
+        None, ge=1, description="Prompt and completion tokens per minute, charged as the engine produces them."
+    )
+    concurrent_requests: int | None = Field(None, ge=1, description="Requests running at once.")
+
+
+class Tenant(TenantLimits):
+    """One application's API key and its limits; a limit left unset comes from tenants.defaults."""
+
+    name: DNSLabel = Field(description="Who the key belongs to: a metrics label and a log field, never the key.")
+    key_secret: SecretKeyRef = Field(description="The Secret and key holding this tenant's API key.")
+
+
+class Tenants(APIModel):
+    """Named API keys with limits, enforced by the router (docs/tenants.md). The operator's Redis (chart value
+    tenants.redisUrl) holds the limits for every router replica; without one, each enforces its share."""
+
+    keys: list[Tenant] = Field(
+        min_length=1,
+        max_length=MAX_TENANTS,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    defaults: TenantLimits = Field(
+        default_factory=TenantLimits, description="Limits of a tenant that sets none, and of apiKeySecret's keys."
+    )
+    when_redis_down: Literal["open", "closed"] = Field(
+        "open",
+        description="While Redis cannot be reached: open, each router enforces its share of the limits; closed,"
+        " requests are refused with 503.",
+    )
+
+
 class EnvVar(APIModel):
     name: str = Field(min_length=1, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
     value: str = ""
@@ -237,6 +274,15 @@ class InferenceModelSpec(APIModel):
         "!has(self.engine) || !has(self.resources) || !has(self.resources.gpu) || self.resources.gpu == 0"
         " || !has(self.engine.tensorParallelSize) || self.engine.tensorParallelSize <= self.resources.gpu",
         "engine.tensorParallelSize must not exceed resources.gpu: each tensor-parallel worker needs a GPU",
+        (
+            "!has(self.tenants) || !has(self.routing) || !has(self.routing.strategy)"
+            " || self.routing.strategy != 'none'",
+            "tenants need the router (routing.strategy other than none): it enforces their limits",
+        ),
+        (
+            "!has(self.tenants) || !has(self.apiKeySecret) || self.tenants.keys.all(t, t.name != 'default')",
+            "tenants.keys: the name default is apiKeySecret's keys' tenant",
+        ),
         (
             "!has(self.engine) || !has(self.engine.gpuMemoryUtilization)"
             " || (has(self.resources) && has(self.resources.gpu) && self.resources.gpu > 0)",
@@ -265,6 +311,9 @@ class InferenceModelSpec(APIModel):
     monitoring: Monitoring = sub(Monitoring)
     inference_pool: InferencePoolSettings = sub(InferencePoolSettings)
     api_key_secret: SecretKeyRef | None = Field(None, description="Secret whose key holds the accepted API keys.")
+    tenants: Tenants | None = Field(
+        None, description="Named API keys, each with its own limits and usage, enforced by the router."
+    )
     tracing: TracingSettings | None = Field(
         None,
         description="OpenTelemetry traces to the operator's collector (the chart's tracing.endpoint); off if unset",

@@ -25,6 +25,7 @@ MIN_GRACE_SECONDS = 25
 DEFAULT_GRACE_SECONDS = 60
 MAX_GRACE_SECONDS = 3600
 MAX_ADAPTERS = 32  # bounds the CEL rules' cost over spec.adapters
+MAX_TENANTS = 64  # bounds the CEL rules' cost over spec.tenants.keys, and the router's per-tenant metrics
 
 
 def cel(rule: str, message: str, *more: tuple[str, str]) -> dict[str, Any]:

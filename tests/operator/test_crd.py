@@ -62,11 +62,13 @@ def test_cel_rules_where_fields_depend_on_each_other() -> None:
     assert spec["properties"]["resources"]["properties"]["gpu"]["minimum"] == 0
 
 
-def test_cel_rules_that_span_engine_and_resources() -> None:
+def test_cel_rules_that_span_several_fields() -> None:
     spec = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     messages = [r["message"] for r in spec["x-kubernetes-validations"]]
     assert messages == [
         "engine.tensorParallelSize must not exceed resources.gpu: each tensor-parallel worker needs a GPU",
+        "tenants need the router (routing.strategy other than none): it enforces their limits",
+        "tenants.keys: the name default is apiKeySecret's keys' tenant",
         "engine.gpuMemoryUtilization is set but resources.gpu is 0 (a CPU model)",
     ]
 

@@ -36,6 +36,18 @@ BASE = {"model": {"path": "/models/m"}}
             "routing.sessionAffinity needs routing.strategy prefix-hash",
         ),
         (
+            {**BASE, "routing": {"strategy": "none"}, "tenants": {"keys": [{"name": "a", "keySecret": {"name": "s"}}]}},
+            "tenants need the router (routing.strategy other than none)",
+        ),
+        (
+            {
+                **BASE,
+                "apiKeySecret": {"name": "k"},
+                "tenants": {"keys": [{"name": "default", "keySecret": {"name": "s"}}]},
+            },
+            "tenants.keys: the name default is apiKeySecret's keys' tenant",
+        ),
+        (
             {"model": {"path": "/m", "huggingFace": {"id": "a/b"}}},
             "set exactly one of model.path, model.pvc, model.huggingFace and model.s3",
         ),
