@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from .conftest import REPO, OperatorProcess, get, kubectl, model_with, wait_for
 
 EXAMPLES = REPO / "docs" / "examples" / "inferencemodels"
@@ -18,7 +20,7 @@ def container(name: str, namespace: str) -> dict:
 
 def test_examples(namespace: str, operator_process: OperatorProcess) -> None:
     assert sorted(p.name for p in EXAMPLES.glob("*.yaml")) == [
-        "api-key.yaml", "autoscaling.yaml", "cpu-smollm2.yaml", "gpu-tensor-parallel.yaml",
+        "api-key.yaml", "autoscaling.yaml", "cpu-smollm2.yaml", "gpu-tensor-parallel.yaml", "tenants.yaml",
     ]  # fmt: skip
     for example in EXAMPLES.glob("*.yaml"):
         apply_example(example.name, namespace)
@@ -41,3 +43,9 @@ def test_examples(namespace: str, operator_process: OperatorProcess) -> None:
     keys = volumes["api-keys"]["secret"]  # mounted, so a rotated key reaches the running pods (docs/live-config.md)
     assert (keys["secretName"], keys["items"]) == ("smollm2-api-keys", [{"key": "keys", "path": "keys"}])
     assert get("secret", "smollm2-api-keys", namespace) is not None
+
+    router = container("smollm2-shared-router", namespace)
+    assert router["args"][router["args"].index("--tenants-file") + 1] == "/etc/vif-tenants/tenants.json"
+    assert router["args"][router["args"].index("--router-replicas") + 1] == "2"  # the operator has no Redis here
+    tenants = wait_for(lambda: get("configmap", "smollm2-shared-tenants", namespace), "the tenants' ConfigMap")
+    assert [t["name"] for t in json.loads(tenants["data"]["tenants.json"])["tenants"]] == ["search", "batch"]
