@@ -99,11 +99,16 @@ def router_args(ref: ModelRef, settings: OperatorSettings) -> list[str]:
         *("--idle-timeout", str(ref.spec.routing.idle_timeout_seconds)),
         *("--max-pending", str(ROUTER_MAX_HELD), "--max-body-bytes", str(ROUTER_MAX_BODY_BYTES)),
         *(("--session-affinity",) if ref.spec.routing.session_affinity else ()),
+        *_fair_queue_args(ref.spec.routing.max_in_flight_per_replica),
         # the model's API keys, mounted as the runtime's are: the router refuses a request without one before it
         # holds it, so an unauthenticated client cannot wake a model scaled to zero
         *(("--api-keys-file", KEYS_FILE) if ref.spec.api_key_secret is not None else ()),
         *tenants_router_args(ref, settings),
     ]
+
+
+def _fair_queue_args(per_replica: int) -> tuple[str, ...]:
+    return ("--max-in-flight-per-replica", str(per_replica)) if per_replica else ()
 
 
 def build_router_deployment(ref: ModelRef, settings: OperatorSettings) -> dict[str, Any]:

@@ -206,6 +206,14 @@ class Routing(APIModel):
         le=3600,
         description="How long a started answer may go silent before the router ends it with an error.",
     )
+    max_in_flight_per_replica: int = Field(
+        0,
+        ge=0,
+        le=4096,
+        description="Requests a router sends one replica at once; the rest wait at the router and leave fairly"
+        " across tenants, by the tokens each has been served (docs/tenants.md). Set it to the engine's"
+        " max_num_seqs. 0: the replicas queue them, first come first served.",
+    )
 
 
 class TracingSettings(APIModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from functools import partial
@@ -20,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from vif.runtime.router.endpoints import EndpointSet
 from vif.runtime.router.errors import RouterError, send_error
+from vif.runtime.router.fair_queue import FairQueue
 from vif.runtime.router.holding import Holding
 from vif.runtime.router.key_table import MAX_KEYS
 from vif.runtime.router.metrics import RouterMetrics
@@ -67,7 +69,8 @@ class RouterSettings:
     cooldown: float = 5.0
     probe_interval: float = 1.0
     max_pending: int = 1024
-    max_wait: float = 30.0
+    max_wait: float = 30.0  # in the holding queue (no replica ready), and again in the fair queue (all full)
+    max_in_flight_per_replica: int = 0  # past it, requests wait in the fair queue (fair_queue.py); 0: never
     max_body_bytes: int = MAX_BODY_BYTES  # the runtime's: a body it would refuse is never held
     body_timeout: float = 30.0
     connect_timeout: float = 5.0
@@ -98,6 +101,7 @@ class Router:
     settings: RouterSettings
     endpoints: EndpointSet
     holding: Holding
+    fair: FairQueue
     metrics: RouterMetrics
     proxy: Proxy
     prober: Prober
@@ -127,8 +131,7 @@ class ForwardedRoute:
                 if self.router.access.tenants and tenant is not None:
                     body, meter = self.metered(tenant, body)
                 headers = decision.headers() if decision is not None else {}
-                forwarding = self.router.proxy.forward(scope, body, key, send, headers, meter)
-                status = await until_disconnect(receive, forwarding)
+                status = await until_disconnect(receive, self.forward(scope, body, key, send, headers, meter, tenant))
                 if span is not None:
                     span.set_attribute("http.response.status_code", status)
         except ClientGone:
@@ -147,6 +150,25 @@ class ForwardedRoute:
         if self.router.access.tenants and tenant is not None:
             metrics.count_tenant(tenant, status, meter)
 
+    async def forward(
+        self,
+        scope: Scope,
+        body: bytes,
+        key: str | None,
+        send: Send,
+        headers: dict[str, str],
+        meter: UsageMeter | None,
+        tenant: str | None,
+    ) -> int:
+        """The request to a replica, once the fair queue gives it a place."""
+        waited = time.monotonic()
+        async with self.router.fair.slot(tenant or ""):
+            if meter is not None and tenant is not None:
+                self.router.metrics.queue_seconds.labels(self.router.settings.model_name, tenant).observe(
+                    time.monotonic() - waited
+                )
+            return await self.router.proxy.forward(scope, body, key, send, headers, meter)
+
     async def admit(self, tenant: str | None) -> Decision | None:
         """The tenant's place under its limits, before the body is read (a refused request takes no memory)."""
         limits = self.router.access.limits.get(tenant) if tenant is not None else None
@@ -163,9 +185,10 @@ class ForwardedRoute:
         if self.protocol in ("chat", "completion"):
             body, wants_usage = ask_for_usage(body)
         limits = self.router.access.limits.get(tenant) or Limits()
-        quota = self.router.quota
+        quota, fair = self.router.quota, self.router.fair
 
         async def charge(tokens: int) -> None:
+            fair.charge(tenant, tokens)
             await quota.charge(tenant, limits, tokens)
 
         return body, UsageMeter(charge, wants_usage)
@@ -249,7 +272,8 @@ def create_app(
     settings = settings or RouterSettings()
     tracing = tracing or Tracing()
     holding = Holding(endpoints, settings.max_pending, settings.max_wait)
-    metrics = RouterMetrics(settings.model_name, endpoints, lambda: holding.pending)
+    fair = FairQueue(endpoints, settings.max_in_flight_per_replica, settings.max_wait)
+    metrics = RouterMetrics(settings.model_name, endpoints, lambda: holding.pending + fair.waiting)
     pool = pool_client(settings.connect_timeout)
     proxy = Proxy(
         endpoints, build_strategy(settings.strategy, settings.load_factor, settings.max_keys), holding, metrics, pool,
@@ -260,7 +284,7 @@ def create_app(
     prober = Prober(endpoints, probe_client, settings.probe_interval)
     version = fingerprint(watched(settings))  # before the read: a change in between is then read again, not lost
     quota = build_quota(settings)
-    router = Router(settings, endpoints, holding, metrics, proxy, prober, read_access(settings), quota, tracing)
+    router = Router(settings, endpoints, holding, fair, metrics, proxy, prober, read_access(settings), quota, tracing)
     if isinstance(quota, RedisQuota):
         quota.on_error = metrics.quota_store_errors.labels(settings.model_name).inc
     keys_file = None
@@ -284,6 +308,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(router.prober.run(), name="probe-endpoints")]
+        tasks.append(asyncio.create_task(fair.follow(), name="fair-queue"))
         if discovery is not None:
             tasks.append(asyncio.create_task(discovery(), name="discover-endpoints"))
         if keys_file is not None:

@@ -54,6 +54,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--probe-interval", type=float, default=defaults.probe_interval, help="seconds between probes")
     p.add_argument("--max-pending", type=int, default=defaults.max_pending, help="requests held while none is ready")
     p.add_argument("--max-wait", type=float, default=defaults.max_wait, help="seconds a held request waits, then 503")
+    p.add_argument("--max-in-flight-per-replica", type=int, default=defaults.max_in_flight_per_replica,
+                   help="past it, requests wait, leaving fairly across tenants (max_num_seqs); 0: off")  # fmt: skip
     p.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes)
     p.add_argument(
         "--metrics-port",
@@ -97,6 +99,7 @@ def settings_from(args: argparse.Namespace) -> RouterSettings:
         retries=args.retries, cooldown=args.cooldown,
         first_byte_timeout=args.first_byte_timeout, idle_timeout=args.idle_timeout,
         probe_interval=args.probe_interval, max_pending=args.max_pending, max_wait=args.max_wait,
+        max_in_flight_per_replica=args.max_in_flight_per_replica,
         max_body_bytes=args.max_body_bytes, api_keys=load_api_keys(args.api_key, None),
         api_keys_file=args.api_keys_file, tenants_file=args.tenants_file, redis_url=args.redis_url,
         redis_down=args.redis_down, router_replicas=args.router_replicas, reload_interval=args.reload_interval,
@@ -120,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--retries, --max-pending and --max-wait cannot be negative; --prefix-chars is at least 1")
     if args.session_affinity and args.strategy != "prefix-hash":
         p.error("--session-affinity needs --strategy prefix-hash: the other strategies route by load alone")
+    if args.max_in_flight_per_replica < 0:
+        p.error("--max-in-flight-per-replica cannot be negative (0: off)")
     if args.router_replicas < 1:
         p.error("--router-replicas must be at least 1")
     if args.max_keys < 1:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -76,6 +76,10 @@ class RouterMetrics:
         self.tenant_tokens = Counter(
             "vif_router_tenant_tokens", "Tokens served by tenant and kind (prompt, completion).",
             ["model", "tenant", "kind"], registry=self.registry,
+        )  # fmt: skip
+        self.queue_seconds = Histogram(
+            "vif_router_tenant_queue_seconds", "Time a tenant's requests waited for a place among those in flight.",
+            ["model", "tenant"], buckets=(0.005, 0.05, 0.25, 1, 2.5, 5, 10, 30, 60), registry=self.registry,
         )  # fmt: skip
         self.quota_store_errors = Counter(
             "vif_router_quota_store_errors", "Rate-limit decisions taken while Redis could not be reached.",

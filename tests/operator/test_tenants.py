@@ -58,11 +58,13 @@ def test_the_file_the_operator_writes_is_the_one_the_router_reads(tmp_path: Path
 
 
 def test_the_router_enforces_with_the_operators_redis_and_the_runtime_takes_the_keys() -> None:
-    built = children({**MODEL, "tenants": {**TENANTS, "whenRedisDown": "closed"}})
+    routing = {"replicas": 3, "maxInFlightPerReplica": 8}
+    built = children({**MODEL, "routing": routing, "tenants": {**TENANTS, "whenRedisDown": "closed"}})
     router, runtime = container(built[("Deployment", "chat-router")]), container(built[("Deployment", "chat")])
     args = router["args"]
     for flag, value in (("--tenants-file", TENANTS_FILE), ("--redis-url", REDIS.redis_url),
-                        ("--redis-down", "closed"), ("--router-replicas", "3")):  # fmt: skip
+                        ("--redis-down", "closed"), ("--router-replicas", "3"),
+                        ("--max-in-flight-per-replica", "8")):  # fmt: skip
         assert args[args.index(flag) + 1] == value
     assert runtime["args"][runtime["args"].index("--tenants-file") + 1] == TENANTS_FILE
     for mounted in (router, runtime):

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import orjson
 
-from tests.router.conftest import WAIT, StartReplica, StartRouter
+from tests.router.conftest import WAIT, StartReplica, StartRouter, wait_until
 
 SEARCH = {"Authorization": "Bearer sk-search"}
 BATCH = {"Authorization": "Bearer sk-batch"}
@@ -67,3 +67,28 @@ async def test_a_streams_tokens_are_counted_and_stop_the_tenant_when_spent(
     assert 'vif_router_tenant_tokens_total{kind="prompt",model="m",tenant="search"} 40.0' in metrics
     assert 'vif_router_tenant_tokens_total{kind="completion",model="m",tenant="search"} 80.0' in metrics
     assert 'vif_router_tenant_requests_total{model="m",status="429",tenant="search"} 1.0' in metrics
+
+
+async def test_past_the_replicas_places_a_request_waits_at_the_router_and_counts_as_pending(
+    start_replica: StartReplica, start_router: StartRouter, tmp_path: Path
+) -> None:
+    replica, served = await start_replica("a", events=asyncio.Queue())
+    url, router = await start_router(
+        [served.url], tenants_file=tenants_file(tmp_path), max_in_flight_per_replica=1, max_wait=WAIT
+    )
+    assert replica.events is not None
+    stream = {"messages": [{"role": "user", "content": "hi"}], "stream": True}
+    async with httpx.AsyncClient(base_url=url, timeout=WAIT) as client:
+        first = asyncio.create_task(client.post("/v1/chat/completions", json=stream, headers=SEARCH))
+        await wait_until(lambda: len(replica.seen) == 1)
+        second = asyncio.create_task(client.post("/v1/chat/completions", json=stream, headers=BATCH))
+        await wait_until(lambda: router.fair.waiting == 1)
+        pending = (await client.get("/metrics")).text
+        assert len(replica.seen) == 1  # the second waits at the router, not in the replica
+        for item in (b"data: [DONE]\n\n", None, b"data: [DONE]\n\n", None):
+            replica.events.put_nowait(item)
+        answers = await asyncio.gather(first, second)
+        metrics = (await client.get("/metrics")).text
+    assert [a.status_code for a in answers] == [200, 200]
+    assert 'vif_router_pending_requests{model="m"} 1.0' in pending  # what KEDA scales up on
+    assert 'vif_router_tenant_queue_seconds_count{model="m",tenant="batch"} 1.0' in metrics

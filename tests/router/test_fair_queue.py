@@ -1,0 +1,101 @@
+"""The fair queue (`fair_queue.py`): who leaves first when the replicas are full, and what a wait costs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+
+from tests.router.conftest import wait_until
+from vif.runtime.router.endpoints import EndpointSet
+from vif.runtime.router.errors import RouterError
+from vif.runtime.router.fair_queue import FairQueue
+
+
+def one_replica(per_replica: int = 1, max_wait: float = 30.0) -> FairQueue:
+    return FairQueue(EndpointSet(["http://replica:8000"], ready=True), per_replica, max_wait)
+
+
+async def test_a_freed_place_goes_to_the_tenant_served_least() -> None:
+    fair = one_replica()
+    fair.charge("busy", 5000)
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def request(tenant: str) -> None:
+        async with fair.slot(tenant):
+            order.append(tenant)
+            await release.wait()
+
+    first = asyncio.create_task(request("busy"))
+    await wait_until(lambda: fair.running == 1)
+    waiting = [asyncio.create_task(request(t)) for t in ("busy", "busy", "quiet")]
+    await wait_until(lambda: fair.waiting == 3)
+    assert fair.counters["quiet"] == 5000  # raised to the lowest of those waiting: being new banks no credit
+    fair.charge("busy", 40)  # the running request's tokens, as they stream
+    release.set()  # each place frees in turn
+    await asyncio.gather(first, *waiting)
+    assert order == ["busy", "quiet", "busy", "busy"]  # quiet came last and left first
+    assert (fair.running, fair.waiting, fair.queues) == (0, 0, {})
+
+
+async def test_at_equal_counters_the_tenant_with_fewer_running_goes_first() -> None:
+    fair = one_replica(per_replica=2)
+    entered: list[str] = []
+    async with fair.slot("busy"):
+        async with fair.slot("busy"):
+            waits = [asyncio.create_task(_enter(fair, t, entered)) for t in ("busy", "quiet")]
+            await wait_until(lambda: fair.waiting == 2)
+        await wait_until(lambda: len(entered) == 1)
+        assert entered == ["quiet"]  # the first place freed: busy still runs one, quiet none
+    for task in waits:
+        task.cancel()
+    await asyncio.gather(*waits, return_exceptions=True)
+    assert (fair.running, fair.waiting, fair.running_by) == (0, 0, {})  # cancelled requests leave no trace
+
+
+async def _enter(fair: FairQueue, tenant: str, entered: list[str] | None = None) -> None:
+    async with fair.slot(tenant):
+        if entered is not None:
+            entered.append(tenant)
+        await asyncio.sleep(3600)
+
+
+async def test_a_wait_past_max_wait_is_a_503_and_leaves_the_queue() -> None:
+    fair = one_replica(max_wait=0.05)
+    async with fair.slot("a"):
+        with pytest.raises(RouterError) as refused:
+            async with fair.slot("b"):
+                pass
+    assert refused.value.status == 503 and refused.value.code == "replicas_full"
+    assert refused.value.headers["Retry-After"] == "5"
+    assert (fair.running, fair.waiting) == (0, 0)
+
+
+async def test_off_or_without_a_ready_replica_nothing_waits_here() -> None:
+    """With no replica ready the holding queue waits instead (KEDA scales from zero on its count)."""
+    for fair in (
+        FairQueue(EndpointSet(["http://r:8000"], ready=True), 0),
+        FairQueue(EndpointSet(["http://r:8000"]), 1),
+    ):
+        async with contextlib.AsyncExitStack() as stack:
+            for _ in range(5):
+                await stack.enter_async_context(fair.slot("a"))
+            assert (fair.running, fair.waiting) == (5, 0)
+
+
+async def test_places_grow_with_the_ready_replicas() -> None:
+    endpoints = EndpointSet(["http://a:8000", "http://b:8000"], ready=False)
+    fair = FairQueue(endpoints, per_replica=1)
+    endpoints.restore(endpoints.members[0])
+    follow = asyncio.create_task(fair.follow())
+    async with fair.slot("a"):
+        second = asyncio.create_task(_enter(fair, "b"))
+        await wait_until(lambda: fair.waiting == 1)
+        endpoints.restore(endpoints.members[1])  # a second replica ready: a second place
+        await wait_until(lambda: fair.running == 2 and fair.waiting == 0)
+        second.cancel()
+    follow.cancel()
+    await asyncio.gather(second, follow, return_exceptions=True)
+    assert fair.running == 0
