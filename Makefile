@@ -8,7 +8,7 @@ CONFIG := runtime/conf/model_config.json
 
 .PHONY: help install model run test unit integration cluster-test lint format bench lock clean crds e2e e2e-kind \
 	images test-images test-gpu-env \
-	operator-install-check bench-operator bench-abuse bench-routing bench-cold-start bench-cache bench-tracing profile flake-check test-servers chaos
+	operator-install-check bench-operator bench-abuse bench-routing bench-cold-start bench-cache bench-tracing bench-tenants profile flake-check test-servers chaos
 
 help:
 	@echo "Serve and test (README.md):"
@@ -21,7 +21,8 @@ help:
 	@echo "  cluster-build | cluster-up | cluster-down | autoscaling-build | autoscaling-up | autoscaling-down | images"
 	@echo "  test-gpu-env (the GPU image's locked environment, installed here and started without a GPU)"
 	@echo "Benchmarks (numbers side by side with the reference, docs/performance.md):"
-	@echo "  bench | bench-abuse | bench-cold-start | bench-cache | bench-tracing | bench-routing | bench-operator | profile"
+	@echo "  bench | bench-abuse | bench-cold-start | bench-cache | bench-tracing | bench-routing | bench-tenants"
+	@echo "  bench-operator | profile"
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -181,6 +182,11 @@ bench-cold-start: model
 # router's own cost on one replica. BENCH_ARGS=--quick: one short round.
 bench-routing: model
 	$(PY) tests/bench/routing_bench.py --config $(CONFIG) --model-name smollm2-135m-instruct $(BENCH_ARGS)
+
+# Two tenants on two replicas, one sending ten times the other's rate: the quiet one's TTFT alone and together, with
+# the router forwarding first come first served and with its fair queue (docs/tenants.md).
+bench-tenants: model
+	$(PY) tests/bench/tenants_bench.py --config $(CONFIG) --model-name smollm2-135m-instruct $(BENCH_ARGS)
 
 # N InferenceModels at once on the local plane: time to Ready, API requests per model, memory, idle writes.
 N ?= 100
