@@ -124,11 +124,11 @@ class ForwardedRoute:
         tenant, decision, meter = None, None, None
         try:
             tenant = self.authenticate(scope)
-            decision = await self.admit(tenant)
+            decision = await self.admit(tenant) if self.extract is not None else None
             with self.router.tracing.server(f"{scope['method']} {scope['path']}", scope["headers"]) as span:
                 body = await self.read_body(receive)
                 key = self.key(scope, body)
-                if self.router.access.tenants and tenant is not None:
+                if self.router.access.tenants and tenant is not None and self.extract is not None:
                     body, meter = self.metered(tenant, body)
                 headers = decision.headers() if decision is not None else {}
                 status = await until_disconnect(receive, self.forward(scope, body, key, send, headers, meter, tenant))
@@ -160,7 +160,10 @@ class ForwardedRoute:
         meter: UsageMeter | None,
         tenant: str | None,
     ) -> int:
-        """The request to a replica, once the fair queue gives it a place."""
+        """The request to a replica, once the fair queue gives an inference request a place (`/v1/models`,
+        `/tokenize` and the like take none, and count against no limit)."""
+        if self.extract is None:
+            return await self.router.proxy.forward(scope, body, key, send, headers, meter)
         waited = time.monotonic()
         async with self.router.fair.slot(tenant or ""):
             if meter is not None and tenant is not None:

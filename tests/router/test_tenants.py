@@ -92,3 +92,16 @@ async def test_past_the_replicas_places_a_request_waits_at_the_router_and_counts
     assert [a.status_code for a in answers] == [200, 200]
     assert 'vif_router_pending_requests{model="m"} 1.0' in pending  # what KEDA scales up on
     assert 'vif_router_tenant_queue_seconds_count{model="m",tenant="batch"} 1.0' in metrics
+
+
+async def test_listing_models_counts_against_no_limit(
+    start_replica: StartReplica, start_router: StartRouter, tmp_path: Path
+) -> None:
+    _, served = await start_replica("a")
+    url, _ = await start_router([served.url], tenants_file=tenants_file(tmp_path, requestsPerMinute=1))
+    async with httpx.AsyncClient(base_url=url, timeout=WAIT) as client:
+        listed = [(await client.get("/v1/models", headers=SEARCH)).status_code for _ in range(3)]
+        completed = await client.post("/v1/completions", json={"prompt": "hi"}, headers=SEARCH)
+        wrong_key = await client.get("/v1/models", headers={"Authorization": "Bearer sk-other"})
+    assert listed == [200, 200, 200] and completed.status_code == 200
+    assert wrong_key.status_code == 401  # but it still needs a tenant's key
