@@ -6,7 +6,10 @@ max_num_seqs). Past that, requests would queue inside vLLM, first come first ser
 times as much would hold ten times the places ahead of everyone else. Here each tenant has a queue of its own, and
 a freed place goes to the waiting tenant that has been served the fewest tokens. This is the virtual token counter
 of Sheng et al., "Fairness in Serving Large Language Models" (OSDI 2024):
-- a tenant's counter grows by each token it is served (the usage meter's charges);
+- a tenant's counter grows by each token it is served (the usage meter's charges), and what it was served fades
+  with a half-life of `HALF_LIFE` seconds: fairness is over recent service, so a tenant's heavy use an hour ago
+  does not hold it back now (a token served now weighs 2^(t/HALF_LIFE), and the weights are rescaled now and
+  then, so every counter fades alike without being touched);
 - a tenant that starts waiting after a quiet spell has its counter raised to the lowest among those waiting, so
   being idle banks no credit;
 - between tenants with equal counters, the one with fewer requests running goes first;
@@ -20,20 +23,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from vif.runtime.router.endpoints import EndpointSet
 from vif.runtime.router.errors import RouterError
 from vif.runtime.router.holding import RETRY_AFTER_SECONDS
 
+HALF_LIFE = 60.0  # seconds
+RESCALE_AT = 2.0**64  # a token's weight past which every counter is divided down, far from a float's limits
+
 
 class FairQueue:
-    def __init__(self, endpoints: EndpointSet, per_replica: int = 0, max_wait: float = 30.0) -> None:
+    def __init__(
+        self,
+        endpoints: EndpointSet,
+        per_replica: int = 0,
+        max_wait: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         """`per_replica`: requests in flight to one replica before the others wait (0: none ever wait here)."""
         self.endpoints = endpoints
         self.per_replica = per_replica
         self.max_wait = max_wait
+        self.clock = clock
+        self.epoch = clock()  # when a token weighed 1
         self.running = 0
         self.running_by: Counter[str] = Counter()
         self.queues: dict[str, deque[asyncio.Future[None]]] = {}
@@ -49,7 +64,11 @@ class FairQueue:
 
     def charge(self, tenant: str, tokens: int) -> None:
         """`tenant` was served `tokens` more."""
-        self.counters[tenant] = self.counters.get(tenant, 0.0) + tokens
+        weight = 2.0 ** ((self.clock() - self.epoch) / HALF_LIFE)
+        if weight > RESCALE_AT:
+            self.counters = {t: c / weight for t, c in self.counters.items()}
+            self.epoch, weight = self.clock(), 1.0
+        self.counters[tenant] = self.counters.get(tenant, 0.0) + tokens * weight
 
     @contextlib.asynccontextmanager
     async def slot(self, tenant: str) -> AsyncIterator[None]:

@@ -10,7 +10,7 @@ import pytest
 from tests.router.conftest import wait_until
 from vif.runtime.router.endpoints import EndpointSet
 from vif.runtime.router.errors import RouterError
-from vif.runtime.router.fair_queue import FairQueue
+from vif.runtime.router.fair_queue import HALF_LIFE, FairQueue
 
 
 def one_replica(per_replica: int = 1, max_wait: float = 30.0) -> FairQueue:
@@ -32,7 +32,7 @@ async def test_a_freed_place_goes_to_the_tenant_served_least() -> None:
     await wait_until(lambda: fair.running == 1)
     waiting = [asyncio.create_task(request(t)) for t in ("busy", "busy", "quiet")]
     await wait_until(lambda: fair.waiting == 3)
-    assert fair.counters["quiet"] == 5000  # raised to the lowest of those waiting: being new banks no credit
+    assert fair.counters["quiet"] == fair.counters["busy"]  # raised to the lowest waiting: being new banks no credit
     fair.charge("busy", 40)  # the running request's tokens, as they stream
     release.set()  # each place frees in turn
     await asyncio.gather(first, *waiting)
@@ -99,3 +99,15 @@ async def test_places_grow_with_the_ready_replicas() -> None:
     follow.cancel()
     await asyncio.gather(second, follow, return_exceptions=True)
     assert fair.running == 0
+
+
+def test_what_a_tenant_was_served_fades_with_a_half_life() -> None:
+    now = [0.0]
+    fair = FairQueue(EndpointSet(), clock=lambda: now[0])
+    fair.charge("old", 1000)
+    now[0] = 2 * HALF_LIFE
+    fair.charge("new", 300)  # two half-lives later, 300 tokens outweigh 1,000 then
+    assert fair.counters["new"] / fair.counters["old"] == pytest.approx(1.2)
+    now[0] = 70 * HALF_LIFE  # the weights are rescaled before they grow too large; the order stays
+    fair.charge("new", 1)
+    assert fair.counters["new"] > fair.counters["old"] and max(fair.counters.values()) < 2.0**64
