@@ -66,7 +66,12 @@ def tenants_router_args(ref: ModelRef, settings: OperatorSettings) -> list[str]:
     tenants = ref.spec.tenants
     if tenants is None:
         return []
-    redis = ("--redis-url", settings.redis_url) if settings.redis_url else ()
+    # One Redis for every model of the operator: the scope keeps each model's buckets apart.
+    redis = (
+        ("--redis-url", settings.redis_url, "--quota-scope", f"{ref.namespace}/{ref.name}")
+        if settings.redis_url
+        else ()
+    )
     return [
         *("--tenants-file", TENANTS_FILE, *redis, "--redis-down", tenants.when_redis_down),
         *("--router-replicas", str(ref.spec.routing.replicas)),

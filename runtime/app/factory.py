@@ -91,7 +91,8 @@ def create_app(
         version = fingerprint(live.paths)  # before the read: a change in between is then read again, not lost
         apply_live(live.read())  # a ConfigError here stops the start
         if live.paths:
-            watcher = LiveFiles(live.paths, lambda: live.read(check_template), apply_live, version)
+            # listed again at each look: a tenant added to the tenants file brings a key file of its own
+            watcher = LiveFiles(lambda: live.paths, lambda: live.read(check_template), apply_live, version)
         metrics.watch_live_config(lambda: watcher is not None and watcher.refused is not None)
 
     def serve(engine: EngineClient) -> None:

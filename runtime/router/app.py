@@ -37,7 +37,7 @@ from vif.runtime.router.probes import Prober
 from vif.runtime.router.proxy import BrokenStream, Proxy, pool_client
 from vif.runtime.router.quota import Decision, LocalQuota, Quota, RedisQuota
 from vif.runtime.router.strategies import DEFAULT_LOAD_FACTOR, build_strategy
-from vif.runtime.router.usage import UsageMeter, ask_for_usage
+from vif.runtime.router.usage import UsageMeter, ask_for_usage, estimate_tokens
 from vif.runtime.shared.api_keys import MAX_BODY_BYTES, KeyCheck, load_api_keys
 from vif.runtime.shared.asgi import (
     BodyTimeout,
@@ -80,6 +80,7 @@ class RouterSettings:
     api_keys_file: Path | None = None  # more of them, a key a line, read again when it changes
     tenants_file: Path | None = None  # named keys and their limits (shared/tenants.py), read again when it changes
     redis_url: str | None = None  # where every router of the model keeps the limits' buckets (router/quota.py)
+    quota_scope: str | None = None  # whose buckets in Redis (the operator: namespace/name); None: model_name
     redis_down: Literal["open", "closed"] = "open"  # while Redis is away: decide locally, or refuse with 503
     router_replicas: int = 1  # without Redis, each router enforces 1/router_replicas of every limit
     reload_interval: float = DEFAULT_INTERVAL
@@ -130,6 +131,7 @@ class ForwardedRoute:
                 key = self.key(scope, body)
                 if self.router.access.tenants and tenant is not None and self.extract is not None:
                     body, meter = self.metered(tenant, body)
+                    await meter.settle()  # the prompt's estimate, before any work is done
                 headers = decision.headers() if decision is not None else {}
                 status = await until_disconnect(receive, self.forward(scope, body, key, send, headers, meter, tenant))
                 if span is not None:
@@ -194,7 +196,7 @@ class ForwardedRoute:
             fair.charge(tenant, tokens)
             await quota.charge(tenant, limits, tokens)
 
-        return body, UsageMeter(charge, wants_usage)
+        return body, UsageMeter(charge, wants_usage, estimate_tokens(body))
 
     def key(self, scope: Scope, body: bytes) -> str | None:
         """What the strategy routes by: the session's name with session affinity, else the prompt's start."""
@@ -262,7 +264,7 @@ def build_quota(settings: RouterSettings) -> Quota:
     local = LocalQuota(settings.router_replicas)
     if settings.redis_url is None:
         return local
-    return RedisQuota(settings.redis_url, settings.model_name, settings.redis_down, local)
+    return RedisQuota(settings.redis_url, settings.quota_scope or settings.model_name, settings.redis_down, local)
 
 
 def create_app(

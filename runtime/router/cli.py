@@ -70,6 +70,8 @@ def parser() -> argparse.ArgumentParser:
                    help="named keys and their limits, JSON, read again when it changes (docs/tenants.md)")  # fmt: skip
     p.add_argument("--redis-url", default=os.environ.get("VIF_REDIS_URL"),
                    help="the limits' state, shared by every router of the model ($VIF_REDIS_URL)")  # fmt: skip
+    p.add_argument("--quota-scope", default=defaults.quota_scope,
+                   help="the model's buckets in Redis, one per model (default: --model-name)")  # fmt: skip
     p.add_argument("--redis-down", choices=["open", "closed"], default=defaults.redis_down,
                    help="while Redis is away: open, each router enforces its share; closed, 503")  # fmt: skip
     p.add_argument("--router-replicas", type=int, default=defaults.router_replicas,
@@ -102,6 +104,7 @@ def settings_from(args: argparse.Namespace) -> RouterSettings:
         max_in_flight_per_replica=args.max_in_flight_per_replica,
         max_body_bytes=args.max_body_bytes, api_keys=load_api_keys(args.api_key, None),
         api_keys_file=args.api_keys_file, tenants_file=args.tenants_file, redis_url=args.redis_url,
+        quota_scope=args.quota_scope,
         redis_down=args.redis_down, router_replicas=args.router_replicas, reload_interval=args.reload_interval,
         metrics_port=args.metrics_port,
     )  # fmt: skip

@@ -10,13 +10,16 @@ leases that a request holds while it runs; a lease outlives a router that dies h
 Two stores keep the buckets:
 - `RedisQuota`, shared by every router replica of the model: each decision is one Lua script, atomic in Redis,
   on Redis' own clock. When Redis cannot be reached, `when_down` says what happens: `open` decides locally (each
-  router enforces its share, as without Redis), `closed` refuses with 503.
+  router enforces its share, as without Redis), `closed` refuses with 503; after a failure Redis is left alone
+  for `BREAK_SECONDS`, so an outage does not cost every request a timeout.
 - `LocalQuota`, in the router's memory: each of `share` router replicas enforces 1/share of every limit (a limit
   of 1 stays 1), which holds the model's limit while the load balancer spreads a tenant's requests evenly.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -33,7 +36,8 @@ log = logging.getLogger(__name__)
 
 WINDOW = 60.0  # seconds: limits are per minute
 LEASE_SECONDS = 900.0  # a concurrent request's lease, in case its router dies holding it
-KEY_TTL = 120  # seconds: an idle tenant's bucket is full again after WINDOW, so its keys can go
+KEY_TTL = 120  # seconds: an idle tenant's bucket is full again after WINDOW (longer after a debt), so its keys go
+BREAK_SECONDS = 5.0  # after Redis failed, decisions skip it this long (no wait on a dead host for every request)
 
 
 @dataclass(frozen=True)
@@ -149,8 +153,10 @@ class LocalQuota:
             self.buckets[(tenant, kind)] = (level, self.clock())
 
     async def charge(self, tenant: str, limits: Limits, tokens: int) -> None:
+        """Take `tokens` (a negative number gives back what an estimate took too much)."""
         per_minute = self.mine(limits).tokens_per_minute
-        self.store(tenant, "tokens", self.level(tenant, "tokens", per_minute) - tokens)
+        if per_minute is not None:
+            self.store(tenant, "tokens", min(per_minute, self.level(tenant, "tokens", per_minute) - tokens))
 
     async def release(self, tenant: str, decision: Decision) -> None:
         if decision.lease is not None:
@@ -188,12 +194,17 @@ if refused == '' then
     redis.call('EXPIRE', KEYS[3], math.ceil(tonumber(ARGV[5])))
   end
 end
-if rpm > 0 then redis.call('HSET', KEYS[1], 'level', requests, 'at', now); redis.call('EXPIRE', KEYS[1], ARGV[6]) end
-if tpm > 0 then redis.call('HSET', KEYS[2], 'level', tokens, 'at', now); redis.call('EXPIRE', KEYS[2], ARGV[6]) end
+local function keep(key, level, per_minute)
+  redis.call('HSET', key, 'level', level, 'at', now)
+  -- until it is full again: a debt outlives the usual TTL
+  redis.call('EXPIRE', key, math.max(tonumber(ARGV[6]), math.ceil((per_minute - level) * 60 / per_minute) + 1))
+end
+if rpm > 0 then keep(KEYS[1], requests, rpm) end
+if tpm > 0 then keep(KEYS[2], tokens, tpm) end
 return {refused, tostring(requests), tostring(tokens)}
 """
 
-# KEYS: the tokens bucket. ARGV: tokens per minute, tokens to take, the key's TTL.
+# KEYS: the tokens bucket. ARGV: tokens per minute, tokens to take (negative: to give back), the key's TTL.
 CHARGE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
@@ -201,9 +212,9 @@ local per_minute = tonumber(ARGV[1])
 local v = redis.call('HMGET', KEYS[1], 'level', 'at')
 local level = per_minute
 if v[1] then level = math.min(per_minute, tonumber(v[1]) + (now - tonumber(v[2])) * per_minute / 60) end
-level = level - tonumber(ARGV[2])
+level = math.min(per_minute, level - tonumber(ARGV[2]))
 redis.call('HSET', KEYS[1], 'level', level, 'at', now)
-redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[1], math.max(tonumber(ARGV[3]), math.ceil((per_minute - level) * 60 / per_minute) + 1))
 return tostring(level)
 """
 
@@ -212,62 +223,96 @@ class RedisQuota:
     """The buckets in Redis, shared by every router of the model; `fallback` decides while Redis is away."""
 
     def __init__(
-        self, url: str, model: str, when_down: Literal["open", "closed"], fallback: LocalQuota, timeout: float = 0.5
+        self,
+        url: str,
+        scope: str,
+        when_down: Literal["open", "closed"],
+        fallback: LocalQuota,
+        timeout: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`scope`: whose limits these are (the operator gives the model's namespace/name): the keys' prefix."""
         import redis.asyncio as redis  # only a router given --redis-url needs the client
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
         self.errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError, TimeoutError)
-        # One more try at once (a pooled connection Redis closed), not redis-py's default of three with a
-        # backoff: a request waits for its decision, and `when_down` decides better than waiting longer.
+        # No retry: a script whose answer timed out may have run, and would count twice. A pooled connection that
+        # Redis closed is found and replaced when it is taken from the pool, before a command is sent.
         self.client = redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 1)
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
         )
         self.admit_script = self.client.register_script(ADMIT)
         self.charge_script = self.client.register_script(CHARGE)
-        self.model = model
+        self.scope = scope
         self.when_down = when_down
         self.fallback = fallback
+        self.clock = clock
+        self.down_until = 0.0  # a failure opens the breaker for BREAK_SECONDS
         self.down = False  # logged once per outage, not once per request
         self.on_error: Callable[[], None] = lambda: None  # a metric's counter, set by the app
+        self.cleanups: set[asyncio.Task[None]] = set()
 
     def keys(self, tenant: str) -> list[str]:
-        # One hash tag per tenant and model: a Redis Cluster keeps a tenant's three keys on one shard.
-        tag = f"vif:{{{self.model}/{tenant}}}"
+        # One hash tag per tenant and scope: a tenant's three keys hash to one slot, as a Lua script needs.
+        tag = f"vif:{{{self.scope}/{tenant}}}"
         return [f"{tag}:requests", f"{tag}:tokens", f"{tag}:leases"]
+
+    def away(self) -> bool:
+        return self.clock() < self.down_until
 
     async def admit(self, tenant: str, limits: Limits) -> Decision:
         lease = uuid.uuid4().hex
         rates = [limits.requests_per_minute or 0, limits.tokens_per_minute or 0, limits.concurrent_requests or 0]
         args: list[int | float | str] = [*rates, lease, LEASE_SECONDS, KEY_TTL]
-        try:
-            refused, requests, tokens = await self.admit_script(keys=self.keys(tenant), args=args)
-        except self.errors as exc:
-            self.failed("admit", exc)
-            if self.when_down == "closed":
-                raise RouterError(
-                    "The rate-limit store cannot be reached, and this model refuses requests while it is away.",
-                    status=503, type="service_unavailable", code="quota_store_unavailable",
-                ) from None  # fmt: skip
-            return await self.fallback.admit(tenant, limits)
-        self.recovered()
-        return Decision(
-            limits,
-            float(requests),
-            float(tokens),
-            refused.decode() or None,  # type: ignore[arg-type]
-            lease=None if refused else (lease if limits.concurrent_requests else "none"),
-        )
+        if self.away():
+            self.on_error()
+        else:
+            try:
+                refused, requests, tokens = await self.admit_script(keys=self.keys(tenant), args=args)
+            except self.errors as exc:
+                self.failed("admit", exc)
+                if limits.concurrent_requests:
+                    self.forget_lease(tenant, lease)  # the script may have run before its answer was lost
+            else:
+                self.recovered()
+                return Decision(
+                    limits,
+                    float(requests),
+                    float(tokens),
+                    refused.decode() or None,  # type: ignore[arg-type]
+                    lease=None if refused else (lease if limits.concurrent_requests else "none"),
+                )
+        if self.when_down == "closed":
+            raise RouterError(
+                "The rate-limit store cannot be reached, and this model refuses requests while it is away.",
+                status=503, type="service_unavailable", code="quota_store_unavailable",
+            )  # fmt: skip
+        return await self.fallback.admit(tenant, limits)
+
+    def forget_lease(self, tenant: str, lease: str) -> None:
+        """Remove a lease the store may hold, once it answers again (or let it expire)."""
+
+        async def forget() -> None:
+            await asyncio.sleep(BREAK_SECONDS)
+            with contextlib.suppress(*self.errors):
+                await self.client.zrem(self.keys(tenant)[2], lease)
+
+        task = asyncio.create_task(forget())
+        self.cleanups.add(task)
+        task.add_done_callback(self.cleanups.discard)
 
     async def charge(self, tenant: str, limits: Limits, tokens: int) -> None:
-        if limits.tokens_per_minute is None or tokens <= 0:
+        if limits.tokens_per_minute is None or tokens == 0:
             return
-        try:
-            await self.charge_script(keys=self.keys(tenant)[1:2], args=[limits.tokens_per_minute, tokens, KEY_TTL])
-        except self.errors as exc:
-            self.failed("charge", exc)
-            await self.fallback.charge(tenant, limits, tokens)
+        if not self.away():
+            try:
+                keys, args = self.keys(tenant)[1:2], [limits.tokens_per_minute, tokens, KEY_TTL]
+                await self.charge_script(keys=keys, args=args)
+                return
+            except self.errors as exc:
+                self.failed("charge", exc)
+        await self.fallback.charge(tenant, limits, tokens)
 
     async def release(self, tenant: str, decision: Decision) -> None:
         if decision.lease == "local":
@@ -280,6 +325,7 @@ class RedisQuota:
 
     def failed(self, operation: str, exc: BaseException) -> None:
         self.on_error()
+        self.down_until = self.clock() + BREAK_SECONDS
         if not self.down:
             self.down = True
             log.warning("rate-limit store unreachable (%s: %s); failing %s", operation, exc, self.when_down)
@@ -290,4 +336,6 @@ class RedisQuota:
             log.warning("rate-limit store reachable again")
 
     async def aclose(self) -> None:
+        for task in self.cleanups:
+            task.cancel()
         await self.client.aclose()

@@ -9,6 +9,8 @@
   stream counts against the minute it runs in; the usage event at the end sets the exact count (prompt tokens
   included), charged before any later event (`[DONE]`) passes. The client gets that event only if it asked for it
   itself. A stream cut short is charged what was counted.
+- Before any of that, the prompt is charged as the body's size suggests (`estimate_tokens`), and corrected by the
+  replica's count: a client that leaves before the usage event arrives has still paid for its prompt.
 """
 
 from __future__ import annotations
@@ -47,14 +49,17 @@ class UsageMeter:
         self,
         charge: Callable[[int], Awaitable[None]],
         client_wants_usage: bool,
+        prompt_estimate: int = 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`prompt_estimate`: the prompt's tokens as far as the body tells (`estimate_tokens`), charged by the
+        first `settle` and corrected by the replica's usage, so a client that leaves before it is still charged."""
         self.charge = charge
         self.client_wants_usage = client_wants_usage
         self.clock = clock
         self.stream: bool | None = None  # known at the first chunk
-        self.pending: bytes | None = b""  # a stream's unfinished event, or a whole answer so far (None: too large)
-        self.prompt_tokens = 0
+        self.pending: bytes | None = b""  # an unfinished event, or a whole answer so far (None: too large, relayed)
+        self.prompt_tokens = prompt_estimate
         self.completion_tokens = 0
         self.charged = 0
         self.exact = False  # the replica's usage was read
@@ -64,26 +69,31 @@ class UsageMeter:
         self.stream = content_type.startswith("text/event-stream")
 
     async def feed(self, chunk: bytes) -> bytes:
+        if self.pending is None:
+            return chunk  # too large to count
         if not self.stream:
-            if self.pending is None:
-                return chunk  # too large to count
             self.pending += chunk
             if len(self.pending) > MAX_WHOLE_BYTES:
                 held, self.pending = self.pending, None
                 return held
             return b""
-        events = ((self.pending or b"") + chunk).split(b"\n\n")
+        events = (self.pending + chunk).split(b"\n\n")
         self.pending = events.pop()
+        if len(self.pending) > MAX_WHOLE_BYTES:  # no event is that large: not a stream the meter can read
+            unread, self.pending = b"\n\n".join([*events, self.pending]), None
+            return unread
         exact = self.exact
-        passed = [event for event in events if self.read_event(event)]
+        kept = [event for event in events if self.read_event(event)]
         if self.exact > exact or self.clock() - self.last_charge >= CHARGE_EVERY:
             await self.settle()
-        return b"".join(e + b"\n\n" for e in passed)
+        return b"".join(e + b"\n\n" for e in kept)
 
     def read_event(self, event: bytes) -> bool:
         """Count one event; whether it goes to the client."""
-        data = event.removeprefix(b"data: ")
-        if data == event or data == b"[DONE]":
+        if not event.startswith(b"data:"):
+            return True
+        data = event[5:].removeprefix(b" ")
+        if data == b"[DONE]":
             return True
         if b'"usage"' in data:
             usage = self.usage_of(data)
@@ -91,7 +101,7 @@ class UsageMeter:
                 self.exact = True
                 self.prompt_tokens, self.completion_tokens = usage
                 return self.client_wants_usage or b'"choices":[]' not in data
-        if b'"choices"' in data and not self.exact:
+        if (b'"choices"' in data or b'"output"' in data) and not self.exact:  # OpenAI's chunks, /generate's
             self.completion_tokens += 1
         return True
 
@@ -104,16 +114,19 @@ class UsageMeter:
             return None
 
     async def settle(self) -> None:
-        """Charge what was counted and not yet charged."""
+        """Charge what was counted and not yet charged (give back what an estimate took too much)."""
         self.last_charge = self.clock()
         due = self.prompt_tokens + self.completion_tokens - self.charged
-        if due > 0:
-            self.charged += due
+        if due:
             await self.charge(due)
+            self.charged += due
 
     async def close(self) -> bytes:
         """Charge the rest; what of the body is still to go to the client (a stream's last, unended event)."""
-        rest, self.pending = self.pending or b"", b""
+        if self.pending is None:
+            await self.settle()
+            return b""
+        rest, self.pending = self.pending, b""
         if self.stream:
             if rest and not self.read_event(rest):
                 rest = b""
@@ -123,3 +136,9 @@ class UsageMeter:
                 self.prompt_tokens, self.completion_tokens = usage
         await self.settle()
         return rest
+
+
+def estimate_tokens(body: bytes) -> int:
+    """A prompt's tokens as its request body suggests, before the engine counts them: about four bytes a token for
+    English text and JSON alike, which is what the body mostly is."""
+    return len(body) // 4

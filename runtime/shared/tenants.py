@@ -83,6 +83,8 @@ def read_tenants(path: Path, plain_keys: tuple[str, ...] = ()) -> TenantTable:
             raise ValueError(f"{where}: name must be a DNS label (lower-case letters, digits, '-')")
         limits = _limits({k: v for k, v in entry.items() if k in LIMIT_FIELDS}, where).over(defaults)
         _add(table, name, [_key_digest(entry, path.parent, where)], limits, where)
+    if not table.owners:
+        raise ValueError(f"{path} holds no key: a tenant each, or keys without a name beside it")
     return table
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -36,6 +37,14 @@ def kubectl(
 def get(kind: str, name: str, namespace: str) -> dict[str, Any] | None:
     result = kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
     return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def put(namespace: str, kind: str, name: str, data: dict[str, str]) -> None:
+    """Create or replace a Secret (values encoded) or a ConfigMap of the namespace."""
+    if kind == "Secret":
+        data = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+    manifest = {"apiVersion": "v1", "kind": kind, "metadata": {"name": name, "namespace": namespace}, "data": data}
+    kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
 
 
 def wait_established(crd: str) -> None:

@@ -45,21 +45,27 @@ def volume_files(deployment: dict, read: Callable[[str, str], dict | None]) -> V
     answers it, None if there is none (that volume is left out: a kubelet keeps what it last wrote)."""
     files = {}
     for volume in deployment["spec"]["template"]["spec"]["volumes"]:
-        if "configMap" in volume:
-            kind, source, name = "ConfigMap", volume["configMap"], volume["configMap"]["name"]
-        elif "secret" in volume:
-            kind, source, name = "Secret", volume["secret"], volume["secret"]["secretName"]
-        else:
-            continue
-        found = read(kind, name)
-        if found is None:
-            continue
-        data = dict(found.get("data") or {})
-        if kind == "Secret":
-            data = {key: base64.b64decode(value).decode() for key, value in data.items()}
-        items = source.get("items")
-        files[volume["name"]] = {i["path"]: data[i["key"]] for i in items if i["key"] in data} if items else data
+        # A projected volume is its sources' files side by side; the Secrets' names are `name` there.
+        sources = volume["projected"]["sources"] if "projected" in volume else [volume]
+        found = [_source_files(source, read) for source in sources if "configMap" in source or "secret" in source]
+        if found and all(f is not None for f in found):
+            files[volume["name"]] = {path: text for f in found if f is not None for path, text in f.items()}
     return files
+
+
+def _source_files(source: dict, read: Callable[[str, str], dict | None]) -> dict[str, str] | None:
+    if "configMap" in source:
+        kind, ref = "ConfigMap", source["configMap"]
+    else:
+        kind, ref = "Secret", source["secret"]
+    found = read(kind, ref.get("secretName") or ref["name"])
+    if found is None:
+        return None
+    data = dict(found.get("data") or {})
+    if kind == "Secret":
+        data = {key: base64.b64decode(value).decode() for key, value in data.items()}
+    items = ref.get("items")
+    return {i["path"]: data[i["key"]] for i in items if i["key"] in data} if items else data
 
 
 def cluster_volume_files(deployment: dict, namespace: str) -> VolumeFiles:
@@ -75,16 +81,18 @@ def write_volume(folder: Path, files: dict[str, str]) -> None:
     version = folder / f"..{time.time_ns()}"
     version.mkdir()
     for name, text in files.items():
+        (version / name).parent.mkdir(parents=True, exist_ok=True)  # a projected volume's `keys/search`
         (version / name).write_text(text)
     swap = folder / "..data_tmp"
     swap.unlink(missing_ok=True)
     swap.symlink_to(version.name)
     old = (folder / "..data").resolve() if (folder / "..data").is_symlink() else None
     os.replace(swap, folder / "..data")
-    for name in files:
+    tops = {name.split("/")[0] for name in files}
+    for name in tops:
         if not (folder / name).is_symlink():
             (folder / name).symlink_to(f"..data/{name}")
-    for gone in {p.name for p in folder.iterdir() if not p.name.startswith("..")} - set(files):
+    for gone in {p.name for p in folder.iterdir() if not p.name.startswith("..")} - tops:
         (folder / gone).unlink()
     if old is not None:
         shutil.rmtree(old)
@@ -221,10 +229,12 @@ def pod_mounts(pod: dict, root: Path, files: VolumeFiles) -> tuple[Mount, ...]:
     mounts = []
     for mount in pod["containers"][0].get("volumeMounts", []):
         volume, host = volumes[mount["name"]], root / "volumes" / mount["name"]
-        if "configMap" in volume or "secret" in volume:
+        if "configMap" in volume or "secret" in volume or "projected" in volume:
             write_volume(host, files.get(mount["name"], {}))
         else:
-            assert "emptyDir" in volume, f"volume {mount['name']}: only ConfigMaps, Secrets and emptyDirs mount here"
+            assert "emptyDir" in volume, (
+                f"volume {mount['name']}: only ConfigMaps, Secrets, projections and emptyDirs mount here"
+            )
             host.mkdir(parents=True)
             host.chmod(0o777)
         mounts.append(Mount(host, mount["mountPath"], mount.get("readOnly", False)))

@@ -63,7 +63,7 @@ def test_the_router_enforces_with_the_operators_redis_and_the_runtime_takes_the_
     router, runtime = container(built[("Deployment", "chat-router")]), container(built[("Deployment", "chat")])
     args = router["args"]
     for flag, value in (("--tenants-file", TENANTS_FILE), ("--redis-url", REDIS.redis_url),
-                        ("--redis-down", "closed"), ("--router-replicas", "3"),
+                        ("--redis-down", "closed"), ("--router-replicas", "3"), ("--quota-scope", "team-a/chat"),
                         ("--max-in-flight-per-replica", "8")):  # fmt: skip
         assert args[args.index(flag) + 1] == value
     assert runtime["args"][runtime["args"].index("--tenants-file") + 1] == TENANTS_FILE

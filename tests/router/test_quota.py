@@ -42,6 +42,14 @@ async def test_tokens_are_charged_after_the_fact_and_a_debt_is_waited_out() -> N
     assert (await quota.admit("a", limits)).refused is None
 
 
+async def test_tokens_given_back_never_fill_a_bucket_past_its_minute() -> None:
+    quota = LocalQuota()
+    limits = Limits(tokens_per_minute=600)
+    await quota.charge("a", limits, 100)
+    await quota.charge("a", limits, -500)  # an estimate that took too much
+    assert (await quota.admit("a", limits)).tokens_left == pytest.approx(600, abs=1)
+
+
 async def test_concurrent_requests_are_given_back_on_release() -> None:
     quota = LocalQuota()
     limits = Limits(concurrent_requests=2)

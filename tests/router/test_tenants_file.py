@@ -54,6 +54,7 @@ def test_keys_belong_to_their_tenants_and_limits_fall_back_to_the_defaults(tmp_p
         ({"tenants": [{"name": "a", "keySha256": "0" * 64}, {"name": "b", "keySha256": "0" * 64}]}, "has the key"),
         ({"defaults": {"tokensPerHour": 3}}, "unknown limit 'tokensPerHour'"),
         ({"tenant": []}, '"defaults" and "tenants" and nothing else'),
+        ({"tenants": []}, "holds no key"),  # a file meant to guard the model must not open it
     ],
 )
 def test_a_wrong_file_is_refused_with_where_and_why(tmp_path: Path, document: object, error: str) -> None:

@@ -96,3 +96,27 @@ async def test_an_answer_without_usage_is_charged_nothing(answer: bytes) -> None
     await meter.feed(answer)
     assert await meter.close() == answer
     assert charges.made == []
+
+
+async def test_the_prompt_is_charged_up_front_and_corrected_by_the_replicas_count() -> None:
+    charges = Charges()
+    meter = UsageMeter(charges, client_wants_usage=False, prompt_estimate=25)
+    await meter.settle()  # before the request is forwarded: a client that leaves now has paid for its prompt
+    meter.start("text/event-stream")
+    await meter.feed(event("a") + b"\n\n" + USAGE_EVENT + b"\n\n")
+    assert charges.made == [25, -15]  # the replica counted 7 + 3: what the estimate took too much comes back
+
+
+async def test_generates_events_and_events_without_a_space_are_counted() -> None:
+    meter = UsageMeter(Charges(), client_wants_usage=True)
+    meter.start("text/event-stream")
+    passed = await meter.feed(b'data: {"id":"g","output":"Hi"}\n\ndata:{"id":"g","output":"!"}\n\n: a comment\n\n')
+    assert meter.completion_tokens == 2 and passed.endswith(b": a comment\n\n")
+
+
+async def test_a_stream_the_meter_cannot_read_passes_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("vif.runtime.router.usage.MAX_WHOLE_BYTES", 10)
+    meter = UsageMeter(Charges(), client_wants_usage=False)
+    meter.start("text/event-stream")
+    chunks = [b"data: 0123456789abcdef", b"more\r\n\r\n", USAGE_EVENT + b"\n\n"]
+    assert b"".join([await meter.feed(c) for c in chunks]) + await meter.close() == b"".join(chunks)

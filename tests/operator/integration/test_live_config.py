@@ -5,14 +5,12 @@ restarted; a broken template is refused by the runtime, the one in force keeps s
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
-from helpers.cluster import get, kubectl, wait_for
+from helpers.cluster import get, put, wait_for
 from helpers.kubelet import Container, StandInKubelet, operating
 from helpers.runtime_process import MODEL
 
@@ -29,14 +27,6 @@ SPEC = {
     "apiKeySecret": {"name": "keys", "key": "api-keys"},
     "serving": {"chatTemplate": {"name": "templates", "key": "chat.jinja"}},
 }
-
-
-def put(namespace: str, kind: str, name: str, data: dict[str, str]) -> None:
-    """Create or replace a Secret (values encoded) or a ConfigMap of the namespace."""
-    if kind == "Secret":
-        data = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
-    manifest = {"apiVersion": "v1", "kind": kind, "metadata": {"name": name, "namespace": namespace}, "data": data}
-    kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
 
 
 def serving(kubelet: StandInKubelet) -> Container | None:

@@ -17,6 +17,7 @@ from helpers.processes import stop_group
 from helpers.redis_server import RedisServer, running_redis
 from helpers.router_process import running_router
 from helpers.runtime_process import MODEL, RuntimeProcess, start_runtime
+from helpers.waits import wait_for
 
 KEYS = {"search": "sk-search", "batch": "sk-batch"}
 CHAT = [{"role": "user", "content": "Name a colour."}]
@@ -133,11 +134,14 @@ def test_without_redis_a_router_fails_open_to_its_share_or_closed_as_told(
             errors = httpx.get(f"{opened[0]}/metrics").text
         finally:
             redis.start()
+        # Each router leaves Redis alone for a few seconds after it failed (quota.BREAK_SECONDS), then uses it again.
+        wait_for(lambda: _status(closed[0]) == 200, "the closed router admitting through Redis again", 30)
         after = [_status(url) for url in (closed[0], closed[1])]
     assert during_open == [200, 200, 429]  # its share of 4 a minute, in its own memory
     assert during_closed == 503 and refusal["error"]["code"] == "quota_store_unavailable"
     assert 'vif_router_quota_store_errors_total{model="outage-open"} 3.0' in errors
     assert after == [200, 200]  # Redis back (empty): the shared buckets again, without a restart
+    assert "rate-limit store reachable again" in (tmp_path / "closed/router-a/router.log").read_text()
 
 
 def _auth() -> dict[str, str]:
