@@ -8,11 +8,13 @@ Two `vif-runtime serve` replicas, pinned to one core each, behind one `vif-route
 Arms, each on fresh processes:
 - `fcfs`: the router forwards everything at once (`--max-in-flight-per-replica 0`); requests wait inside vLLM,
   first come first served.
-- `fair`: the router lets `--max-num-seqs` requests run on each replica and holds the rest in its fair queue, which
-  serves the tenant with the fewest tokens served first (runtime/router/fair_queue.py).
+- `fair`: the router lets `--max-num-seqs` - 1 requests run on each replica, keeps the engine's last place for a
+  tenant with nothing running, and holds the rest in its fair queue, which serves the tenant with the fewest
+  tokens served first (runtime/router/fair_queue.py).
 
-Each arm runs the quiet tenant alone, then both together, for `--duration` seconds each (requests still running
-at the end are awaited; those the router refused count as failed). Printed per arm: the quiet tenant's median
+Each arm runs the quiet tenant alone, then both together, for `--duration` seconds each, each phase through a
+router of its own (requests still running at the end are awaited; those refused, by the router or by a replica
+at its concurrency limit, count as failed). Printed per arm: the quiet tenant's median
 and p99 time to first token alone and together, and their ratio (the aim: p99 together within 1.5x of alone),
 and the busy tenant's completed requests per second together (the capacity left to it). Raw numbers go to
 bench-results/tenants-<time>.json.
@@ -144,28 +146,45 @@ def replica(core: int, port: int, args: argparse.Namespace) -> Server:
     return Server(f"replica{core}", port, command, "/ready")
 
 
-def run_arm(arm: str, args: argparse.Namespace, logs: Path, seed: int) -> dict[str, Any]:
-    ports = [args.base_port, args.base_port + 1]
-    replicas = [replica(i, port, args) for i, port in enumerate(ports)]
-    per_replica = args.max_num_seqs if arm == "fair" else 0
-    router = Server("router", args.base_port + 10, [
+def router_server(arm: str, args: argparse.Namespace, logs: Path, ports: list[int]) -> Server:
+    per_replica = args.max_num_seqs - 1 if arm == "fair" else 0  # the engine's last place: the reserved one
+    return Server("router", args.base_port + 10, [
         str(BIN / "vif-router"), "--port", str(args.base_port + 10), "--strategy", "least-load",
         "--tenants-file", str(write_tenants(logs / "tenants")), "--max-in-flight-per-replica", str(per_replica),
         "--max-wait", "600", "--max-pending", "100000", "--log-level", "warning",
         *(a for port in ports for a in ("--endpoint", f"http://127.0.0.1:{port}")),
     ], "/ready")  # fmt: skip
-    procs = {s.name: start_server(s, logs / f"{arm}-{s.name}.log") for s in [*replicas, router]}
+
+
+def phase(arm: str, name: str, rates: dict[str, float], args: argparse.Namespace, logs: Path, seed: int) -> Phase:
+    """One phase through a router of its own: its fair queue starts with no tenant's past, so the phase before
+    does not weigh on this one (docs/tenants.md: what a tenant was served fades over a minute)."""
+    ports = [args.base_port, args.base_port + 1]
+    router = router_server(arm, args, logs, ports)
+    log = logs / f"{arm}-router-{name}.log"
+    proc = start_server(router, log)
     try:
-        for server in [*replicas, router]:
-            wait_until_ready(server, procs[server.name])
+        wait_until_ready(router, proc)
         wait_for_endpoints(router, 2)
-        url = f"http://127.0.0.1:{router.port}"
-        for _ in replicas:  # least load sends the second to the other replica
+        return asyncio.run(drive(f"http://127.0.0.1:{router.port}", args.model_name, rates, args, seed))
+    except Exception:
+        print(f"--- router\n{log_tail(log)}", file=sys.stderr)
+        raise
+    finally:
+        stop_server(proc)
+
+
+def run_arm(arm: str, args: argparse.Namespace, logs: Path, seed: int) -> dict[str, Any]:
+    """Fresh replicas for the arm (warmed up once), a fresh router for each phase."""
+    replicas = [replica(i, port, args) for i, port in enumerate([args.base_port, args.base_port + 1])]
+    procs = {s.name: start_server(s, logs / f"{arm}-{s.name}.log") for s in replicas}
+    try:
+        for server in replicas:
+            wait_until_ready(server, procs[server.name])
             body = {"model": args.model_name, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 8}
-            auth = {"Authorization": f"Bearer {KEYS['quiet']}"}
-            httpx.post(f"{url}/v1/chat/completions", json=body, headers=auth, timeout=120).raise_for_status()
-        alone = asyncio.run(drive(url, args.model_name, {"quiet": args.rate}, args, seed))
-        together = asyncio.run(drive(url, args.model_name, {"quiet": args.rate, "busy": 10 * args.rate}, args, seed))
+            httpx.post(f"http://127.0.0.1:{server.port}/v1/chat/completions", json=body, timeout=120).raise_for_status()
+        alone = phase(arm, "alone", {"quiet": args.rate}, args, logs, seed)
+        together = phase(arm, "together", {"quiet": args.rate, "busy": 10 * args.rate}, args, logs, seed)
     except Exception:
         for name in procs:
             print(f"--- {name}\n{log_tail(logs / f'{arm}-{name}.log')}", file=sys.stderr)

@@ -7,7 +7,7 @@ import contextlib
 
 import pytest
 
-from tests.router.conftest import wait_until
+from tests.router.conftest import WAIT, wait_until
 from vif.runtime.router.endpoints import EndpointSet
 from vif.runtime.router.errors import RouterError
 from vif.runtime.router.fair_queue import HALF_LIFE, FairQueue
@@ -18,37 +18,33 @@ def one_replica(per_replica: int = 1, max_wait: float = 30.0) -> FairQueue:
 
 
 async def test_a_freed_place_goes_to_the_tenant_served_least() -> None:
-    fair = one_replica()
+    fair = one_replica(per_replica=2)
     fair.charge("busy", 5000)
-    order: list[str] = []
-    release = asyncio.Event()
-
-    async def request(tenant: str) -> None:
-        async with fair.slot(tenant):
-            order.append(tenant)
-            await release.wait()
-
-    first = asyncio.create_task(request("busy"))
-    await wait_until(lambda: fair.running == 1)
-    waiting = [asyncio.create_task(request(t)) for t in ("busy", "busy", "quiet")]
-    await wait_until(lambda: fair.waiting == 3)
-    assert fair.counters["quiet"] == fair.counters["busy"]  # raised to the lowest waiting: being new banks no credit
-    fair.charge("busy", 40)  # the running request's tokens, as they stream
-    release.set()  # each place frees in turn
-    await asyncio.gather(first, *waiting)
-    assert order == ["busy", "quiet", "busy", "busy"]  # quiet came last and left first
+    entered: list[str] = []
+    async with fair.slot("busy"), fair.slot("quiet"):  # both have one running: neither may take the reserve
+        waiting = [asyncio.create_task(_enter(fair, t, entered)) for t in ("busy", "busy", "quiet")]
+        await wait_until(lambda: fair.waiting == 3)
+        assert fair.counters["quiet"] == fair.counters["busy"]  # raised to the lowest waiting: idle banks no credit
+        fair.charge("busy", 40)  # the running request's tokens, as they stream
+    await wait_until(lambda: len(entered) == 2)
+    assert entered == ["quiet", "busy"]  # quiet came last and left first
+    for task in waiting:
+        task.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
     assert (fair.running, fair.waiting, fair.queues) == (0, 0, {})
 
 
 async def test_at_equal_counters_the_tenant_with_fewer_running_goes_first() -> None:
-    fair = one_replica(per_replica=2)
+    fair = one_replica(per_replica=4)
     entered: list[str] = []
-    async with fair.slot("busy"):
+    async with contextlib.AsyncExitStack() as stack:
+        for tenant in ("busy", "busy", "quiet"):
+            await stack.enter_async_context(fair.slot(tenant))
         async with fair.slot("busy"):
             waits = [asyncio.create_task(_enter(fair, t, entered)) for t in ("busy", "quiet")]
             await wait_until(lambda: fair.waiting == 2)
         await wait_until(lambda: len(entered) == 1)
-        assert entered == ["quiet"]  # the first place freed: busy still runs one, quiet none
+        assert entered == ["quiet"]  # the place freed: busy still runs two, quiet one
     for task in waits:
         task.cancel()
     await asyncio.gather(*waits, return_exceptions=True)
@@ -66,7 +62,7 @@ async def test_a_wait_past_max_wait_is_a_503_and_leaves_the_queue() -> None:
     fair = one_replica(max_wait=0.05)
     async with fair.slot("a"):
         with pytest.raises(RouterError) as refused:
-            async with fair.slot("b"):
+            async with fair.slot("a"):  # one running already: not the reserved place
                 pass
     assert refused.value.status == 503 and refused.value.code == "replicas_full"
     assert refused.value.headers["Retry-After"] == "5"
@@ -91,7 +87,7 @@ async def test_places_grow_with_the_ready_replicas() -> None:
     endpoints.restore(endpoints.members[0])
     follow = asyncio.create_task(fair.follow())
     async with fair.slot("a"):
-        second = asyncio.create_task(_enter(fair, "b"))
+        second = asyncio.create_task(_enter(fair, "a"))
         await wait_until(lambda: fair.waiting == 1)
         endpoints.restore(endpoints.members[1])  # a second replica ready: a second place
         await wait_until(lambda: fair.running == 2 and fair.waiting == 0)
@@ -111,3 +107,19 @@ def test_what_a_tenant_was_served_fades_with_a_half_life() -> None:
     now[0] = 70 * HALF_LIFE  # the weights are rescaled before they grow too large; the order stays
     fair.charge("new", 1)
     assert fair.counters["new"] > fair.counters["old"] and max(fair.counters.values()) < 2.0**64
+
+
+async def test_a_tenant_with_nothing_running_takes_the_reserved_place_at_once() -> None:
+    fair = one_replica(per_replica=1)
+    async with fair.slot("busy"):
+        queued = asyncio.create_task(_enter(fair, "busy"))
+        await wait_until(lambda: fair.waiting == 1)
+        async with asyncio.timeout(WAIT):
+            async with fair.slot("quiet"):  # past busy's waiting request, in the one place kept per replica
+                assert fair.running == 2 and fair.waiting == 1
+                later = asyncio.create_task(_enter(fair, "quiet"))
+                await wait_until(lambda: fair.waiting == 2)  # quiet has one running now: it waits like anyone
+                later.cancel()
+        queued.cancel()
+    await asyncio.gather(queued, later, return_exceptions=True)
+    assert (fair.running, fair.waiting) == (0, 0)
