@@ -210,10 +210,9 @@ class Routing(APIModel):
         0,
         ge=0,
         le=4096,
-        description="Requests a router sends one replica at once, plus one for a tenant with nothing running; the"
-        " rest wait at the router and leave fairly across tenants, by the tokens each has been served"
-        " (docs/tenants.md). Set it to one less than the engine's max_num_seqs. 0: the replicas queue them, first"
-        " come first served.",
+        description="Requests a router sends one replica at once; the rest wait at the router and leave fairly"
+        " across tenants, by the tokens each has been served (docs/tenants.md). Set it to the engine's"
+        " max_num_seqs. 0: the replicas queue them, first come first served.",
     )
 
 

@@ -1,15 +1,11 @@
 """Fair queueing across tenants. When this router's replicas are full, requests wait here and leave by the tokens
 each tenant has been served, not in order of arrival.
 
-A replica is full at `per_replica` requests in flight from this router. Past that, requests would queue inside
-vLLM, first come first served (or be refused by the runtime's own limit), so a tenant that sends ten times as much
-would hold ten times the places ahead of everyone else. Each replica keeps one place more for a tenant with nothing
-running, so such a tenant's request starts at once instead of waiting for a busy one to end: set `per_replica` to
-one less than the engine's batch (max_num_seqs), and that place is free in the engine too.
-
-The others wait here, each tenant in a queue of its own, and a freed place goes to the waiting tenant that has
-been served the fewest tokens. This is the virtual token counter of Sheng et al., "Fairness in Serving Large
-Language Models" (OSDI 2024):
+A replica is full at `per_replica` requests in flight from this router (set it to the engine's batch size,
+max_num_seqs). Past that, requests would queue inside vLLM, first come first served, so a tenant that sends ten
+times as much would hold ten times the places ahead of everyone else. Here each tenant has a queue of its own, and
+a freed place goes to the waiting tenant that has been served the fewest tokens. This is the virtual token counter
+of Sheng et al., "Fairness in Serving Large Language Models" (OSDI 2024):
 - a tenant's counter grows by each token it is served (the usage meter's charges), and what it was served fades
   with a half-life of `HALF_LIFE` seconds: fairness is over recent service, so a tenant's heavy use an hour ago
   does not hold it back now (a token served now weighs 2^(t/HALF_LIFE), and the weights are rescaled now and
@@ -62,10 +58,9 @@ class FairQueue:
     def waiting(self) -> int:
         return sum(len(queue) for queue in self.queues.values())
 
-    def full(self, reserve: int = 0) -> bool:
-        """No place left among `per_replica` (and `reserve` more) for each ready replica."""
+    def full(self) -> bool:
         ready = len(self.endpoints.ready())
-        return bool(self.per_replica and ready) and self.running >= (self.per_replica + reserve) * ready
+        return bool(self.per_replica and ready) and self.running >= self.per_replica * ready
 
     def charge(self, tenant: str, tokens: int) -> None:
         """`tenant` was served `tokens` more."""
@@ -136,16 +131,9 @@ class FairQueue:
                 del self.queues[tenant]
 
     def dispatch(self) -> None:
-        """Give free places to the waiting tenants with the lowest counters, and a reserved place to a waiting
-        tenant with nothing running."""
-        while self.queues:
-            if not self.full():
-                tenant = min(self.queues, key=lambda t: (self.counters.get(t, 0.0), self.running_by[t]))
-            else:
-                idle = [t for t in self.queues if not self.running_by[t]]
-                if not idle or self.full(reserve=1):
-                    return
-                tenant = min(idle, key=lambda t: self.counters.get(t, 0.0))
+        """Give free places to the waiting tenants with the lowest counters."""
+        while self.queues and not self.full():
+            tenant = min(self.queues, key=lambda t: (self.counters.get(t, 0.0), self.running_by[t]))
             queue = self.queues[tenant]
             admitted = queue.popleft()
             if not queue:

@@ -8,9 +8,8 @@ Two `vif-runtime serve` replicas, pinned to one core each, behind one `vif-route
 Arms, each on fresh processes:
 - `fcfs`: the router forwards everything at once (`--max-in-flight-per-replica 0`); requests wait inside vLLM,
   first come first served.
-- `fair`: the router lets `--max-num-seqs` - 1 requests run on each replica, keeps the engine's last place for a
-  tenant with nothing running, and holds the rest in its fair queue, which serves the tenant with the fewest
-  tokens served first (runtime/router/fair_queue.py).
+- `fair`: the router lets `--max-num-seqs` requests run on each replica and holds the rest in its fair queue,
+  which serves the tenant with the fewest tokens served first (runtime/router/fair_queue.py).
 
 Each arm runs the quiet tenant alone, then both together, for `--duration` seconds each, each phase through a
 router of its own (requests still running at the end are awaited; those refused, by the router or by a replica
@@ -147,7 +146,7 @@ def replica(core: int, port: int, args: argparse.Namespace) -> Server:
 
 
 def router_server(arm: str, args: argparse.Namespace, logs: Path, ports: list[int]) -> Server:
-    per_replica = args.max_num_seqs - 1 if arm == "fair" else 0  # the engine's last place: the reserved one
+    per_replica = args.max_num_seqs if arm == "fair" else 0
     return Server("router", args.base_port + 10, [
         str(BIN / "vif-router"), "--port", str(args.base_port + 10), "--strategy", "least-load",
         "--tenants-file", str(write_tenants(logs / "tenants")), "--max-in-flight-per-replica", str(per_replica),

@@ -7,7 +7,7 @@ import contextlib
 
 import pytest
 
-from tests.router.conftest import WAIT, wait_until
+from tests.router.conftest import wait_until
 from vif.runtime.router.endpoints import EndpointSet
 from vif.runtime.router.errors import RouterError
 from vif.runtime.router.fair_queue import HALF_LIFE, FairQueue
@@ -107,19 +107,3 @@ def test_what_a_tenant_was_served_fades_with_a_half_life() -> None:
     now[0] = 70 * HALF_LIFE  # the weights are rescaled before they grow too large; the order stays
     fair.charge("new", 1)
     assert fair.counters["new"] > fair.counters["old"] and max(fair.counters.values()) < 2.0**64
-
-
-async def test_a_tenant_with_nothing_running_takes_the_reserved_place_at_once() -> None:
-    fair = one_replica(per_replica=1)
-    async with fair.slot("busy"):
-        queued = asyncio.create_task(_enter(fair, "busy"))
-        await wait_until(lambda: fair.waiting == 1)
-        async with asyncio.timeout(WAIT):
-            async with fair.slot("quiet"):  # past busy's waiting request, in the one place kept per replica
-                assert fair.running == 2 and fair.waiting == 1
-                later = asyncio.create_task(_enter(fair, "quiet"))
-                await wait_until(lambda: fair.waiting == 2)  # quiet has one running now: it waits like anyone
-                later.cancel()
-        queued.cancel()
-    await asyncio.gather(queued, later, return_exceptions=True)
-    assert (fair.running, fair.waiting) == (0, 0)
