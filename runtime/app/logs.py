@@ -29,7 +29,8 @@ class RequestIdFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, request id, message (and the exception, if any)."""
+    """One JSON object per line: time, level, logger, request id, message (and the trace, the tenant and the
+    exception, where there are)."""
 
     def format(self, record: logging.LogRecord) -> str:
         line = {
@@ -39,7 +40,7 @@ class JsonFormatter(logging.Formatter):
             "request_id": getattr(record, "request_id", "-"),
             "message": record.getMessage(),
         }
-        for traced in ("trace_id", "span_id"):
+        for traced in ("trace_id", "span_id", "tenant"):
             if hasattr(record, traced):
                 line[traced] = getattr(record, traced)
         if record.exc_info:

@@ -94,7 +94,12 @@ class RequestObserver:
                         self.metrics.count_error(protocol, scope["state"].get("error_type", "unknown"), served)
                 if span is not None:
                     span.set_attributes({"http.response.status_code": status, "vif.model": served or ""})
-                log.info("%s %s %d %.1fms", scope["method"], printable(scope["path"]), status, seconds * 1000)
+                tenant = scope["state"].get("tenant")  # whose key it was (never the key): APIKeyAuth
+                if tenant is None:
+                    log.info("%s %s %d %.1fms", scope["method"], printable(scope["path"]), status, seconds * 1000)
+                else:
+                    log.info("%s %s %d %.1fms tenant=%s", scope["method"], printable(scope["path"]), status,
+                             seconds * 1000, tenant, extra={"tenant": tenant})  # fmt: skip
                 request_id_var.reset(token)
 
 
@@ -108,7 +113,12 @@ class APIKeyAuth:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         open_path = scope["type"] != "http" or scope["path"] in OPEN_PATHS
-        if open_path or self.keys().accepts(header(scope, b"authorization")):
+        keys = self.keys()
+        if open_path or not keys.owners:
+            return await self.app(scope, receive, send)
+        tenant = keys.owner(header(scope, b"authorization"))
+        if tenant is not None:
+            scope.setdefault("state", {})["tenant"] = tenant  # for the access log line
             return await self.app(scope, receive, send)
         exc = APIError(
             "Invalid or missing API key. Send it as 'Authorization: Bearer KEY'.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from helpers.fake_engine import FakeEngine
 from vif.runtime.app.factory import ServerSettings
@@ -25,6 +26,15 @@ async def test_api_keys_guard_inference_but_not_probes(make_client) -> None:
     assert (await client.get("/v1/models")).status_code == 401
     for path in ("/health", "/ready", "/metrics", "/openapi.json"):
         assert (await client.get(path)).status_code == 200
+
+
+async def test_the_access_log_names_the_keys_tenant_never_the_key(make_client, caplog) -> None:
+    client = await make_client(ServerSettings(api_keys=("key-one",)))
+    with caplog.at_level(logging.INFO, logger="vif"):
+        await client.post("/v1/chat/completions", json=CHAT, headers={"Authorization": "Bearer key-one"})
+    (line,) = [r for r in caplog.records if r.getMessage().startswith("POST /v1/chat/completions")]
+    assert line.getMessage().endswith(" tenant=default") and line.tenant == "default"
+    assert "key-one" not in caplog.text
 
 
 async def test_concurrency_limit_answers_429_at_once(make_client, engine: FakeEngine) -> None:
