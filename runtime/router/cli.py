@@ -45,7 +45,12 @@ def parser() -> argparse.ArgumentParser:
         default=defaults.max_keys,
         help="routing keys remembered (prompt starts, sessions); the least recently used leave first",
     )
-    p.add_argument("--retries", type=int, default=defaults.retries, help="other replicas to try on a failed connect")
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=defaults.retries,
+        help="other replicas to try when one fails before answering: no connection, no status line, a 503",
+    )
     p.add_argument("--cooldown", type=float, default=defaults.cooldown, help="seconds a failed replica stays out")
     p.add_argument("--first-byte-timeout", type=float, default=defaults.first_byte_timeout,
                    help="seconds for a replica's status line, then another replica is tried")  # fmt: skip

@@ -4,8 +4,9 @@
 - The response is relayed chunk by chunk as the replica's socket yields it (`aiter_raw`: no decoding, no
   buffering), status and headers included, so server-sent events reach the client when the replica sends them.
 - A failure before the response started (connection refused, reset, closed without an answer, no status line
-  within `first_byte_timeout`) is retried on another replica, at most `retries` times; nothing has reached the
-  client, and an inference request has no side effect a second replica could repeat. Once the status line went
+  within `first_byte_timeout`, or a 503: the replica did not serve it, as its engine died, is loading or shut down
+  first) is retried on another replica, at most `retries` times; nothing has reached the client, and an inference
+  request has no side effect a second replica could repeat. The last try's 503 goes to the client as it is. Once the status line went
   out it is never retried: the client's response ends unfinished, as the replica's did, and a stream of
   server-sent events ends with an error event saying so.
 - Two timeouts bound a replica that accepts a connection and then says nothing (a wedged engine, a frozen node, a
@@ -153,13 +154,18 @@ class Proxy:
                 upstream = await self.send_for_status(request)
             except httpx.TransportError as exc:
                 reason = failure_reason(exc)
-                self.eject(endpoint, reason, exc)
+                self.eject(endpoint, reason, type(exc).__name__)
                 if attempt == self.retries:
                     raise RouterError(
                         f"No replica answered after {attempt + 1} attempts.",
                         status=502, type="service_unavailable", code="replica_unreachable",
                     ) from None  # fmt: skip
                 self.metrics.retries.labels(reason).inc()
+                return None
+            if upstream.status_code == 503 and attempt < self.retries:
+                await upstream.aclose()
+                self.eject(endpoint, "unavailable", "503")
+                self.metrics.retries.labels("unavailable").inc()
                 return None
             try:
                 await self.relay(upstream, endpoint, send, added, meter)
@@ -212,7 +218,7 @@ class Proxy:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except (httpx.TransportError, TimeoutError) as exc:
             stalled = isinstance(exc, TimeoutError)
-            self.eject(endpoint, "idle-timeout" if stalled else "broken-stream", exc)
+            self.eject(endpoint, "idle-timeout" if stalled else "broken-stream", type(exc).__name__)
             if upstream.headers.get("content-type", "").startswith("text/event-stream"):
                 what = f"sent nothing for {self.idle_timeout:g} s" if stalled else "broke the stream"
                 await send({"type": "http.response.body", "body": stream_error_event(f"The replica {what}.")})
@@ -220,9 +226,10 @@ class Proxy:
         rest = await meter.close() if meter is not None else b""
         await send({"type": "http.response.body", "body": rest, "more_body": False})
 
-    def eject(self, endpoint: Endpoint, reason: str, exc: Exception) -> None:
+    def eject(self, endpoint: Endpoint, reason: str, detail: str) -> None:
+        """Out of routing for the cooldown; `detail`, for the log: the exception's class, or the status."""
         if self.endpoints.eject(endpoint, self.cooldown):
-            log.warning("ejected %s for %gs: %s (%s)", endpoint.url, self.cooldown, reason, type(exc).__name__)
+            log.warning("ejected %s for %gs: %s (%s)", endpoint.url, self.cooldown, reason, detail)
             self.metrics.ejections.labels(endpoint.url, reason).inc()
 
 

@@ -90,10 +90,12 @@ async def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> No
 @dataclass(eq=False)
 class FakeReplica:
     """A replica that records what it was sent and answers with its name. A streaming request's events come
-    from `events` (the test feeds them; None ends the stream, BREAK breaks it), else three fixed events."""
+    from `events` (the test feeds them; None ends the stream, BREAK breaks it), else three fixed events. With
+    `dead_engine` it answers every request as the runtime does once its engine died: 503 `engine_dead`."""
 
     name: str
     ready: bool = True
+    dead_engine: bool = False
     probes: int = 0
     seen: list[dict[str, Any]] = field(default_factory=list)
     events: asyncio.Queue[bytes | None] | None = None
@@ -120,6 +122,9 @@ class FakeReplica:
         self.seen.append(
             {"path": request.url.path, "query": request.url.query, "headers": request.headers, "body": body}
         )
+        if self.dead_engine:
+            error = {"message": "The engine stopped.", "type": "service_unavailable", "code": "engine_dead"}
+            return JSONResponse({"error": error}, 503, headers={"x-replica": self.name})
         if body and orjson.loads(body).get("stream"):
             return StreamingResponse(self.stream(), media_type="text/event-stream", headers={"x-replica": self.name})
         return JSONResponse({"replica": self.name}, headers={"x-replica": self.name})

@@ -116,6 +116,29 @@ async def test_every_attempt_refused_is_a_502(start_router: StartRouter) -> None
     assert response.json()["error"]["code"] == "replica_unreachable"
 
 
+async def test_a_503_is_retried_on_another_replica(start_replica: StartReplica, start_router: StartRouter) -> None:
+    """A replica whose engine died answers 503 before anything reached the client: the request goes elsewhere."""
+    dead, dead_served = await start_replica("dead", dead_engine=True)
+    live, live_served = await start_replica("live")
+    url, _ = await start_router([dead_served.url, live_served.url], strategy="round-robin", cooldown=60)
+    async with httpx.AsyncClient(base_url=url, timeout=WAIT) as client:
+        answers = [await client.post("/v1/chat/completions", json=CHAT) for _ in range(2)]
+        metrics = (await client.get("/metrics")).text
+    assert [(a.status_code, a.json()) for a in answers] == [(200, {"replica": "live"})] * 2
+    assert (len(dead.seen), len(live.seen)) == (1, 2)
+    assert 'vif_router_retries_total{reason="unavailable"} 1.0' in metrics
+    assert f'vif_router_ejections_total{{endpoint="{dead_served.url}",reason="unavailable"}} 1.0' in metrics
+
+
+async def test_the_last_replicas_503_reaches_the_client(start_replica: StartReplica, start_router: StartRouter) -> None:
+    replicas = [await start_replica(name, dead_engine=True) for name in ("a", "b")]
+    url, _ = await start_router([served.url for _, served in replicas], retries=1, cooldown=60, max_wait=0)
+    async with httpx.AsyncClient(base_url=url, timeout=WAIT) as client:
+        response = await client.post("/v1/chat/completions", json=CHAT)
+    assert response.status_code == 503 and response.json()["error"]["code"] == "engine_dead"
+    assert [len(replica.seen) for replica, _ in replicas] == [1, 1]
+
+
 async def test_no_retry_once_the_stream_started(start_replica: StartReplica, start_router: StartRouter) -> None:
     """The replica breaks after its first event: the client's stream ends with an error event after what it
     had, and the other replica sees nothing."""
