@@ -2,6 +2,8 @@
 an IP gets its init containers and its container run here (`PodAsProcess`) listening on that IP and the container's
 port; its ConfigMap and Secret volumes are written again when those change, as a kubelet updates them; and a pod
 that is being deleted, or is gone, gets SIGTERM on its main process and then its grace period, as a kubelet does.
+A pod's credentials for the API (its ServiceAccount's token, on a real node) are the plane's kubeconfig here: the
+router's pods watch their replicas' EndpointSlices with it.
 
 kwok gives pods addresses from 198.18.0.0/15 (RFC 2544's benchmarking range, which no LAN or VPN uses);
 `routed_pod_ips` makes that whole range local to this machine (a local route on loopback, root only), so a process
@@ -55,6 +57,7 @@ class Container:
     runner: PodAsProcess
     grace: float
     stopping: bool = False
+    restarts: int = 0
 
     @property
     def url(self) -> str:
@@ -72,15 +75,23 @@ class StandInKubelet:
     """Runs the pods of `selector` in `namespace` while inside a `with`; `containers` are those started so far."""
 
     def __init__(
-        self, namespace: str, selector: str, root: Path, every: float = 0.5, volumes_every: float = 2.0
+        self,
+        namespace: str,
+        selector: str,
+        root: Path,
+        every: float = 0.5,
+        volumes_every: float = 2.0,
+        restart: bool = False,
     ) -> None:
         """Looks at the pods every `every` seconds, and at their ConfigMaps and Secrets every `volumes_every` (a real
-        kubelet: about a minute)."""
+        kubelet: about a minute). With `restart`, a container that exits while its pod lives is started again at
+        the next look (`restartPolicy: Always`, without a kubelet's back-off); without, it stays as it ended, for a
+        test that looks at how it ended."""
         config = k8s_client.Configuration()
         k8s_config.load_kube_config(str(KUBECONFIG), client_configuration=config)
         self.core = k8s_client.CoreV1Api(k8s_client.ApiClient(config))
         self.namespace, self.selector, self.root, self.every = namespace, selector, root, every
-        self.volumes_every = volumes_every
+        self.volumes_every, self.restart = volumes_every, restart
         self._volumes_seen = 0.0
         self.containers: dict[str, Container] = {}  # by pod UID
         self._stop = threading.Event()
@@ -121,6 +132,9 @@ class StandInKubelet:
             ip = (pod.get("status") or {}).get("pod_ip")
             if uid not in self.containers and ip:
                 self.containers[uid] = self._start(pod, ip)
+            elif self.restart and uid in self.containers and self.containers[uid].proc.poll() is not None:
+                container = self.containers[uid]
+                container.proc, container.restarts = container.runner.restart(), container.restarts + 1
         if time.monotonic() - self._volumes_seen > self.volumes_every:
             self._volumes_seen = time.monotonic()
             for container in self.running():
@@ -134,7 +148,8 @@ class StandInKubelet:
         ports = {p.get("name"): p["containerPort"] for p in raw["spec"]["containers"][0]["ports"]}
         runner = PodAsProcess(template, self._volume_files(raw["spec"]), self.root / raw["metadata"]["name"], host=ip,
                               port=next(iter(ports.values())), claims=self._claims(raw["spec"]),
-                              secrets=self._secrets(raw["spec"]), metrics_port=ports.get("metrics"))  # fmt: skip
+                              secrets=self._secrets(raw["spec"]), metrics_port=ports.get("metrics"),
+                              env={"KUBECONFIG": str(KUBECONFIG)})  # fmt: skip
         grace = float(raw["spec"].get("terminationGracePeriodSeconds") or 30)
         return Container(raw["metadata"]["name"], ip, runner.run(), runner, grace)
 
@@ -181,9 +196,16 @@ class StandInKubelet:
             proc.wait()
 
 
+RUNTIME_PODS = "app.kubernetes.io/name=vif-runtime"
+MODEL_PODS = "app.kubernetes.io/name in (vif-runtime,vif-router)"  # the replicas and the router's pods
+
+
 @contextmanager
-def operating(namespace: str, tmp_path: Path, *args: str) -> Iterator[StandInKubelet]:
-    """The operator (with `args`) and the stand-in kubelet running the model's pods, on routed pod addresses."""
-    pods = StandInKubelet(namespace, "app.kubernetes.io/name=vif-runtime", tmp_path / "pods")
+def operating(
+    namespace: str, tmp_path: Path, *args: str, selector: str = RUNTIME_PODS, restart: bool = False
+) -> Iterator[StandInKubelet]:
+    """The operator (with `args`) and the stand-in kubelet running the pods of `selector` (the replicas by default),
+    on routed pod addresses."""
+    pods = StandInKubelet(namespace, selector, tmp_path / "pods", restart=restart)
     with running_operator(namespace, tmp_path, *args), routed_pod_ips(), pods as kubelet:
         yield kubelet

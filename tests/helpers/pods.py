@@ -112,11 +112,14 @@ class PodAsProcess:
         claims: dict[str, Path] | None = None,
         secrets: dict[str, dict[str, str]] | None = None,
         metrics_port: int | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         """`volumes`: the files of its ConfigMap and Secret volumes (`volume_files`). Listens on `host`:`port` (a
         free local port unless given), and serves /metrics on `host`:`metrics_port` (the same); a PersistentVolumeClaim mounts as its folder in `claims` (claim name -> the
-        bound volume's path here); a Secret's key in env comes from `secrets` (name -> decoded data)."""
+        bound volume's path here); a Secret's key in env comes from `secrets` (name -> decoded data); `env` is what
+        the node adds under the containers' own (a ServiceAccount's credentials)."""
         self.secrets = secrets or {}
+        self.node_env = env or {}
         self.pod = deployment["spec"]["template"]["spec"]
         self.container = self.pod["containers"][0]
         self.init_containers = self.pod.get("initContainers", [])
@@ -187,7 +190,7 @@ class PodAsProcess:
 
     def env(self, container: dict | None = None) -> dict[str, str]:
         """The container's env over this process's; a Secret's key from `secrets` (an optional one may be absent)."""
-        env = dict(os.environ)
+        env = {**os.environ, **self.node_env}
         for var in (container or self.container).get("env", []):
             if "value" in var:
                 env[var["name"]] = self.localize(var["value"])
@@ -211,6 +214,14 @@ class PodAsProcess:
         main = shlex.join(["env", "-i", *self.assignments(self.container), *self.command()])
         script = "set -e\n" + "\n".join(steps) + f"\nexec {main}\n"
         return subprocess.Popen(["bash", "-c", script], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def restart(self) -> subprocess.Popen[bytes]:
+        """The container started again after it exited, as a kubelet does under `restartPolicy: Always`: the
+        container alone (init containers ran once, for the pod), its output added to the same log."""
+        out = self.log.open("ab")
+        return subprocess.Popen(
+            self.command(), stdout=out, stderr=subprocess.STDOUT, env=self.env(), start_new_session=True
+        )
 
     def assignments(self, container: dict) -> list[str]:
         return [f"{name}={value}" for name, value in self.env(container).items()]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -23,9 +23,10 @@ class Outcome:
     finished: float = 0.0
     sent: float = 0.0
     worker: int = -1
+    url: str = ""
 
 
-async def one_request(client: httpx.AsyncClient, stream: bool, i: int, max_tokens: int) -> Outcome:
+async def one_request(client: httpx.AsyncClient, url: str, stream: bool, i: int, max_tokens: int) -> Outcome:
     body = {
         "model": MODEL,
         "messages": [{"role": "user", "content": f"Count to ten, take {i}."}],
@@ -35,10 +36,10 @@ async def one_request(client: httpx.AsyncClient, stream: bool, i: int, max_token
     sent = time.monotonic()
     try:
         if not stream:
-            response = await client.post("/v1/chat/completions", json=body)
+            response = await client.post(f"{url}/v1/chat/completions", json=body)
             ok = response.status_code == 200 and bool(response.json()["choices"])
             return Outcome(False, False, ok, response.text[:200], time.monotonic(), sent)
-        async with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as response:
+        async with client.stream("POST", f"{url}/v1/chat/completions", json={**body, "stream": True}) as response:
             started = response.status_code == 200
             text = (await response.aread()).decode()
             ok = started and text.rstrip().endswith("data: [DONE]")
@@ -49,21 +50,33 @@ async def one_request(client: httpx.AsyncClient, stream: bool, i: int, max_token
 
 class SteadyLoad:
     """`workers` concurrent clients sending requests one after another in the background until stopped; the
-    outcomes so far are in `outcomes`, so a test waits on what the clients saw (`wait`) rather than for a time."""
+    outcomes so far are in `outcomes`, so a test waits on what the clients saw (`wait`) rather than for a time.
+    `target` is one URL, or a Service: a function giving the URLs of its ready pods at that moment, of which each
+    request takes the next (an outcome's `url` says which)."""
 
-    def __init__(self, url: str, workers: int, max_tokens: int = 24, timeout: float = 120) -> None:
+    def __init__(
+        self, target: str | Callable[[], Sequence[str]], workers: int, max_tokens: int = 24, timeout: float = 120
+    ) -> None:
         self.outcomes: list[Outcome] = []
         self.stopping = False
         self.workers = workers
-        self.task = asyncio.gather(*(self.worker(url, w, max_tokens, timeout) for w in range(workers)))
+        self.service = (lambda: [target]) if isinstance(target, str) else target
+        self.task = asyncio.gather(*(self.worker(w, max_tokens, timeout) for w in range(workers)))
 
-    async def worker(self, url: str, w: int, max_tokens: int, timeout: float) -> None:
+    async def worker(self, w: int, max_tokens: int, timeout: float) -> None:
         """Requests one after another; `timeout` is each one's client timeout (a held request waits in it)."""
         i = 0
-        async with httpx.AsyncClient(base_url=url, timeout=timeout) as client:
+        async with httpx.AsyncClient(timeout=timeout) as client:
             while not self.stopping:
-                outcome = await one_request(client, stream=(w + i) % 2 == 0, i=i, max_tokens=max_tokens)
-                outcome.worker = w
+                urls = self.service()
+                if not urls:  # a Service without a ready pod refuses the connection
+                    now = time.monotonic()
+                    self.outcomes.append(Outcome(False, False, False, "no ready pod", now, now, w))
+                    await asyncio.sleep(0.1)
+                    continue
+                url = urls[(w + i) % len(urls)]
+                outcome = await one_request(client, url, stream=(w + i) % 2 == 0, i=i, max_tokens=max_tokens)
+                outcome.worker, outcome.url = w, url
                 self.outcomes.append(outcome)
                 i += 1
 
