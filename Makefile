@@ -8,13 +8,14 @@ CONFIG := runtime/conf/model_config.json
 
 .PHONY: help install model run test unit integration cluster-test lint format bench lock clean crds e2e e2e-kind \
 	images test-images test-gpu-env \
-	operator-install-check bench-operator bench-abuse bench-routing bench-cold-start bench-cache bench-tracing bench-tenants profile flake-check test-servers chaos
+	operator-install-check bench-operator bench-abuse bench-routing bench-cold-start bench-cache bench-tracing bench-tenants profile flake-check test-servers chaos soak
 
 help:
 	@echo "Serve and test (README.md):"
 	@echo "  run [MODEL=dir|ORG/NAME ARGS=...]  serve a model on 127.0.0.1:8000 (the default model unless MODEL)"
 	@echo "  test                       everything CI runs: lint, unit, engine, images, the local plane"
 	@echo "  unit | integration | cluster-test | e2e | e2e-kind | test-images | chaos"
+	@echo "  soak MINUTES=30 EVERY=180   steady load while a replica is deleted at random every EVERY seconds"
 	@echo "  flake-check SUITE=<pytest selection> N=<runs>   a selection N times in one session"
 	@echo "  lint | format | lock | crds | operator-install-check | install | model | test-servers | clean"
 	@echo "The local plane and images:"
@@ -144,6 +145,13 @@ flake-check: model test-servers cluster-up images autoscaling-build
 # it kills the plane's own API server and etcd (docs/reliability.md), so run it alone.
 chaos: model cluster-up
 	$(VENV)/bin/pytest -q -p no:cacheprovider e2e/chaos/chaos_*.py
+
+# A steady load through a model's routers for MINUTES while one of its replicas, at random, is deleted every EVERY
+# seconds (e2e/chaos/soak_pods.py): requests, failures by cause, each pod's memory. Alone, as chaos.
+soak: MINUTES = 30
+soak: EVERY = 180
+soak: model cluster-up
+	VIF_SOAK_MINUTES=$(MINUTES) VIF_SOAK_EVERY=$(EVERY) $(VENV)/bin/pytest -q -p no:cacheprovider e2e/chaos/soak_pods.py
 
 # The e2e suite alone: against the local control plane (CI), or on kind where Docker runs.
 e2e: install model cluster-up images
