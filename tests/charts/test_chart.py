@@ -30,6 +30,7 @@ VALUE_SETS = {
         "--set", "policy.allowedExtraArgs={--max-num-seqs}",
     ],
     "policy-closed": ["--set", "policy.allowedEnvPatterns=null", "--set", "policy.allowedExtraArgs=null"],
+    "tenants-redis": ["--set", "tenants.redis.install=true"],
 }  # fmt: skip
 
 
@@ -206,3 +207,25 @@ def test_the_traces_endpoint_reaches_the_operator() -> None:
     assert not [a for a in operator_args(render([])) if a.startswith("--traces-endpoint")]
     docs = render(["--set", "tracing.endpoint=http://jaeger-collector.tracing.svc:4317"])
     assert "--traces-endpoint=http://jaeger-collector.tracing.svc:4317" in operator_args(docs)
+
+
+def test_the_charts_own_redis_only_when_asked_and_the_operator_points_the_routers_at_it() -> None:
+    def redis_objects(docs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        return [(d["kind"], d["metadata"]["name"]) for d in docs if d["metadata"]["name"].endswith("-redis")]
+
+    assert redis_objects(render([])) == []
+    assert not [a for a in operator_args(render([])) if a.startswith("--redis-url")]
+    docs = render(["--set", "tenants.redis.install=true"])
+    name = "vif-vif-operator-redis"
+    assert sorted(redis_objects(docs)) == [("Deployment", name), ("NetworkPolicy", name), ("Service", name)]
+    assert f"--redis-url=redis://{name}.vif-system.svc:6379/0" in operator_args(docs)
+    pod = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == name)["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] and container["securityContext"]["readOnlyRootFilesystem"]
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    policy = next(d for d in docs if d["kind"] == "NetworkPolicy")["spec"]["ingress"]
+    assert policy == [{"from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {
+        "app.kubernetes.io/name": "vif-router"}}}], "ports": [{"port": "redis"}]}]  # fmt: skip
+
+    given = render(["--set", "tenants.redis.install=true", "--set", "tenants.redisUrl=redis://mine:6379/1"])
+    assert redis_objects(given) == [] and "--redis-url=redis://mine:6379/1" in operator_args(given)

@@ -100,3 +100,12 @@ quoted for CEL; an empty list matches no name.
 {{- end }}
 {{- toJson (printf "^(%s)$" (join "|" $res)) }}
 {{- end }}
+
+{{/* The Redis the routers share tenants' limits in: the chart's value, else the chart's own when it installs one. */}}
+{{- define "vif-operator.redisUrl" -}}
+{{- if .Values.tenants.redisUrl -}}
+{{- .Values.tenants.redisUrl -}}
+{{- else if .Values.tenants.redis.install -}}
+{{- printf "redis://%s-redis.%s.svc:6379/0" (include "vif-operator.fullname" .) .Release.Namespace -}}
+{{- end -}}
+{{- end -}}
