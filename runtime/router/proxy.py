@@ -6,9 +6,9 @@
 - A failure before the response started (connection refused, reset, closed without an answer, no status line
   within `first_byte_timeout`, or a 503: the replica did not serve it, as its engine died, is loading or shut down
   first) is retried on another replica, at most `retries` times; nothing has reached the client, and an inference
-  request has no side effect a second replica could repeat. The last try's 503 goes to the client as it is. Once the status line went
-  out it is never retried: the client's response ends unfinished, as the replica's did, and a stream of
-  server-sent events ends with an error event saying so.
+  request has no side effect a second replica could repeat. The last try's 503 goes to the client as it is.
+  Once the status line went out it is never retried: the client's response ends unfinished, as the replica's did,
+  and a stream of server-sent events ends with an error event saying so.
 - Two timeouts bound a replica that accepts a connection and then says nothing (a wedged engine, a frozen node, a
   SIGSTOP: the kernel still completes the handshake). `first_byte_timeout` is the wait for the status line: a
   stream's comes with its first token, a whole answer's when it is complete, so it must cover queueing and the
