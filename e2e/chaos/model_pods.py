@@ -74,16 +74,20 @@ def engine_requests(replica: Container) -> float:
     return metric(text, "vllm:num_requests_running") + metric(text, "vllm:num_requests_waiting")
 
 
+def group(pgid: int) -> list[psutil.Process]:
+    """The processes of a process group (a container's: the runtime and its engine), zombies included."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.pid != 0 and os.getpgid(process.pid) == pgid:
+                found.append(process)
+        except ProcessLookupError:
+            continue
+    return found
+
+
 def group_gone(pgid: int) -> bool:
-    """No process of the process group (a container's) is left, zombies included."""
-    return not any(p.info["pid"] != 0 and _pgid(p.info["pid"]) == pgid for p in psutil.process_iter(["pid"]))
-
-
-def _pgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except ProcessLookupError:
-        return None
+    return not group(pgid)
 
 
 class RouterService:
@@ -122,13 +126,12 @@ def healthy(url: str) -> bool:
 
 
 def group_rss(pgid: int) -> int:
-    """The resident memory of a process group (a container's processes: the runtime and its engine), bytes."""
+    """The resident memory of a process group, bytes (a process that ended meanwhile counts nothing)."""
     total = 0
-    for process in psutil.process_iter(["pid"]):
+    for process in group(pgid):
         try:
-            if os.getpgid(process.pid) == pgid:
-                total += process.memory_info().rss
-        except (ProcessLookupError, psutil.Error):
+            total += process.memory_info().rss
+        except psutil.Error:
             continue
     return total
 

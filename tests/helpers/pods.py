@@ -205,11 +205,9 @@ class PodAsProcess:
     def run(self) -> subprocess.Popen[bytes]:
         """One process group, as a pod's: a shell runs the init containers in turn (each with its own env), then
         `exec`s the container, so the process is the container's once it runs and a failed init ends the pod."""
-        out = self.log.open("wb")
         if not self.init_containers:
-            return subprocess.Popen(
-                self.command(), stdout=out, stderr=subprocess.STDOUT, env=self.env(), start_new_session=True
-            )
+            return self._container("wb")
+        out = self.log.open("wb")
         steps = [shlex.join(["env", "-i", *self.assignments(c), *self.command(c)]) for c in self.init_containers]
         main = shlex.join(["env", "-i", *self.assignments(self.container), *self.command()])
         script = "set -e\n" + "\n".join(steps) + f"\nexec {main}\n"
@@ -218,7 +216,11 @@ class PodAsProcess:
     def restart(self) -> subprocess.Popen[bytes]:
         """The container started again after it exited, as a kubelet does under `restartPolicy: Always`: the
         container alone (init containers ran once, for the pod), its output added to the same log."""
-        out = self.log.open("ab")
+        return self._container("ab")
+
+    def _container(self, log_mode: str) -> subprocess.Popen[bytes]:
+        """The container alone, as its own process group, its output in the log opened with `log_mode`."""
+        out = self.log.open(log_mode)
         return subprocess.Popen(
             self.command(), stdout=out, stderr=subprocess.STDOUT, env=self.env(), start_new_session=True
         )
