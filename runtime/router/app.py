@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -24,7 +24,9 @@ from vif.runtime.router.errors import RouterError, send_error
 from vif.runtime.router.fair_queue import FairQueue
 from vif.runtime.router.holding import Holding
 from vif.runtime.router.key_table import MAX_KEYS
-from vif.runtime.router.metrics import RouterMetrics
+from vif.runtime.router.kv_events import DEFAULT_EVENTS_PORT, KvEvents
+from vif.runtime.router.kv_index import DEFAULT_MAX_BLOCKS, KvIndex
+from vif.runtime.router.metrics import KvIndexCollector, RouterMetrics
 from vif.runtime.router.prefix import (
     DEFAULT_PREFIX_CHARS,
     EXTRACTORS,
@@ -34,9 +36,10 @@ from vif.runtime.router.prefix import (
     session_key,
 )
 from vif.runtime.router.probes import Prober
+from vif.runtime.router.prompt_tokens import RemoteTokenizer
 from vif.runtime.router.proxy import BrokenStream, Proxy, pool_client
 from vif.runtime.router.quota import Decision, LocalQuota, Quota, RedisQuota
-from vif.runtime.router.strategies import DEFAULT_LOAD_FACTOR, build_strategy
+from vif.runtime.router.strategies import DEFAULT_LOAD_FACTOR, KvAware, build_strategy
 from vif.runtime.router.usage import UsageMeter, ask_for_usage, estimate_tokens
 from vif.runtime.shared.api_keys import MAX_BODY_BYTES, KeyCheck, load_api_keys
 from vif.runtime.shared.asgi import (
@@ -64,6 +67,9 @@ class RouterSettings:
     prefix_chars: int = DEFAULT_PREFIX_CHARS
     session_affinity: bool = False  # X-Session-Id, else `user`, keys a request instead of its prompt (prefix-hash)
     max_keys: int = MAX_KEYS  # routing keys remembered (prefixes, sessions); the least recently used leave first
+    kv_events_port: int = DEFAULT_EVENTS_PORT  # kv-aware: where each replica publishes its KV cache events
+    kv_events_port_offset: int | None = None  # kv-aware: instead, each replica's HTTP port plus this (one host)
+    max_cached_blocks: int = DEFAULT_MAX_BLOCKS  # kv-aware: per replica; the first learned leave first
     metrics_port: int | None = None  # /metrics on a listener of its own (shared/metrics_listener.py); None: here
     retries: int = 2
     cooldown: float = 5.0
@@ -109,6 +115,7 @@ class Router:
     access: Access
     quota: Quota
     tracing: Tracing
+    tokenizer: RemoteTokenizer | None = None  # kv-aware: the prompts' token ids, from a replica
 
 
 class ForwardedRoute:
@@ -133,7 +140,9 @@ class ForwardedRoute:
                     body, meter = self.metered(tenant, body)
                     await meter.settle()  # the prompt's estimate, before any work is done
                 headers = decision.headers() if decision is not None else {}
-                status = await until_disconnect(receive, self.forward(scope, body, key, send, headers, meter, tenant))
+                tokens = await self.tokens(scope, body)
+                forwarded = self.forward(scope, body, key, send, headers, meter, tenant, tokens)
+                status = await until_disconnect(receive, forwarded)
                 if span is not None:
                     span.set_attribute("http.response.status_code", status)
         except ClientGone:
@@ -161,18 +170,29 @@ class ForwardedRoute:
         headers: dict[str, str],
         meter: UsageMeter | None,
         tenant: str | None,
+        tokens: Sequence[int] | None,
     ) -> int:
         """The request to a replica, once the fair queue gives an inference request a place (`/v1/models`,
         `/tokenize` and the like take none, and count against no limit)."""
+        proxy = self.router.proxy
         if self.extract is None:
-            return await self.router.proxy.forward(scope, body, key, send, headers, meter)
+            return await proxy.forward(scope, body, key, send, headers, meter)
         waited = time.monotonic()
         async with self.router.fair.slot(tenant or ""):
             if meter is not None and tenant is not None:
                 self.router.metrics.queue_seconds.labels(self.router.settings.model_name, tenant).observe(
                     time.monotonic() - waited
                 )
-            return await self.router.proxy.forward(scope, body, key, send, headers, meter)
+            return await proxy.forward(scope, body, key, send, headers, meter, tokens)
+
+    async def tokens(self, scope: Scope, body: bytes) -> Sequence[int] | None:
+        """With `kv-aware`, the prompt's token ids, from the least busy ready replica; else None."""
+        tokenizer, ready = self.router.tokenizer, self.router.endpoints.ready()
+        if tokenizer is None or self.protocol is None or not body or not ready:
+            return None
+        replica = min(ready, key=lambda e: e.in_flight)
+        authorization = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        return await tokenizer.tokens(replica.url, self.protocol, body, authorization)
 
     async def admit(self, tenant: str | None) -> Decision | None:
         """The tenant's place under its limits, before the body is read (a refused request takes no memory)."""
@@ -280,8 +300,10 @@ def create_app(
     fair = FairQueue(endpoints, settings.max_in_flight_per_replica, settings.max_wait)
     metrics = RouterMetrics(settings.model_name, endpoints, lambda: holding.pending + fair.waiting)
     pool = pool_client(settings.connect_timeout)
+    index = KvIndex(settings.max_cached_blocks) if settings.strategy == KvAware.name else None
+    strategy = build_strategy(settings.strategy, settings.load_factor, settings.max_keys, index)
     proxy = Proxy(
-        endpoints, build_strategy(settings.strategy, settings.load_factor, settings.max_keys), holding, metrics, pool,
+        endpoints, strategy, holding, metrics, pool,
         retries=settings.retries, cooldown=settings.cooldown, first_byte_timeout=settings.first_byte_timeout,
         idle_timeout=settings.idle_timeout, tracing=tracing,
     )  # fmt: skip
@@ -290,6 +312,11 @@ def create_app(
     version = fingerprint(watched(settings))  # before the read: a change in between is then read again, not lost
     quota = build_quota(settings)
     router = Router(settings, endpoints, holding, fair, metrics, proxy, prober, read_access(settings), quota, tracing)
+    kv_events = None
+    if index is not None:
+        kv_events = KvEvents(endpoints, index, settings.kv_events_port, settings.kv_events_port_offset)
+        router.tokenizer = RemoteTokenizer(pool)
+        metrics.registry.register(KvIndexCollector(index))
     if isinstance(quota, RedisQuota):
         quota.on_error = metrics.quota_store_errors.labels(settings.model_name).inc
     keys_file = None
@@ -318,6 +345,8 @@ def create_app(
             tasks.append(asyncio.create_task(discovery(), name="discover-endpoints"))
         if keys_file is not None:
             tasks.append(asyncio.create_task(keys_file.run(settings.reload_interval), name="reload-keys"))
+        if kv_events is not None:
+            tasks.append(asyncio.create_task(kv_events.run(), name="kv-events"))
         try:
             yield
         finally:

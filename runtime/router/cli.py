@@ -45,6 +45,13 @@ def parser() -> argparse.ArgumentParser:
         default=defaults.max_keys,
         help="routing keys remembered (prompt starts, sessions); the least recently used leave first",
     )
+    events = p.add_mutually_exclusive_group()
+    events.add_argument("--kv-events-port", type=int, default=defaults.kv_events_port,
+                        help="kv-aware: each replica's KV cache events port (vLLM's --kv-events-config)")  # fmt: skip
+    events.add_argument("--kv-events-port-offset", type=int, default=defaults.kv_events_port_offset,
+                        help="kv-aware: instead, a replica's HTTP port plus this (replicas on one host)")  # fmt: skip
+    p.add_argument("--max-cached-blocks", type=int, default=defaults.max_cached_blocks,
+                   help="kv-aware: cached blocks remembered per replica; the first learned leave first")  # fmt: skip
     p.add_argument(
         "--retries",
         type=int,
@@ -103,6 +110,8 @@ def settings_from(args: argparse.Namespace) -> RouterSettings:
     return RouterSettings(
         model_name=args.model_name, strategy=args.strategy, load_factor=args.load_factor,
         prefix_chars=args.prefix_chars, session_affinity=args.session_affinity, max_keys=args.max_keys,
+        kv_events_port=args.kv_events_port, kv_events_port_offset=args.kv_events_port_offset,
+        max_cached_blocks=args.max_cached_blocks,
         retries=args.retries, cooldown=args.cooldown,
         first_byte_timeout=args.first_byte_timeout, idle_timeout=args.idle_timeout,
         probe_interval=args.probe_interval, max_pending=args.max_pending, max_wait=args.max_wait,
@@ -135,8 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--max-in-flight-per-replica cannot be negative (0: off)")
     if args.router_replicas < 1:
         p.error("--router-replicas must be at least 1")
-    if args.max_keys < 1:
-        p.error("--max-keys must be at least 1")
+    if args.max_keys < 1 or args.max_cached_blocks < 1:
+        p.error("--max-keys and --max-cached-blocks must be at least 1")
+    if not 0 < args.kv_events_port < 65536:
+        p.error("--kv-events-port is a TCP port (1-65535)")
     if args.first_byte_timeout <= 0 or args.idle_timeout <= 0:
         p.error("--first-byte-timeout and --idle-timeout must be positive")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -14,6 +14,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from vif.runtime.router.endpoints import EndpointSet
+from vif.runtime.router.kv_index import KvIndex
 from vif.runtime.router.usage import UsageMeter
 
 
@@ -40,6 +41,25 @@ class EndpointCollector(Collector):
             in_flight.add_metric([endpoint.url], endpoint.in_flight)
             ready.add_metric([endpoint.url], 1 if endpoint.ready else 0)
         yield from (pending, in_flight, ready)
+
+
+class KvIndexCollector(Collector):
+    """kv-aware: what the router knows of each replica's KV cache, from its events."""
+
+    def __init__(self, index: KvIndex) -> None:
+        self.index = index
+
+    def collect(self) -> Iterator[Metric]:
+        blocks = GaugeMetricFamily(
+            "vif_router_kv_cached_blocks", "Blocks a replica's KV events say it holds.", labels=["endpoint"]
+        )
+        sequence = GaugeMetricFamily(
+            "vif_router_kv_events_sequence", "The last KV event batch applied from a replica.", labels=["endpoint"]
+        )
+        for url, held in self.index.replicas.items():
+            blocks.add_metric([url], len(held))
+            sequence.add_metric([url], held.sequence)
+        yield from (blocks, sequence)
 
 
 class RouterMetrics:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import httpx
 import orjson
@@ -116,15 +116,16 @@ class Proxy:
         send: Send,
         headers: Mapping[str, str] | None = None,
         meter: UsageMeter | None = None,
+        tokens: Sequence[int] | None = None,
     ) -> int:
         """Serve the request from a replica onto `send`, with `headers` added to the response's and its body
         passed through `meter`; the status the client got. Raises `RouterError` (no response started yet) or
-        `BrokenStream` (the response is unfinished)."""
+        `BrokenStream` (the response is unfinished). `tokens`: the prompt's ids, for `kv-aware`."""
         added = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
         tried: set[str] = set()
         for attempt in range(self.retries + 1):
             with self.tracing.span("route"):  # includes a hold while no replica is ready
-                endpoint = await self.pick(key, tried)
+                endpoint = await self.pick(key, tried, tokens)
             tried.add(endpoint.url)
             endpoint.in_flight += 1
             with self.tracing.span("forward", **{"vif.replica": endpoint.url, "vif.attempt": attempt}):
@@ -175,12 +176,12 @@ class Proxy:
         finally:
             endpoint.in_flight -= 1
 
-    async def pick(self, key: str | None, tried: set[str]) -> Endpoint:
+    async def pick(self, key: str | None, tried: set[str], tokens: Sequence[int] | None = None) -> Endpoint:
         """A ready replica not yet tried for this request (any ready one if all were); waits while none is."""
         await self.holding.wait_for_ready()
         ready = self.endpoints.ready()
         candidates = [e for e in ready if e.url not in tried] or ready
-        choice = self.strategy.choose(candidates, key)
+        choice = self.strategy.choose(candidates, key, tokens)
         self.metrics.decisions.labels(self.strategy.name, choice.outcome).inc()
         return next(e for e in candidates if e.url == choice.url)
 

@@ -7,6 +7,9 @@
   Requests: the key's replica is passed over while taking the request would put it above
   `ceil(c * (in flight + 1) / candidates)`, and the next distinct replica on the ring is tried. With c >= 1 some
   candidate is always within the bound. Adding or removing a replica moves about the keys it takes or had.
+- `kv-aware`: prefix-hash's choice, unless the engines' own KV events (`kv_index.py`) show another candidate
+  within the same load bound holding a longer cached prefix of the prompt's tokens; then that one. Without the
+  prompt's tokens, or events, it is prefix-hash.
 - `least-load`: the fewest requests in flight (this router's own counts); ties rotate.
 - `round-robin`: the baseline a plain Service gives.
 """
@@ -24,6 +27,7 @@ from functools import lru_cache
 from typing import ClassVar, Protocol
 
 from vif.runtime.router.key_table import MAX_KEYS, KeyTable
+from vif.runtime.router.kv_index import KvIndex
 
 VIRTUAL_NODES = 160  # points per replica: with a handful of replicas each owns a share within a few percent
 # c of the request bound. 1.25 (KubeAI's default) sent 8-12 of the 83 requests of each round of `make
@@ -44,19 +48,21 @@ class Load(Protocol):
 @dataclass(frozen=True)
 class Choice:
     """The replica a strategy chose and why (`first` on the key's own replica, `overflow` past the load bound,
-    `no-key` when the request had nothing to hash, `chosen` for the strategies without a key)."""
+    `no-key` when the request had nothing to hash, `cached` where the KV events put a longer cached prefix,
+    `chosen` for the strategies without a key)."""
 
     url: str
     outcome: str
 
 
 class Strategy(ABC):
-    """Picks one of a non-empty list of candidates (the ready replicas not yet tried for this request)."""
+    """Picks one of a non-empty list of candidates (the ready replicas not yet tried for this request), by the
+    request's routing key (`prefix.py`) and, for `kv-aware`, its prompt's token ids."""
 
     name: ClassVar[str]
 
     @abstractmethod
-    def choose(self, candidates: Sequence[Load], key: str | None) -> Choice: ...
+    def choose(self, candidates: Sequence[Load], key: str | None, tokens: Sequence[int] | None = None) -> Choice: ...
 
 
 def hash64(text: str) -> int:
@@ -105,7 +111,7 @@ class LeastLoad(Strategy):
     def __init__(self) -> None:
         self._turn = itertools.count()
 
-    def choose(self, candidates: Sequence[Load], key: str | None) -> Choice:
+    def choose(self, candidates: Sequence[Load], key: str | None, tokens: Sequence[int] | None = None) -> Choice:
         return Choice(self.least_loaded(candidates).url, "chosen")
 
     def least_loaded(self, candidates: Sequence[Load]) -> Load:
@@ -121,7 +127,7 @@ class RoundRobin(Strategy):
     def __init__(self) -> None:
         self._turn = itertools.count()
 
-    def choose(self, candidates: Sequence[Load], key: str | None) -> Choice:
+    def choose(self, candidates: Sequence[Load], key: str | None, tokens: Sequence[int] | None = None) -> Choice:
         return Choice(candidates[next(self._turn) % len(candidates)].url, "chosen")
 
 
@@ -135,7 +141,7 @@ class PrefixHash(Strategy):
         self.keys = KeyTable() if keys is None else keys
         self._no_key = LeastLoad()
 
-    def choose(self, candidates: Sequence[Load], key: str | None) -> Choice:
+    def choose(self, candidates: Sequence[Load], key: str | None, tokens: Sequence[int] | None = None) -> Choice:
         if key is None:
             return Choice(self._no_key.least_loaded(candidates).url, "no-key")
         by_url = {c.url: c for c in candidates}
@@ -150,10 +156,43 @@ class PrefixHash(Strategy):
         return Choice(self._no_key.least_loaded(candidates).url, "overflow")  # not reached: factor >= 1
 
 
-STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in (PrefixHash, LeastLoad, RoundRobin)}
+class KvAware(Strategy):
+    """Goes where prefix-hash goes unless another candidate holds more of the prompt: prefix-hash keeps new
+    prefixes on a home of their own (the index learns of a prompt's blocks only once its prefill is done), and
+    the index follows what the engines really kept, evictions included."""
+
+    name = "kv-aware"
+
+    def __init__(self, index: KvIndex, fallback: PrefixHash) -> None:
+        self.index = index
+        self.fallback = fallback
+
+    def choose(self, candidates: Sequence[Load], key: str | None, tokens: Sequence[int] | None = None) -> Choice:
+        choice = self.fallback.choose(candidates, key)
+        if not tokens:
+            return choice
+        bound = load_bound(candidates, self.fallback.load_factor)
+        within = [c for c in candidates if c.in_flight + 1 <= bound]
+        if not within:
+            return choice
+        cached = self.index.cached_blocks([c.url for c in within], tokens)
+        best = max(within, key=lambda c: (cached[c.url], -c.in_flight))
+        if cached[best.url] > cached.get(choice.url, 0):
+            return Choice(best.url, "cached")
+        return choice
 
 
-def build_strategy(name: str, load_factor: float = DEFAULT_LOAD_FACTOR, max_keys: int = MAX_KEYS) -> Strategy:
+STRATEGIES: dict[str, type[Strategy]] = {s.name: s for s in (PrefixHash, KvAware, LeastLoad, RoundRobin)}
+
+
+def build_strategy(
+    name: str, load_factor: float = DEFAULT_LOAD_FACTOR, max_keys: int = MAX_KEYS, index: KvIndex | None = None
+) -> Strategy:
+    """`index`: what the replicas' KV events say they hold; `kv-aware` needs it."""
     if name == PrefixHash.name:
         return PrefixHash(load_factor, KeyTable(max_keys=max_keys))
+    if name == KvAware.name:
+        if index is None:
+            raise ValueError("kv-aware routing needs the replicas' KV events")
+        return KvAware(index, PrefixHash(load_factor, KeyTable(max_keys=max_keys)))
     return STRATEGIES[name]()

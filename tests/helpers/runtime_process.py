@@ -33,13 +33,15 @@ def start_runtime(
     env: dict[str, str] | None = None,
     config: Path = REPO / "runtime/conf/model_config.json",
     model: tuple[str, ...] | None = None,
+    port: int | None = None,
 ) -> RuntimeProcess:
     """Start the server in its own process group (vLLM's engine core is a child process) and wait until it is
     ready; if it exits or is not ready in time, the test fails with the tail of its console. It serves `model`
-    (`MODEL [--served-model-name NAME]`) if given, else `config`'s entry for the default model."""
+    (`MODEL [--served-model-name NAME]`) if given, else `config`'s entry for the default model, on `port` (default:
+    a free one)."""
     from helpers.processes import free_port
 
-    port = free_port()
+    port = port or free_port()
     chosen = model or ("--config", str(config), "--model-name", MODEL)
     cmd = [str(Path(sys.executable).parent / "vif-runtime"), "serve", *chosen, "--port", str(port), *args]
     console = workdir / "console.log"

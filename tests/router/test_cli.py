@@ -55,7 +55,9 @@ def test_prefix_hash_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
             ["--endpoint", "http://a:8000", "--strategy", "round-robin", "--session-affinity"],
             "needs --strategy prefix-hash",
         ),
-        (["--endpoint", "http://a:8000", "--max-keys", "0"], "--max-keys must be at least 1"),
+        (["--endpoint", "http://a:8000", "--max-keys", "0"], "--max-keys and --max-cached-blocks must be at least 1"),
+        (["--endpoint", "http://a:8000", "--max-cached-blocks", "0"], "--max-cached-blocks must be at least 1"),
+        (["--endpoint", "http://a:8000", "--kv-events-port", "70000"], "--kv-events-port is a TCP port"),
     ],
 )
 def test_refusals(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,8 +11,11 @@ from dataclasses import dataclass
 import pytest
 
 from vif.runtime.router.key_table import KeyTable
+from vif.runtime.router.kv_index import KvIndex
 from vif.runtime.router.strategies import (
+    Choice,
     HashRing,
+    KvAware,
     LeastLoad,
     PrefixHash,
     RoundRobin,
@@ -265,3 +268,45 @@ def test_build_strategy_by_name() -> None:
     assert isinstance(prefix_hash, PrefixHash) and prefix_hash.load_factor == 1.5
     assert isinstance(build_strategy("least-load"), LeastLoad)
     assert isinstance(build_strategy("round-robin"), RoundRobin)
+
+
+def kv_aware_with(held: dict[str, int], tokens: list[int]) -> tuple[KvAware, KvIndex]:
+    """A kv-aware strategy whose index says each replica holds the first `held[url]` blocks of `tokens` (4-token
+    blocks)."""
+    index = KvIndex()
+    for url, blocks in held.items():
+        event = {"type": "BlockStored", "parent_block_hash": None, "block_size": 4}
+        index.apply(url, [{**event, "block_hashes": list(range(blocks)), "token_ids": tokens[: 4 * blocks]}])
+    return KvAware(index, PrefixHash()), index
+
+
+def test_kv_aware_follows_the_longest_cached_prefix() -> None:
+    fleet, tokens = replicas(3), list(range(40))
+    home = PrefixHash().choose(fleet, "a prompt").url
+    elsewhere = next(r.url for r in fleet if r.url != home)
+    strategy, _ = kv_aware_with({home: 2, elsewhere: 5}, tokens)
+    assert strategy.choose(fleet, "a prompt", tokens) == Choice(elsewhere, "cached")
+
+
+def test_kv_aware_stays_home_unless_another_holds_more() -> None:
+    fleet, tokens = replicas(3), list(range(40))
+    home = PrefixHash().choose(fleet, "a prompt").url
+    for held in ({}, {home: 3}, {r.url: 3 for r in fleet}):
+        strategy, _ = kv_aware_with(held, tokens)
+        assert strategy.choose(fleet, "a prompt", tokens) == Choice(home, "first"), held
+        assert strategy.choose(fleet, "a prompt", None) == Choice(home, "first")  # tokens unknown: prefix-hash
+
+
+def test_kv_aware_keeps_the_load_bound() -> None:
+    fleet, tokens = replicas(2), list(range(40))
+    home = PrefixHash().choose(fleet, "a prompt").url
+    busy = next(r for r in fleet if r.url != home)
+    busy.in_flight = 4  # bound: ceil(1.5 * 5 / 2) = 4, so it cannot take a fifth
+    strategy, _ = kv_aware_with({busy.url: 8}, tokens)
+    assert strategy.choose(fleet, "a prompt", tokens).url == home
+
+
+def test_kv_aware_needs_the_index() -> None:
+    with pytest.raises(ValueError, match="KV events"):
+        build_strategy("kv-aware")
+    assert isinstance(build_strategy("kv-aware", index=KvIndex()), KvAware)
