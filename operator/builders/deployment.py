@@ -33,6 +33,7 @@ from vif.operator.builders.model_cache import (
     fetch_container,
     model_cache_volume,
 )
+from vif.operator.builders.routing import kv_events_args, kv_events_ports
 from vif.operator.builders.security import (
     cache_env,
     container_security_context,
@@ -55,6 +56,7 @@ def runtime_args(ref: ModelRef) -> list[str]:
     if ref.spec.tenants is not None:
         args += ["--tenants-file", TENANTS_FILE]  # the router forwards each tenant's key: the replica takes it too
     args += lifecycle_args(ref.spec)
+    args += kv_events_args(ref)
     if ref.spec.model.path is not None:
         args += ["--allowed-root", posixpath.dirname(ref.spec.model.path.rstrip("/")) or "/"]
     if ref.spec.model.pvc is not None:
@@ -141,7 +143,7 @@ def build_deployment(ref: ModelRef, settings: OperatorSettings, configmap: dict[
         "command": ["vif-runtime", "serve"],
         "args": runtime_args(ref),
         "env": runtime_env(ref) + tracing_env(ref, settings.traces_endpoint, "vif-runtime"),
-        "ports": container_ports("http"),
+        "ports": container_ports("http") + kv_events_ports(ref),
         "resources": resources(ref),
         "volumeMounts": mounts,
         **probes(),

@@ -6,7 +6,7 @@ from typing import Any
 
 from vif.operator.builders.common import METRICS_PORT_NAME, service_ports
 from vif.operator.builders.model_cache import cached_source
-from vif.operator.builders.routing import front_selector, wants_router
+from vif.operator.builders.routing import KV_EVENTS_PORT_NAME, front_selector, publishes_kv_events, wants_router
 from vif.operator.kinds import NETWORK_POLICY, SERVICE, SERVICE_MONITOR
 from vif.operator.model_ref import ModelRef
 from vif.operator.names import router_selector
@@ -31,8 +31,8 @@ def build_service_monitor(ref: ModelRef) -> dict[str, Any]:
 def build_network_policy(ref: ModelRef, settings: OperatorSettings) -> dict[str, Any] | None:
     """The replicas take traffic on their API's port only from the model's router, the listed namespaces and pods,
     and, for a model that downloads into a cache or reads keys or a template of the user's live, the operator's
-    namespace; on the metrics port only from the monitoring namespace. No rule at all means no traffic. None when
-    neither the operator nor the model asks for it."""
+    namespace; on the metrics port only from the monitoring namespace; on the KV events port (`kv-aware`) only from
+    the router. No rule at all means no traffic. None when neither the operator nor the model asks for it."""
     wanted = ref.spec.network_policy
     if wanted.mode == "auto" and not settings.network_policy:
         return None
@@ -49,6 +49,9 @@ def build_network_policy(ref: ModelRef, settings: OperatorSettings) -> dict[str,
     if wanted.from_pod_labels:
         peers.append({"podSelector": {"matchLabels": wanted.from_pod_labels}})
     ingress = [{"from": peers, "ports": [{"port": "http", "protocol": "TCP"}]}] if peers else []
+    if publishes_kv_events(ref):  # the engine's KV cache events: to the model's router only
+        router = [{"podSelector": {"matchLabels": router_selector(ref.name)}}]
+        ingress.append({"from": router, "ports": [{"port": KV_EVENTS_PORT_NAME, "protocol": "TCP"}]})
     if settings.monitoring_namespace:
         metrics_port = [{"port": METRICS_PORT_NAME, "protocol": "TCP"}]
         ingress.append({"from": [_namespace(settings.monitoring_namespace)], "ports": metrics_port})

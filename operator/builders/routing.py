@@ -2,11 +2,13 @@
 the replicas it discovers, and the identity that lets it read that Service's EndpointSlices and nothing else.
 
 With a router the model's Service (`<model>`, whose URL is status.endpoint) selects the router's pods, and the
-router watches the EndpointSlices of `<model>-replicas`, which selects the runtime's pods.
+router watches the EndpointSlices of `<model>-replicas`, which selects the runtime's pods. With `kv-aware` each
+replica's engine also publishes its KV cache events on `KV_EVENTS_PORT`, and the router subscribes to them.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from vif.operator.builders.common import (
@@ -37,10 +39,31 @@ ROUTER_MEMORY_LIMIT = f"{ROUTER_MEMORY_LIMIT_BYTES >> 20}Mi"
 # flight to replicas.
 ROUTER_MAX_BODY_BYTES = 4 << 20
 ROUTER_MAX_HELD = ROUTER_MEMORY_LIMIT_BYTES // 2 // ROUTER_MAX_BODY_BYTES
+KV_EVENTS_PORT = 5557  # vLLM's default for its events' ZeroMQ PUB socket
+KV_EVENTS_PORT_NAME = "kv-events"
 
 
 def wants_router(ref: ModelRef) -> bool:
     return ref.spec.routing.strategy != "none"
+
+
+def publishes_kv_events(ref: ModelRef) -> bool:
+    return ref.spec.routing.strategy == "kv-aware"
+
+
+def kv_events_args(ref: ModelRef) -> list[str]:
+    """The engine's flag that publishes its KV cache events for the router, on every address of the pod."""
+    if not publishes_kv_events(ref):
+        return []
+    config = {"enable_kv_cache_events": True, "publisher": "zmq", "endpoint": f"tcp://*:{KV_EVENTS_PORT}"}
+    return ["--kv-events-config", json.dumps(config, separators=(",", ":"))]
+
+
+def kv_events_ports(ref: ModelRef) -> list[dict[str, Any]]:
+    """The runtime container's events port, named for the NetworkPolicy that lets only the router reach it."""
+    if not publishes_kv_events(ref):
+        return []
+    return [{"name": KV_EVENTS_PORT_NAME, "containerPort": KV_EVENTS_PORT, "protocol": "TCP"}]
 
 
 def router_name(ref: ModelRef) -> str:
@@ -99,6 +122,7 @@ def router_args(ref: ModelRef, settings: OperatorSettings) -> list[str]:
         *("--idle-timeout", str(ref.spec.routing.idle_timeout_seconds)),
         *("--max-pending", str(ROUTER_MAX_HELD), "--max-body-bytes", str(ROUTER_MAX_BODY_BYTES)),
         *(("--session-affinity",) if ref.spec.routing.session_affinity else ()),
+        *(("--kv-events-port", str(KV_EVENTS_PORT)) if publishes_kv_events(ref) else ()),
         *_fair_queue_args(ref.spec.routing.max_in_flight_per_replica),
         # the model's API keys, mounted as the runtime's are: the router refuses a request without one before it
         # holds it, so an unauthenticated client cannot wake a model scaled to zero

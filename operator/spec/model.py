@@ -177,8 +177,10 @@ class Routing(APIModel):
         "routing.sessionAffinity needs routing.strategy prefix-hash: the other strategies route by load alone",
     ))  # fmt: skip
 
-    strategy: Literal["prefix-hash", "least-load", "round-robin", "none"] = Field(
-        "prefix-hash", description="How the router picks a replica; none: no router, a plain Service."
+    strategy: Literal["prefix-hash", "kv-aware", "least-load", "round-robin", "none"] = Field(
+        "prefix-hash",
+        description="How the router picks a replica; kv-aware: as prefix-hash, corrected by the engines' own KV"
+        " cache events (each replica publishes them on port 5557); none: no router, a plain Service.",
     )
     replicas: int = Field(1, ge=1, description="Router replicas.")
     session_affinity: bool = Field(

@@ -24,11 +24,11 @@ def policy(spec: dict[str, Any], **settings: Any) -> dict[str, Any] | None:
 
 
 def sources(spec: dict[str, Any], port: str = "http", **settings: Any) -> list[dict[str, Any]]:
-    """Who may reach the replicas' `port` (http: the API's; metrics: /metrics')."""
+    """Who may reach the replicas' `port` (http: the API's; metrics: /metrics'; kv-events: the engine's KV events)."""
     built = policy(spec, **settings)
     assert built is not None
     rules = [rule for rule in built["spec"]["ingress"] if rule["ports"] == [{"port": port, "protocol": "TCP"}]]
-    assert len(rules) == 1 and len(built["spec"]["ingress"]) <= 2, built["spec"]["ingress"]
+    assert len(rules) == 1 and len(built["spec"]["ingress"]) <= 3, built["spec"]["ingress"]
     return list(rules[0]["from"])
 
 
@@ -93,3 +93,11 @@ def test_the_operators_namespace_asks_a_downloads_progress_and_the_live_configs_
     templated = {**MODEL, "networkPolicy": {"mode": "on"}, "serving": {"chatTemplate": {"name": "t", "key": "k"}}}
     assert operator in sources(keyed, operator_namespace="vif-system")  # operator/live_watch.py asks them
     assert operator in sources(templated, operator_namespace="vif-system")
+
+
+def test_only_the_router_reaches_the_kv_events_of_a_kv_aware_model() -> None:
+    spec = {**MODEL, "routing": {"strategy": "kv-aware"}, "networkPolicy": {"mode": "on", "fromNamespaces": ["apps"]}}
+    router = {"podSelector": {"matchLabels": router_selector("chat")}}
+    assert sources(spec, "kv-events", monitoring_namespace="monitoring") == [router]
+    built = policy({**MODEL, "networkPolicy": {"mode": "on"}})
+    assert built is not None and all(r["ports"][0]["port"] != "kv-events" for r in built["spec"]["ingress"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -110,6 +111,24 @@ def test_router_deployment() -> None:
     assert c["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}  # held requests need it in
     assert c["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
     assert c["resources"]["limits"]["memory"] and "nvidia.com/gpu" not in c["resources"]["limits"]
+
+
+def test_kv_aware_replicas_publish_their_kv_events_for_the_router() -> None:
+    def containers(strategy: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        objs = children({**MODEL, "routing": {"strategy": strategy}})
+        pods = (objs["Deployment", name]["spec"]["template"]["spec"] for name in ("chat", "chat-router"))
+        runtime, router = (pod["containers"][0] for pod in pods)
+        return runtime, router
+
+    runtime, router = containers("kv-aware")
+    config = runtime["args"][runtime["args"].index("--kv-events-config") + 1]
+    assert json.loads(config) == {"enable_kv_cache_events": True, "publisher": "zmq", "endpoint": "tcp://*:5557"}
+    assert {"name": "kv-events", "containerPort": 5557, "protocol": "TCP"} in runtime["ports"]
+    assert router["args"][router["args"].index("--strategy") + 1] == "kv-aware"
+    assert router["args"][router["args"].index("--kv-events-port") + 1] == "5557"
+    runtime, router = containers("prefix-hash")
+    assert "--kv-events-config" not in runtime["args"] and "--kv-events-port" not in router["args"]
+    assert [p["name"] for p in runtime["ports"]] == ["http", "metrics"]
 
 
 def test_the_router_checks_the_models_api_keys() -> None:
