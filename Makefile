@@ -8,7 +8,7 @@ CONFIG := runtime/conf/model_config.json
 
 .PHONY: help install model run test unit integration cluster-test lint format bench lock clean crds e2e e2e-kind \
 	images test-images test-gpu-env \
-	operator-install-check bench-operator bench-abuse bench-routing bench-cold-start bench-cache bench-tracing bench-tenants profile flake-check test-servers chaos soak
+	operator-install-check bench-operator bench-abuse bench-routing bench-router-scale bench-cold-start bench-cache bench-tracing bench-tenants profile flake-check test-servers chaos soak
 
 help:
 	@echo "Serve and test (README.md):"
@@ -23,7 +23,7 @@ help:
 	@echo "  test-gpu-env (the GPU image's locked environment, installed here and started without a GPU)"
 	@echo "Benchmarks (numbers side by side with the reference, docs/performance.md):"
 	@echo "  bench | bench-abuse | bench-cold-start | bench-cache | bench-tracing | bench-routing | bench-tenants"
-	@echo "  bench-operator | profile"
+	@echo "  bench-router-scale | bench-operator | profile"
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -190,6 +190,11 @@ bench-cold-start: model
 # router's own cost on one replica. BENCH_ARGS=--quick: one short round.
 bench-routing: model
 	$(PY) tests/bench/routing_bench.py --config $(CONFIG) --model-name smollm2-135m-instruct $(BENCH_ARGS)
+
+# The router's own cost at 100, 1,000 and 5,000 concurrent streams from stand-in replicas (no engine), against the
+# stand-ins direct and vllm-router. BENCH_ARGS="--levels 100 1000" for fewer.
+bench-router-scale: install $(VLLM_ROUTER)
+	$(PY) tests/bench/router_scale_bench.py $(BENCH_ARGS)
 
 # Two tenants on two replicas, one sending ten times the other's rate: the quiet one's TTFT alone and together, with
 # the router forwarding first come first served and with its fair queue (docs/tenants.md).
