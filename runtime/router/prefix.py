@@ -88,6 +88,17 @@ _BY_PROTOCOL: dict[Protocol, Extractor] = {
 EXTRACTORS: dict[str, Extractor] = {path: _BY_PROTOCOL[protocol] for path, protocol in PROTOCOL_PATHS.items()}
 
 
+def parse_body(body: bytes, max_parse_bytes: int = MAX_PARSE_BYTES) -> dict[str, Any] | None:
+    """A request body as the router reads it: a JSON object no larger than `max_parse_bytes`, else None."""
+    if len(body) > max_parse_bytes:
+        return None
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
 def routing_key(
     extract: Extractor,
     body: bytes,
@@ -97,13 +108,8 @@ def routing_key(
 ) -> str | None:
     """The key of one request body: None for a body that is not a JSON object, is too big, or has no prompt.
     `by_user`: a body's non-empty `user` field is its session's name, and keys it."""
-    if len(body) > max_parse_bytes:
-        return None
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(parsed, dict):
+    parsed = parse_body(body, max_parse_bytes)
+    if parsed is None:
         return None
     if by_user and isinstance(user := parsed.get("user"), str) and user:
         return session_key(user, chars)

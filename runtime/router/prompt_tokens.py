@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import orjson
 
-from vif.runtime.router.prefix import MAX_PARSE_BYTES
+from vif.runtime.router.prefix import parse_body
 from vif.runtime.shared.routes import Protocol
 
 log = logging.getLogger(__name__)
@@ -65,13 +65,8 @@ class RemoteTokenizer:
     async def tokens(
         self, replica: str, protocol: Protocol, body: bytes, authorization: bytes | None
     ) -> Sequence[int] | None:
-        if len(body) > MAX_PARSE_BYTES:
-            return None
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return None
-        wanted = tokenize_request(protocol, parsed) if isinstance(parsed, dict) else None
+        parsed = parse_body(body)
+        wanted = tokenize_request(protocol, parsed) if parsed is not None else None
         if wanted is None or isinstance(wanted, list):
             return wanted
         headers = {"content-type": "application/json"}

@@ -22,7 +22,6 @@ import itertools
 import json
 import os
 import resource
-import signal
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from process_group import stop_process_group
 
 # Not from serving_bench: it imports vLLM, which the stand-in process (this file again) has no use for.
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "bench-results"
@@ -221,19 +221,6 @@ def wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> No
     raise RuntimeError(f"{url} did not answer in {timeout:g} s")
 
 
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM its process group, SIGKILL it after 10 s."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=10)
-            return
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def busy_seconds(process: psutil.Process) -> float:
     times = [p.cpu_times() for p in [process, *process.children(recursive=True)]]
     return sum(t.user + t.system for t in times)
@@ -296,7 +283,7 @@ def run_arm(arm: str, streams: int, args: argparse.Namespace, log_stem: str) -> 
         }  # fmt: skip
     finally:
         for proc in reversed(running):
-            stop_server(proc)
+            stop_process_group(proc, timeout=10)
 
 
 def print_table(results: dict[int, dict[str, dict[str, Any]]]) -> None:

@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import random
-import signal
 import socket
 import statistics
 import subprocess
@@ -34,6 +32,7 @@ from typing import Any
 
 from engine_metrics import engine_counters, engine_summary
 from process_cpu import cpu_seconds
+from process_group import stop_process_group
 from vllm.benchmarks.serve import add_cli_args, main
 from vllm.utils.argparse_utils import FlexibleArgumentParser
 
@@ -176,16 +175,7 @@ def wait_until_ready(server: Server, proc: subprocess.Popen[bytes]) -> float:
 
 
 def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's whole process group (vLLM spawns children), SIGKILL it if it lingers."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=STOP_TIMEOUT_S)
-            return
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    stop_process_group(proc, STOP_TIMEOUT_S)
 
 
 def warm_up(server: Server, model_name: str) -> None:
