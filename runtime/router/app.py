@@ -140,8 +140,7 @@ class ForwardedRoute:
                     body, meter = self.metered(tenant, body)
                     await meter.settle()  # the prompt's estimate, before any work is done
                 headers = decision.headers() if decision is not None else {}
-                tokens = await self.tokens(scope, body)
-                forwarded = self.forward(scope, body, key, send, headers, meter, tenant, tokens)
+                forwarded = self.forward(scope, body, key, send, headers, meter, tenant)
                 status = await until_disconnect(receive, forwarded)
                 if span is not None:
                     span.set_attribute("http.response.status_code", status)
@@ -170,13 +169,14 @@ class ForwardedRoute:
         headers: dict[str, str],
         meter: UsageMeter | None,
         tenant: str | None,
-        tokens: Sequence[int] | None,
     ) -> int:
         """The request to a replica, once the fair queue gives an inference request a place (`/v1/models`,
-        `/tokenize` and the like take none, and count against no limit)."""
+        `/tokenize` and the like take none, and count against no limit). Watched for the client leaving from the
+        start, kv-aware's tokenizing included."""
         proxy = self.router.proxy
         if self.extract is None:
             return await proxy.forward(scope, body, key, send, headers, meter)
+        tokens = await self.tokens(scope, body)
         waited = time.monotonic()
         async with self.router.fair.slot(tenant or ""):
             if meter is not None and tenant is not None:

@@ -54,7 +54,7 @@ def events_address(url: str, port: int, offset: int | None = None) -> str:
     return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
 
 
-class Sequence:
+class EventSequence:
     """Whether one replica's batches arrive whole and from the same engine."""
 
     def __init__(self) -> None:
@@ -97,28 +97,30 @@ class KvEvents:
         """Subscribe to new members; drop the index of members gone or out of routing (they restart cold)."""
         members = {e.url: e for e in self.endpoints.members}
         for url in set(self._subscriptions) - set(members):
-            task = self._subscriptions.pop(url)
-            task.cancel()
-            self.index.forget(url)
+            self._drop(url)
         for url, endpoint in members.items():
             if url not in self._subscriptions:
                 self._subscriptions[url] = asyncio.create_task(self.subscribe(url), name=f"kv-events {url}")
             if not endpoint.ready:
                 self.index.forget(url)
 
-    async def unsubscribe(self, url: str) -> None:
+    def _drop(self, url: str) -> asyncio.Task[None]:
+        """Stop following `url` and forget what it held; the cancelled subscription, to await if need be."""
         task = self._subscriptions.pop(url)
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         self.index.forget(url)
+        return task
+
+    async def unsubscribe(self, url: str) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._drop(url)
 
     async def subscribe(self, url: str) -> None:
         socket = self._context.socket(zmq.SUB)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.SUBSCRIBE, b"")
         socket.connect(events_address(url, self.port, self.offset))
-        sequence = Sequence()
+        sequence = EventSequence()
         try:
             while True:
                 frames = await socket.recv_multipart()
@@ -126,7 +128,7 @@ class KvEvents:
         finally:
             socket.close()
 
-    def receive(self, url: str, sequence: Sequence, frames: list[bytes]) -> None:
+    def receive(self, url: str, sequence: EventSequence, frames: list[bytes]) -> None:
         if len(frames) != 3 or len(frames[1]) != 8:
             log.warning("replica %s sent a KV event message of %d frames; ignored", url, len(frames))
             return

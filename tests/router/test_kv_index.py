@@ -22,7 +22,7 @@ import zmq
 import zmq.asyncio
 
 from vif.runtime.router.endpoints import EndpointSet
-from vif.runtime.router.kv_events import KvEvents, Sequence, decode_batch, events_address
+from vif.runtime.router.kv_events import EventSequence, KvEvents, decode_batch, events_address
 from vif.runtime.router.kv_index import KvIndex, ReplicaBlocks, chain
 
 RECORDED = Path(__file__).parent / "recorded" / "kv_events_smollm2.jsonl"
@@ -124,7 +124,7 @@ def test_a_million_distinct_blocks_leave_the_index_at_its_bound() -> None:
 
 
 def test_the_sequence_notices_a_gap_and_a_restart() -> None:
-    sequence = Sequence()
+    sequence = EventSequence()
     assert [sequence.follows(n) for n in (4, 5, 6, 8, 9, 0, 1)] == [True, True, True, False, True, False, True]
 
 
@@ -146,8 +146,8 @@ def test_a_batch_that_is_not_a_kv_event_batch_is_refused() -> None:
             decode_batch(payload)
 
 
-def receiving(index: KvIndex, *, ready: bool = True) -> tuple[KvEvents, Sequence]:
-    return KvEvents(EndpointSet([REPLICA], ready=ready), index), Sequence()
+def receiving(index: KvIndex, *, ready: bool = True) -> tuple[KvEvents, EventSequence]:
+    return KvEvents(EndpointSet([REPLICA], ready=ready), index), EventSequence()
 
 
 def test_a_lost_batch_drops_what_the_replica_was_known_to_hold() -> None:
