@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -76,9 +77,10 @@ class LastBatch:
         return self.last
 
 
-def chat(base_url: str, topic: str, question: str = "What comes next?") -> None:
-    """A chat whose system prompt (about 900 tokens, 7 full blocks) is `topic`'s own."""
-    system = " ".join(f"{topic}{i}" for i in range(250))
+def chat(base_url: str, topic: str, nonce: str, question: str = "What comes next?") -> None:
+    """A chat whose system prompt (about 900 tokens, 7 full blocks) is `topic`'s own, led by the test's `nonce`:
+    the replicas live for the module, and a prompt they cached before would publish no event now."""
+    system = nonce + " " + " ".join(f"{topic}{i}" for i in range(250))
     messages = [{"role": "system", "content": system}, {"role": "user", "content": question}]
     response = httpx.post(
         f"{base_url}/v1/chat/completions", json={"model": MODEL, "messages": messages, "max_tokens": 2}, timeout=120
@@ -104,11 +106,12 @@ def test_a_prompt_follows_the_replica_that_still_holds_it(kv_replicas: list[Runt
         ) as router:
             wait_for(lambda: metric(scrape(router), "vif_router_endpoint_ready") == 2, "the router to route to both")
             before = {r.base_url: served(r) for r in kv_replicas}
-            chat(router, "story")
+            nonce = uuid.uuid4().hex[:6]  # leads every prompt, so every block of this test's prompts is new
+            chat(router, "story", nonce)
             first, other = sorted(kv_replicas, key=lambda r: served(r) - before[r.base_url], reverse=True)
-            chat(other.base_url, "story")  # the other replica holds the story's prompt too
+            chat(other.base_url, "story", nonce)  # the other replica holds the story's prompt too
             for topic in ("e1", "e2", "e3", "e4", "e5"):
-                chat(first.base_url, topic)  # and the first one evicts it
+                chat(first.base_url, topic, nonce)  # and the first one evicts it
 
             def caught_up() -> bool:
                 text = scrape(router)
@@ -119,7 +122,7 @@ def test_a_prompt_follows_the_replica_that_still_holds_it(kv_replicas: list[Runt
             wait_for(caught_up, "the router to apply every KV event batch the replicas published", timeout=30)
             before = {r.base_url: served(r) for r in kv_replicas}
             hits = metric(scrape(other.base_url), "vllm:prefix_cache_hits_total")
-            chat(router, "story", "And then?")
+            chat(router, "story", nonce, "And then?")
             decisions = scrape(router)
     finally:
         for batch in published.values():
