@@ -60,6 +60,15 @@ class SamplingOptions:
 
 
 @dataclass(frozen=True)
+class PreparedOptions:
+    """Sampling options the engine has checked, with its own form of them (`native`, opaque to the serving layer):
+    built once when the request is checked, and handed back to `generate`, which runs on that same object."""
+
+    options: SamplingOptions
+    native: object = None
+
+
+@dataclass(frozen=True)
 class ParsedToolCalls:
     """A free answer read by a tool-call parser: the text around the calls, and each call's function name and
     arguments (JSON text)."""
@@ -155,13 +164,14 @@ class EngineClient(Protocol):
         """The tokenizer's own string of each token id (byte-level symbols such as `Ġthe`), as `/tokenize` shows
         them."""
 
-    def check_options(self, options: SamplingOptions) -> None:
-        """Raise `EngineRequestError` if the engine would refuse these options (before any response starts)."""
+    def prepare_options(self, options: SamplingOptions) -> PreparedOptions:
+        """The engine's form of these options; raise `EngineRequestError` if the engine would refuse them (before any
+        response starts)."""
 
     def generate(
         self,
         prompt: list[int],
-        options: SamplingOptions,
+        options: PreparedOptions,
         request_id: str,
         *,
         adapter: str | None = None,

@@ -23,6 +23,7 @@ from vif.runtime.engine.types import (
     EngineInfo,
     EngineRequestError,
     EngineStep,
+    PreparedOptions,
     SamplingOptions,
     StructuredOutput,
     TokenLogprob,
@@ -117,12 +118,13 @@ class VLLMEngineClient:
     def token_strings(self, token_ids: Sequence[int]) -> list[str]:
         return list(self._tokenizer.convert_ids_to_tokens(list(token_ids)))
 
-    def check_options(self, options: SamplingOptions) -> None:
-        """vLLM's own checks, as its engine runs them when a request is added: the parameters' ranges, token ids
-        against the vocabulary, and a structured-output constraint compiled by the backend."""
-        params = _sampling_params(options)
+    def prepare_options(self, options: SamplingOptions) -> PreparedOptions:
+        """vLLM's `SamplingParams`, through vLLM's own checks as its engine runs them when a request is added: the
+        parameters' ranges, token ids against the vocabulary, and a structured-output constraint compiled by the
+        backend."""
         config = self._engine.vllm_config
         try:
+            params = _sampling_params(options)  # its constructor checks the ranges
             params.verify(
                 config.model_config, config.speculative_config, config.structured_outputs_config, self._tokenizer
             )
@@ -130,17 +132,20 @@ class VLLMEngineClient:
             raise _request_error(exc) from None
         except ValueError as exc:  # a few backend checks raise a plain ValueError
             raise EngineRequestError(str(exc)) from None
+        return PreparedOptions(options, params)
 
     async def generate(
         self,
         prompt: list[int],
-        options: SamplingOptions,
+        options: PreparedOptions,
         request_id: str,
         *,
         adapter: str | None = None,
         arrived: float | None = None,
     ) -> AsyncIterator[EngineStep]:
-        params = _sampling_params(options)
+        params = options.native
+        if not isinstance(params, SamplingParams):
+            raise TypeError("generate takes the options this client's prepare_options returned")
         lora = None if adapter is None else self._adapters[adapter]
         finished = False
         try:
@@ -155,7 +160,7 @@ class VLLMEngineClient:
                 engine_prompt, params, request_id, lora_request=lora, trace_headers=traced
             ):
                 finished = output.finished
-                yield _engine_step(output, len(prompt), options)
+                yield _engine_step(output, len(prompt), options.options)
         except VLLMEngineDeadError:
             finished = True  # nothing to abort: the engine is gone
             raise EngineDeadError("The engine stopped; this replica can no longer serve.") from None
@@ -190,14 +195,6 @@ def _request_error(exc: VLLMValidationError) -> EngineRequestError:
 
 
 def _sampling_params(options: SamplingOptions) -> SamplingParams:
-    """vLLM's parameters; its checks run here, so a refusal is an `EngineRequestError` naming the parameter."""
-    try:
-        return _build_sampling_params(options)
-    except VLLMValidationError as exc:
-        raise _request_error(exc) from None
-
-
-def _build_sampling_params(options: SamplingOptions) -> SamplingParams:
     return SamplingParams(
         n=options.n,
         temperature=options.temperature,

@@ -24,6 +24,7 @@ from vif.runtime.engine.types import (
     EngineClient,
     EngineRequestError,
     EngineStep,
+    PreparedOptions,
     SamplingOptions,
     StructuredOutput,
 )
@@ -62,8 +63,8 @@ class BaseServingEngine(ABC, Generic[RequestT]):
             options = [self.create_sampling_options(request, p) for p in prompts]
         except EngineRequestError as exc:
             raise _refused(exc) from None
-        self.check_options(request, options)
-        return RequestContext(f"{self.id_prefix}-{request_id}", int(time.time()), request, prompts, options, served)
+        prepared = self.prepare_options(request, options)
+        return RequestContext(f"{self.id_prefix}-{request_id}", int(time.time()), request, prompts, prepared, served)
 
     async def respond(self, ctx: RequestContext[RequestT]) -> dict[str, Any]:
         """The whole response body (the non-streaming path)."""
@@ -171,17 +172,20 @@ class BaseServingEngine(ABC, Generic[RequestT]):
                     code="context_length_exceeded",
                 )
 
-    def check_options(self, request: RequestT, options: list[SamplingOptions]) -> None:
-        """The engine's own checks, before anything starts. It names no parameter when it cannot compile an
-        output constraint, so that error is blamed on the field the constraint came from."""
+    def prepare_options(self, request: RequestT, options: list[SamplingOptions]) -> list[PreparedOptions]:
+        """The engine's form of each prompt's options, through its own checks, before anything starts. It names no
+        parameter when it cannot compile an output constraint, so that error is blamed on the field the
+        constraint came from."""
+        prepared = []
         for option in options:
             try:
-                self.engine.check_options(option)
+                prepared.append(self.engine.prepare_options(option))
             except EngineRequestError as exc:
                 constraint = self.create_constraint(request)
                 if exc.param is None and constraint is not None and option.structured is not None:
                     exc.param = constraint.param
                 raise _refused(exc) from None
+        return prepared
 
     def check_token_ids(self, token_ids: Sequence[int], param: str) -> None:
         """Token ids must name tokens of the vocabulary: checked before anything decodes or echoes them."""
@@ -211,7 +215,7 @@ class BaseServingEngine(ABC, Generic[RequestT]):
         adapter = self.model.adapter(ctx.model)
         streams = [
             self.engine.generate(p.token_ids, o, f"{ctx.request_id}-{i}-{unique}", adapter=adapter, arrived=ctx.arrived)
-            for i, (p, o) in enumerate(zip(ctx.prompts, ctx.options, strict=True))
+            for i, (p, o) in enumerate(zip(ctx.prompts, ctx.prepared, strict=True))
         ]
         started, first_token = time.perf_counter(), True
         counted: set[int] = set()
@@ -225,7 +229,7 @@ class BaseServingEngine(ABC, Generic[RequestT]):
                         ctx.prompt_tokens += step.prompt_tokens
                     if step.prompt_logprobs is not None:
                         ctx.prompt_logprobs[prompt_index] = step.prompt_logprobs
-                    n = ctx.options[prompt_index].n
+                    n = ctx.prepared[prompt_index].options.n
                     for choice in step.choices:
                         if first_token and choice.token_count:
                             first_token = False

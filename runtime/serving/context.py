@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from vif.runtime.engine.types import SamplingOptions, TokenLogprob
+from vif.runtime.engine.types import PreparedOptions, SamplingOptions, TokenLogprob
 from vif.runtime.protocols.common import SamplingFields
 
 RequestT = TypeVar("RequestT", bound=SamplingFields)
@@ -52,7 +52,7 @@ class RequestContext(Generic[RequestT]):
     created: int
     request: RequestT
     prompts: list[PromptInput]
-    options: list[SamplingOptions]
+    prepared: list[PreparedOptions]  # each prompt's sampling options, as the engine checked them
     model: str  # the name it is served under: the base model's or an adapter's (responses and metrics carry it)
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -64,6 +64,10 @@ class RequestContext(Generic[RequestT]):
     @property
     def stream(self) -> bool:
         return self.request.stream
+
+    @property
+    def options(self) -> list[SamplingOptions]:
+        return [p.options for p in self.prepared]
 
     @property
     def sequences(self) -> int:

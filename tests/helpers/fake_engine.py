@@ -14,6 +14,7 @@ from vif.runtime.engine.types import (
     EngineInfo,
     EngineRequestError,
     EngineStep,
+    PreparedOptions,
     SamplingOptions,
     TokenLogprob,
     ToolCallParser,
@@ -29,6 +30,7 @@ class FakeEngine:
         self.reply = reply
         self.delay = delay
         self.requests: list[tuple[list[int], SamplingOptions, str]] = []
+        self.prepared: list[SamplingOptions] = []  # every option set prepare_options accepted
         self.adapters: list[str | None] = []  # each request's adapter, in the order of `requests`
         self.arrivals: list[float | None] = []  # each request's arrival time, in the order of `requests`
         self.adapters_loaded = False
@@ -77,19 +79,24 @@ class FakeEngine:
     def token_strings(self, token_ids: Sequence[int]) -> list[str]:
         return [chr(t) for t in token_ids]
 
-    def check_options(self, options: SamplingOptions) -> None:
+    def prepare_options(self, options: SamplingOptions) -> PreparedOptions:
         if options.n > 1 and options.temperature == 0:  # as vLLM refuses it
             raise EngineRequestError(f"n must be 1 when using greedy sampling, got {options.n}.", "n")
+        self.prepared.append(options)
+        return PreparedOptions(options, native=self)
 
     async def generate(
         self,
         prompt: list[int],
-        options: SamplingOptions,
+        prepared: PreparedOptions,
         request_id: str,
         *,
         adapter: str | None = None,
         arrived: float | None = None,
     ) -> AsyncIterator[EngineStep]:
+        if prepared.native is not self:  # as the real client: only options this engine prepared
+            raise TypeError("generate takes the options this engine's prepare_options returned")
+        options = prepared.options
         self.requests.append((prompt, options, request_id))
         self.arrivals.append(arrived)
         self.adapters.append(adapter)

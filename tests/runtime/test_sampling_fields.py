@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from helpers.fake_engine import FakeEngine
-from vif.runtime.engine.types import EngineRequestError, SamplingOptions, StructuredOutput
+from vif.runtime.engine.types import EngineRequestError, PreparedOptions, SamplingOptions, StructuredOutput
 from vif.runtime.protocols.structured import MAX_CONSTRAINT_CHARS
 
 ROUTES = {
@@ -134,11 +134,14 @@ async def test_bad_fields_are_400s_naming_them(client, path: str, extra: dict, p
 
 
 async def test_a_constraint_the_engine_refuses_is_blamed_on_its_field(client, engine: FakeEngine) -> None:
-    def refuse_constraints(options: SamplingOptions) -> None:
+    prepare = engine.prepare_options
+
+    def refuse_constraints(options: SamplingOptions) -> PreparedOptions:
         if options.structured is not None:
             raise EngineRequestError("Failed to transform json schema into a grammar")
+        return prepare(options)
 
-    engine.check_options = refuse_constraints  # type: ignore[method-assign]
+    engine.prepare_options = refuse_constraints  # type: ignore[method-assign]
     schema = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": 5}}}
     for path in ("/v1/chat/completions", "/v1/completions"):
         r = await client.post(path, json={**ROUTES[path], "response_format": schema})

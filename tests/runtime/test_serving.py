@@ -94,6 +94,8 @@ async def test_completions_several_prompts_index_choices(make_client, engine: Fa
     assert [c["index"] for c in body["choices"]] == [0, 1, 2, 3]
     assert {c["text"] for c in body["choices"]} == {"Paris is"}
     assert [engine.decode(p) for p, _, _ in engine.requests] == ["one", "two"]
+    # each prompt's options prepared once, and generated from what was prepared (the fake refuses anything else)
+    assert engine.prepared == [options for _, options, _ in engine.requests]
     assert body["usage"]["prompt_tokens"] == 6 and body["usage"]["completion_tokens"] == 8
 
 
