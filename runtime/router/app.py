@@ -37,7 +37,7 @@ from vif.runtime.router.prefix import (
 )
 from vif.runtime.router.probes import Prober
 from vif.runtime.router.prompt_tokens import RemoteTokenizer
-from vif.runtime.router.proxy import BrokenStream, Proxy, pool_client
+from vif.runtime.router.proxy import BrokenStream, Proxy
 from vif.runtime.router.quota import Decision, LocalQuota, Quota, RedisQuota
 from vif.runtime.router.strategies import DEFAULT_LOAD_FACTOR, KvAware, build_strategy
 from vif.runtime.router.usage import UsageMeter, ask_for_usage, estimate_tokens
@@ -299,23 +299,23 @@ def create_app(
     holding = Holding(endpoints, settings.max_pending, settings.max_wait)
     fair = FairQueue(endpoints, settings.max_in_flight_per_replica, settings.max_wait)
     metrics = RouterMetrics(settings.model_name, endpoints, lambda: holding.pending + fair.waiting)
-    pool = pool_client(settings.connect_timeout)
     index = KvIndex(settings.max_cached_blocks) if settings.strategy == KvAware.name else None
     strategy = build_strategy(settings.strategy, settings.load_factor, settings.max_keys, index)
     proxy = Proxy(
-        endpoints, strategy, holding, metrics, pool,
+        endpoints, strategy, holding, metrics, settings.connect_timeout,
         retries=settings.retries, cooldown=settings.cooldown, first_byte_timeout=settings.first_byte_timeout,
         idle_timeout=settings.idle_timeout, tracing=tracing,
     )  # fmt: skip
-    probe_client = httpx.AsyncClient(trust_env=False)
-    prober = Prober(endpoints, probe_client, settings.probe_interval)
+    # The router's own calls to its replicas (probes, kv-aware's tokenizing), apart from the forwarded requests'
+    side_client = httpx.AsyncClient(trust_env=False, limits=httpx.Limits(max_connections=None))
+    prober = Prober(endpoints, side_client, settings.probe_interval)
     version = fingerprint(watched(settings))  # before the read: a change in between is then read again, not lost
     quota = build_quota(settings)
     router = Router(settings, endpoints, holding, fair, metrics, proxy, prober, read_access(settings), quota, tracing)
     kv_events = None
     if index is not None:
         kv_events = KvEvents(endpoints, index, settings.kv_events_port, settings.kv_events_port_offset)
-        router.tokenizer = RemoteTokenizer(pool)
+        router.tokenizer = RemoteTokenizer(side_client)
         metrics.registry.register(KvIndexCollector(index))
     if isinstance(quota, RedisQuota):
         quota.on_error = metrics.quota_store_errors.labels(settings.model_name).inc
@@ -353,8 +353,8 @@ def create_app(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await pool.aclose()
-            await probe_client.aclose()
+            await proxy.aclose()
+            await side_client.aclose()
             await quota.aclose()
             await tracing.aclose()
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import aiohttp
 import httpx
 import orjson
+from aiohttp.client_proto import ResponseHandler
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.routing import Route
@@ -25,6 +27,7 @@ from tests.router.conftest import (
 from vif.runtime.app.factory import create_app as create_runtime_app
 from vif.runtime.router.app import create_app
 from vif.runtime.router.endpoints import EndpointSet
+from vif.runtime.router.proxy import ReplicaSilent, SilenceWatch
 from vif.runtime.serving.context import ServedModel
 from vif.runtime.serving.metrics import RuntimeMetrics
 from vif.runtime.serving.registry import serving_classes
@@ -360,3 +363,19 @@ def test_the_router_forwards_every_path_the_runtime_serves() -> None:
     forwarded = {(path, method) for path, method in served(runtime) if path not in own}
     assert ("/chat/completions", "POST") in forwarded
     assert forwarded <= served(create_app(EndpointSet(["http://127.0.0.1:1"])))
+
+
+async def test_the_silence_watch_counts_only_the_wait_for_the_replica() -> None:
+    """Time spent handing chunks to a slow client is not the replica's silence; time spent waiting for the next
+    chunk is, and ends the body with `ReplicaSilent` (the relay then ejects and reports it, as above)."""
+    loop = asyncio.get_running_loop()
+    body = aiohttp.StreamReader(ResponseHandler(loop), limit=2**16, loop=loop)
+    watch = SilenceWatch(body, 0.05)
+    try:
+        await asyncio.sleep(0.2)  # four timeouts while the relay was not listening: a slow client
+        assert body.exception() is None
+        watch.listening = loop.time()
+        await asyncio.sleep(0.2)
+        assert isinstance(body.exception(), ReplicaSilent)
+    finally:
+        watch.cancel()
