@@ -23,7 +23,7 @@ from vif.operator.builders.common import (
 )
 from vif.operator.builders.lifecycle import pre_stop_hook, probe
 from vif.operator.builders.security import TMP_DIR, container_security_context, pod_security_context
-from vif.operator.builders.tenants import tenants_router_args, tenants_volume
+from vif.operator.builders.tenants import tenants_router_args, tenants_router_env, tenants_volume
 from vif.operator.kinds import DEPLOYMENT, PDB, ROLE, ROLE_BINDING, SERVICE, SERVICE_ACCOUNT
 from vif.operator.model_ref import ModelRef
 from vif.operator.names import router_labels, router_selector
@@ -143,7 +143,7 @@ def build_router_deployment(ref: ModelRef, settings: OperatorSettings) -> dict[s
         "image": ref.spec.image or settings.runtime_image,
         "command": ["vif-router"],
         "args": router_args(ref, settings),
-        "env": tracing_env(ref, settings.traces_endpoint, "vif-router"),
+        "env": [*tracing_env(ref, settings.traces_endpoint, "vif-router"), *tenants_router_env(ref)],
         "ports": container_ports(PORT_NAME),
         "resources": {
             "requests": {"cpu": ROUTER_CPU_REQUEST, "memory": ROUTER_MEMORY_REQUEST},

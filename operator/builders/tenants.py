@@ -60,19 +60,32 @@ def tenants_volume(ref: ModelRef) -> tuple[dict[str, Any], dict[str, Any]] | Non
     return volume, {"name": VOLUME, "mountPath": TENANTS_DIR, "readOnly": True}
 
 
+REDIS_URL_ENV = "VIF_REDIS_URL"  # vif-router's --redis-url default
+
+
 def tenants_router_args(ref: ModelRef, settings: OperatorSettings) -> list[str]:
-    """The router's flags: the file, the operator's Redis (none: each router its share), and what to do while it
-    is away."""
+    """The router's flags: the file, the operator's Redis (none: each router its share; the model's own comes
+    through `tenants_router_env`), and what to do while it is away."""
     tenants = ref.spec.tenants
     if tenants is None:
         return []
-    # One Redis for every model of the operator: the scope keeps each model's buckets apart.
-    redis = (
-        ("--redis-url", settings.redis_url, "--quota-scope", f"{ref.namespace}/{ref.name}")
-        if settings.redis_url
-        else ()
-    )
+    # One Redis may serve many models (the operator's does): the scope keeps each model's buckets apart.
+    scope = ("--quota-scope", f"{ref.namespace}/{ref.name}")
+    if tenants.redis_url_secret is not None:
+        redis: tuple[str, ...] = scope
+    elif settings.redis_url:
+        redis = ("--redis-url", settings.redis_url, *scope)
+    else:
+        redis = ()
     return [
         *("--tenants-file", TENANTS_FILE, *redis, "--redis-down", tenants.when_redis_down),
         *("--router-replicas", str(ref.spec.routing.replicas)),
     ]
+
+
+def tenants_router_env(ref: ModelRef) -> list[dict[str, Any]]:
+    """The model's own Redis URL, from its Secret: a password in it stays out of the Deployment's spec."""
+    secret = ref.spec.tenants.redis_url_secret if ref.spec.tenants is not None else None
+    if secret is None:
+        return []
+    return [{"name": REDIS_URL_ENV, "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key}}}]

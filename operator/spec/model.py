@@ -247,8 +247,9 @@ class Tenant(TenantLimits):
 
 
 class Tenants(APIModel):
-    """Named API keys with limits, enforced by the router (docs/tenants.md). The operator's Redis (chart value
-    tenants.redisUrl) holds the limits for every router replica; without one, each enforces its share."""
+    """Named API keys with limits, enforced by the router (docs/tenants.md). A Redis holds the limits for every
+    router replica: the model's own (`redisUrlSecret`) or else the operator's (chart value tenants.redisUrl);
+    without one, each router enforces its share."""
 
     keys: list[Tenant] = Field(
         min_length=1,
@@ -262,6 +263,12 @@ class Tenants(APIModel):
         "open",
         description="While Redis cannot be reached: open, each router enforces its share of the limits; closed,"
         " requests are refused with 503.",
+    )
+    redis_url_secret: SecretKeyRef | None = Field(
+        None,
+        description="A Secret in the model's namespace whose key holds the URL of this model's own Redis, password"
+        " included (redis://:PASSWORD@HOST:6379/0, or rediss:// for TLS), in place of the operator's. The routers"
+        " read it from their environment: it never appears in a Deployment's arguments.",
     )
 
 

@@ -15,6 +15,8 @@ from vif.operator.builders.tenants import TENANTS_FILE
 from vif.operator.model_ref import ModelRef
 from vif.operator.settings import OperatorSettings
 from vif.operator.spec import InferenceModelSpec
+from vif.runtime.router.cli import parser as router_parser
+from vif.runtime.router.cli import settings_from
 from vif.runtime.shared.tenants import Limits, read_tenants
 
 MODEL = {"model": {"path": "/models/SmolLM2-135M-Instruct"}, "routing": {"replicas": 3}}
@@ -77,6 +79,19 @@ def test_without_redis_each_router_enforces_its_share_and_without_tenants_nothin
     plain = children(MODEL)
     assert ("ConfigMap", "chat-tenants") not in plain
     assert "--tenants-file" not in container(plain[("Deployment", "chat-router")])["args"]
+
+
+def test_a_models_own_redis_comes_from_its_secret_and_never_shows_in_the_arguments(monkeypatch) -> None:
+    own = {**TENANTS, "redisUrlSecret": {"name": "chat-redis", "key": "url"}}
+    router = container(children({**MODEL, "tenants": own})[("Deployment", "chat-router")])
+    assert not any("redis://" in arg for arg in router["args"])  # not the operator's either: the model's wins
+    env = {e["name"]: e for e in router["env"]}
+    assert env["VIF_REDIS_URL"]["valueFrom"] == {"secretKeyRef": {"name": "chat-redis", "key": "url"}}
+    # what the router makes of the Deployment: the Secret's value, under the model's own scope
+    monkeypatch.setenv("VIF_REDIS_URL", "redis://:s3cret@redis.team-a:6379/0")
+    settings = settings_from(router_parser().parse_args(router["args"]))
+    assert settings.redis_url == "redis://:s3cret@redis.team-a:6379/0"
+    assert settings.quota_scope == "team-a/chat"
 
 
 @pytest.mark.parametrize(
