@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 MODEL_DIR := models/SmolLM2-135M-Instruct
 CONFIG := runtime/conf/model_config.json
 
-.PHONY: help install model run test unit integration cluster-test lint format bench lock clean crds e2e e2e-kind \
+.PHONY: help install model run test unit integration cluster-test lint format bench lock clean crds e2e e2e-kind quickstart-kind \
 	images test-images test-gpu-env \
 	operator-install-check bench-operator bench-abuse bench-routing bench-router-scale bench-cold-start bench-cache bench-tracing bench-tenants profile flake-check test-servers chaos soak
 
@@ -14,7 +14,7 @@ help:
 	@echo "Serve and test (README.md):"
 	@echo "  run [MODEL=dir|ORG/NAME ARGS=...]  serve a model on 127.0.0.1:8000 (the default model unless MODEL)"
 	@echo "  test                       everything CI runs: lint, unit, engine, images, the local plane"
-	@echo "  unit | integration | cluster-test | e2e | e2e-kind | test-images | chaos"
+	@echo "  unit | integration | cluster-test | e2e | e2e-kind | quickstart-kind | test-images | chaos"
 	@echo "  soak MINUTES=30 EVERY=180   steady load while a replica is deleted at random every EVERY seconds"
 	@echo "  flake-check SUITE=<pytest selection> N=<runs>   a selection N times in one session"
 	@echo "  lint | format | lock | crds | operator-install-check | install | model | test-servers | clean"
@@ -52,7 +52,7 @@ lint: install
 	mkdir -p .cache/mypy-src/vif  # mypy cannot follow the editable install's import hook: link the packages
 	ln -sfn ../../../runtime .cache/mypy-src/vif/runtime && ln -sfn ../../../operator .cache/mypy-src/vif/operator
 	$(VENV)/bin/mypy -p vif.runtime -p vif.operator
-	bash -n runtime/scripts/install.sh operator/scripts/install.sh e2e/cluster/*.sh e2e/images/*.sh e2e/tracing/*.sh
+	bash -n runtime/scripts/install.sh operator/scripts/install.sh e2e/cluster/*.sh e2e/images/*.sh e2e/tracing/*.sh e2e/*.sh
 
 # The operator image's install recipe in a throwaway venv: proves operator/requirements.lock is complete.
 operator-install-check:
@@ -159,6 +159,10 @@ e2e: install model cluster-up images
 
 e2e-kind: install
 	e2e/kind.sh
+
+# docs/quickstart.md as one script: kind cluster, images loaded, helm install, the default model, a first answer.
+quickstart-kind: install
+	e2e/quickstart-kind.sh
 
 # The CRD is generated from the spec models (operator/spec/); a test fails when the file is stale.
 crds: install
