@@ -123,7 +123,7 @@ def router_args(ref: ModelRef, settings: OperatorSettings) -> list[str]:
         *("--max-pending", str(ROUTER_MAX_HELD), "--max-body-bytes", str(ROUTER_MAX_BODY_BYTES)),
         *(("--session-affinity",) if ref.spec.routing.session_affinity else ()),
         *(("--kv-events-port", str(KV_EVENTS_PORT)) if publishes_kv_events(ref) else ()),
-        *_fair_queue_args(ref.spec.routing.max_in_flight_per_replica),
+        *_fair_queue_args(ref.spec.routing.max_in_flight_per_replica, ref.spec.routing.replicas),
         # the model's API keys, mounted as the runtime's are: the router refuses a request without one before it
         # holds it, so an unauthenticated client cannot wake a model scaled to zero
         *(("--api-keys-file", KEYS_FILE) if ref.spec.api_key_secret is not None else ()),
@@ -131,8 +131,10 @@ def router_args(ref: ModelRef, settings: OperatorSettings) -> list[str]:
     ]
 
 
-def _fair_queue_args(per_replica: int) -> tuple[str, ...]:
-    return ("--max-in-flight-per-replica", str(per_replica)) if per_replica else ()
+def _fair_queue_args(per_replica: int, routers: int) -> tuple[str, ...]:
+    """Each router's share of a replica's places (rounded up: a full batch, and at most `routers - 1` requests
+    queued inside the engine), so the model's routers together hold a replica to `per_replica`."""
+    return ("--max-in-flight-per-replica", str(-(-per_replica // routers))) if per_replica else ()
 
 
 def build_router_deployment(ref: ModelRef, settings: OperatorSettings) -> dict[str, Any]:

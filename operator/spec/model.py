@@ -212,9 +212,10 @@ class Routing(APIModel):
         0,
         ge=0,
         le=4096,
-        description="Requests a router sends one replica at once; the rest wait at the router and leave fairly"
-        " across tenants, by the tokens each has been served (docs/tenants.md). Set it to the engine's"
-        " max_num_seqs. 0: the replicas queue them, first come first served.",
+        description="Requests the model's routers send one replica at once (each router its share of it, rounded"
+        " up); the rest wait at the routers and leave fairly across tenants, by the tokens each has been served"
+        " (docs/tenants.md). Set it to the engine's max_num_seqs. 0: the replicas queue them, first come first"
+        " served.",
     )
 
 

@@ -66,11 +66,19 @@ def test_the_router_enforces_with_the_operators_redis_and_the_runtime_takes_the_
     args = router["args"]
     for flag, value in (("--tenants-file", TENANTS_FILE), ("--redis-url", REDIS.redis_url),
                         ("--redis-down", "closed"), ("--router-replicas", "3"), ("--quota-scope", "team-a/chat"),
-                        ("--max-in-flight-per-replica", "8")):  # fmt: skip
+                        ("--max-in-flight-per-replica", "3")):  # fmt: skip  # 8 places, 3 routers: 3 each
         assert args[args.index(flag) + 1] == value
     assert runtime["args"][runtime["args"].index("--tenants-file") + 1] == TENANTS_FILE
     for mounted in (router, runtime):
         assert {"name": "tenants", "mountPath": "/etc/vif-tenants", "readOnly": True} in mounted["volumeMounts"]
+
+
+@pytest.mark.parametrize(("places", "routers", "share"), [(8, 1, 8), (8, 2, 4), (8, 3, 3), (1, 3, 1)])
+def test_the_routers_share_each_replicas_places(places: int, routers: int, share: int) -> None:
+    """Together the routers hold a replica to its places: each takes its share, rounded up (a full batch)."""
+    routing = {"replicas": routers, "maxInFlightPerReplica": places}
+    args = container(children({**MODEL, "routing": routing})[("Deployment", "chat-router")])["args"]
+    assert args[args.index("--max-in-flight-per-replica") + 1] == str(share)
 
 
 def test_without_redis_each_router_enforces_its_share_and_without_tenants_nothing_changes() -> None:
