@@ -14,7 +14,8 @@
 - Two timeouts bound a replica that accepts a connection and then says nothing (a wedged engine, a frozen node, a
   SIGSTOP: the kernel still completes the handshake). `first_byte_timeout` is the wait for the status line: a
   stream's comes with its first token, a whole answer's when it is complete, so it must cover queueing and the
-  longest whole generation. `idle_timeout` is the longest silence between two chunks of a response that started.
+  longest whole generation. `idle_timeout` is the longest silence between two chunks of a response that started
+  (a malformed chunk ends that way too: aiohttp's parser drops the body without waking its reader).
 - A replica that failed any of these ways is ejected for `cooldown` seconds and then probed back (`probes.py`).
 """
 
@@ -91,13 +92,13 @@ def upstream_session(connect_timeout: float = 5.0) -> aiohttp.ClientSession:
     status line and each silence between chunks separately), no cap on connections. An idle connection is kept 4 s,
     less than the replicas' 5 (uvicorn's default, as in vLLM's server): the router lets it go first, so a request is
     never sent on a connection the replica is closing (a POST is not retried on a fresh one, and the replica would
-    be ejected for it). It adds no header of its own (no Accept-Encoding the client did not send), decodes nothing
+    be ejected for it). It adds no header of its own (no Accept-Encoding or Content-Type the client did not send), decodes nothing
     and keeps no cookies: the bytes go through as the replica sent them."""
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=4),
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout),
         auto_decompress=False,
-        skip_auto_headers=("Accept-Encoding", "User-Agent"),
+        skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
         cookie_jar=aiohttp.DummyCookieJar(),
     )
 
@@ -230,12 +231,13 @@ class Proxy:
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
+            self._session = None
 
     async def send_for_status(
         self, method: str, url: URL, headers: list[tuple[bytes, bytes]], body: bytes
     ) -> aiohttp.ClientResponse:
         """The replica's response once its status line and headers arrived, its body still to be read."""
-        text_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
+        text_headers = [(k.decode("latin-1"), header_text(v)) for k, v in headers]
         try:
             async with asyncio.timeout(self.first_byte_timeout) as deadline:
                 return await self.session.request(
@@ -289,6 +291,15 @@ class Proxy:
         if self.endpoints.eject(endpoint, self.cooldown):
             log.warning("ejected %s for %gs: %s (%s)", endpoint.url, self.cooldown, reason, detail)
             self.metrics.ejections.labels(endpoint.url, reason).inc()
+
+
+def header_text(value: bytes) -> str:
+    """A header value as aiohttp takes it, which it writes back as UTF-8: UTF-8 goes through byte for byte, anything
+    else as Latin-1 (the only bytes HTTP itself defines)."""
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
 
 
 def upstream_target(scope: Scope) -> str:

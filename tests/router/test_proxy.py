@@ -49,6 +49,25 @@ async def test_response_and_headers_pass_through(start_replica: StartReplica, st
     assert (sent["path"], sent["query"], orjson.loads(sent["body"])) == ("/v1/chat/completions", "trace=1", CHAT)
 
 
+async def test_the_replica_gets_the_clients_headers_and_no_others(
+    start_replica: StartReplica, start_router: StartRouter
+) -> None:
+    """Byte for byte (a UTF-8 value too), and nothing the router's HTTP client would add on its own (a Content-Type
+    for a body sent without one, Accept-Encoding, User-Agent)."""
+    replica, served = await start_replica("a")
+    url, _ = await start_router([served.url])
+    title = (b"x-title", "café".encode())
+    async with httpx.AsyncClient(base_url=url, timeout=WAIT) as client:
+        response = await client.post("/v1/completions", content=b'{"prompt": "x"}', headers=[title])
+    assert response.status_code == 200
+    per_connection = {b"host", b"content-length", b"connection"}
+    sent = {k.lower() for k, _ in response.request.headers.raw} - per_connection
+    assert "content-type" not in response.request.headers  # the client sent none
+    seen = replica.seen[0]["headers"].raw
+    assert title in seen
+    assert {k.lower() for k, _ in seen} - per_connection == sent
+
+
 async def test_every_forwarded_route_reaches_the_replica(
     start_replica: StartReplica, start_router: StartRouter
 ) -> None:
