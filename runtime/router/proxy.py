@@ -92,8 +92,8 @@ def upstream_session(connect_timeout: float = 5.0) -> aiohttp.ClientSession:
     status line and each silence between chunks separately), no cap on connections. An idle connection is kept 4 s,
     less than the replicas' 5 (uvicorn's default, as in vLLM's server): the router lets it go first, so a request is
     never sent on a connection the replica is closing (a POST is not retried on a fresh one, and the replica would
-    be ejected for it). It adds no header of its own (no Accept-Encoding or Content-Type the client did not send), decodes nothing
-    and keeps no cookies: the bytes go through as the replica sent them."""
+    be ejected for it). It adds no header of its own (no Accept-Encoding or Content-Type the client did not send),
+    decodes nothing and keeps no cookies: the bytes go through as the replica sent them."""
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=4),
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout),
