@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from vif.runtime.app.lifecycle import Lifecycle
     from vif.runtime.config import ResolvedModel
     from vif.runtime.engine.types import EngineClient
+    from vif.runtime.serving.base import BaseServingEngine
     from vif.runtime.serving.metrics import RuntimeMetrics
 
 log = logging.getLogger("vif.runtime")
@@ -146,7 +147,6 @@ def serve(argv: list[str]) -> int:
     from vif.runtime.app.logs import RequestIdFilter, configure_logging
     from vif.runtime.app.server import GracefulServer
     from vif.runtime.config import ConfigError
-    from vif.runtime.engine.args import NoDevice, explicit_flags
     from vif.runtime.shared.metrics_listener import metrics_port
     from vif.runtime.shared.otlp import export_logs
 
@@ -155,6 +155,13 @@ def serve(argv: list[str]) -> int:
     # argparse would take the value of `--dtype float32` for the model.
     model = argv[0] if argv and not argv[0].startswith("-") else None
     args, rest = ours.parse_known_args(argv[1:] if model else argv)
+    try:
+        _refuse_early(args, model)
+    except (ConfigError, LookupError) as exc:
+        print(f"vif-runtime serve: {exc}", file=sys.stderr)
+        return 2
+    from vif.runtime.engine.args import NoDevice, explicit_flags  # vLLM's own import, the slow one
+
     try:
         engine = engine_parser()
     except NoDevice as exc:
@@ -190,7 +197,6 @@ def _build(
     from vif.runtime.engine.args import build_engine_args
     from vif.runtime.serving.context import ServedModel
     from vif.runtime.serving.metrics import RuntimeMetrics
-    from vif.runtime.serving.registry import UnknownServingClass, serving_classes
     from vif.runtime.shared.tracing import Tracing, traces_endpoint
 
     model = _chosen_model(args, named, flags)
@@ -198,10 +204,7 @@ def _build(
     if endpoint is not None:  # vLLM's engine spans join the runtime's only if its own tracing is on too
         flags["otlp_traces_endpoint"] = endpoint
     engine_args = build_engine_args(model, flags)
-    try:
-        classes = serving_classes(model.entry.class_name, model.entry.allowed_classes)
-    except UnknownServingClass as exc:
-        raise LookupError(f"{model.source}: {model.name}.class_name: {exc}") from None
+    classes = _serving_classes(model)
     live = LiveSources(
         api_keys=tuple(args.api_key), keys_file=args.api_keys_file, tenants_file=args.tenants_file,
         template_file=model.chat_template_file,
@@ -232,6 +235,29 @@ def _build(
     metrics = RuntimeMetrics(model.name)
     app = create_app(served, load_engine, classes, metrics, settings, lifecycle, live, tracing)
     return app, settings, metrics
+
+
+def _refuse_early(args: argparse.Namespace, named: str | None) -> None:
+    """What can be refused before vLLM is imported (about 10 s): a MODEL that names no folder, id or S3 prefix, and a
+    --config entry that does not hold. `_build` checks them again, with the engine's flags, on the way to serving."""
+    from vif.runtime.config import is_hub_id, load_model, named_model
+
+    if args.help:
+        return
+    if named is not None and not (is_hub_id(named) or named.startswith("s3://")):
+        named_model(named, named)
+    if named is None and args.config is not None:
+        _serving_classes(load_model(args.config, args.model_name or "", args.allowed_root))
+
+
+def _serving_classes(model: ResolvedModel) -> dict[str, type[BaseServingEngine]]:
+    """The model's serving classes by protocol, from its `class_name` and the allow-list."""
+    from vif.runtime.serving.registry import UnknownServingClass, serving_classes
+
+    try:
+        return serving_classes(model.entry.class_name, model.entry.allowed_classes)
+    except UnknownServingClass as exc:
+        raise LookupError(f"{model.source}: {model.name}.class_name: {exc}") from None
 
 
 def _chosen_model(args: argparse.Namespace, named: str | None, flags: dict[str, Any]) -> ResolvedModel:
