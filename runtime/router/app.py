@@ -304,7 +304,7 @@ def create_app(
     proxy = Proxy(
         endpoints, strategy, holding, metrics, settings.connect_timeout,
         retries=settings.retries, cooldown=settings.cooldown, first_byte_timeout=settings.first_byte_timeout,
-        idle_timeout=settings.idle_timeout, tracing=tracing,
+        idle_timeout=settings.idle_timeout, per_replica=settings.max_in_flight_per_replica, tracing=tracing,
     )  # fmt: skip
     # The router's own calls to its replicas (probes, kv-aware's tokenizing), apart from the forwarded requests'
     side_client = httpx.AsyncClient(trust_env=False, limits=httpx.Limits(max_connections=None))

@@ -133,6 +133,7 @@ class Proxy:
         cooldown: float = 5.0,
         first_byte_timeout: float = 300.0,
         idle_timeout: float = 60.0,
+        per_replica: int = 0,
         tracing: Tracing | None = None,
     ) -> None:
         self.endpoints = endpoints
@@ -145,6 +146,7 @@ class Proxy:
         self.cooldown = cooldown
         self.first_byte_timeout = first_byte_timeout
         self.idle_timeout = idle_timeout
+        self.per_replica = per_replica
         self.tracing = tracing or Tracing()
 
     async def forward(
@@ -213,10 +215,15 @@ class Proxy:
             endpoint.in_flight -= 1
 
     async def pick(self, key: str | None, tried: set[str], tokens: Sequence[int] | None = None) -> Endpoint:
-        """A ready replica not yet tried for this request (any ready one if all were); waits while none is."""
+        """A ready replica not yet tried for this request (any ready one if all were), below `per_replica` requests
+        in flight if one is; waits while none is ready."""
         await self.holding.wait_for_ready()
         ready = self.endpoints.ready()
         candidates = [e for e in ready if e.url not in tried] or ready
+        if self.per_replica:
+            # The fair queue let this request in because a place is free: it goes where that place is, not after
+            # a full replica's requests inside its engine (the strategy's load bound alone would allow that).
+            candidates = [e for e in candidates if e.in_flight < self.per_replica] or candidates
         choice = self.strategy.choose(candidates, key, tokens)
         self.metrics.decisions.labels(self.strategy.name, choice.outcome).inc()
         return next(e for e in candidates if e.url == choice.url)

@@ -398,3 +398,24 @@ async def test_the_silence_watch_counts_only_the_wait_for_the_replica() -> None:
         assert isinstance(body.exception(), ReplicaSilent)
     finally:
         watch.cancel()
+
+
+async def test_with_a_fair_queue_a_request_takes_the_free_place_not_its_keys_busy_replica(
+    start_replica: StartReplica, start_router: StartRouter
+) -> None:
+    """One place per replica. The fair queue admits the second request because one place is free; prefix-hash would
+    send it after the first (same key, within its load bound), to queue inside that engine. It goes to the free one."""
+    a, served_a = await start_replica("a", events=asyncio.Queue())
+    b, served_b = await start_replica("b", events=asyncio.Queue())
+    url, _ = await start_router([served_a.url, served_b.url], max_in_flight_per_replica=1)
+    body = {**CHAT, "stream": True}
+    async with httpx.AsyncClient(base_url=url, timeout=WAIT) as client:
+        first = asyncio.create_task(client.post("/v1/chat/completions", json=body))
+        await wait_until(lambda: len(a.seen) + len(b.seen) == 1)
+        second = asyncio.create_task(client.post("/v1/chat/completions", json=body))
+        await wait_until(lambda: len(a.seen) + len(b.seen) == 2)
+        assert (len(a.seen), len(b.seen)) == (1, 1)
+        for replica in (a, b):
+            assert replica.events is not None
+            replica.events.put_nowait(None)
+        assert (await first).status_code == 200 and (await second).status_code == 200
