@@ -62,3 +62,34 @@ async def test_an_added_field_at_another_value_is_a_400_naming_it(client, path: 
 async def test_a_misspelt_field_is_still_refused(client, path: str) -> None:
     r = await client.post(path, json={**PLAIN[path], "no_stop_trimm": False})
     assert r.status_code == 400 and r.json()["error"]["param"] == "no_stop_trimm", r.text
+
+
+# What vllm-router 0.1.17 sent on for {"prompt": "hi", "max_tokens": 4, "sampling_params": {...}} on /generate: SGLang's
+# native shape. It drops vif's top-level max_tokens, so without sampling_params the answer runs to the end of the
+# context; the flake it caused in test_behind_vllm_router is why this exists.
+SGLANG_FORWARDED = {"prompt": "hi", "sampling_params": {"temperature": 0.0, "max_new_tokens": 4}, "stream": False,
+                    "return_logprob": False, "return_hidden_states": False}  # fmt: skip
+
+
+async def test_generate_takes_sglangs_sampling_params_as_vllm_router_forwards_them(client, engine: FakeEngine) -> None:
+    plain = await client.post("/generate", json={"prompt": "hi", "max_tokens": 4, "temperature": 0})
+    forwarded = await client.post("/generate", json=SGLANG_FORWARDED)
+    assert (plain.status_code, forwarded.status_code) == (200, 200), forwarded.text
+    assert engine.requests[0][1] == engine.requests[1][1]
+    assert engine.requests[1][1].max_tokens == 4
+
+
+@pytest.mark.parametrize(
+    ("sampling_params", "top_level", "param"),
+    [
+        ({"max_new_tokens": 4}, {"max_tokens": 4}, "sampling_params"),  # one thing said twice
+        ({"max_new_tokens": 0}, {}, "sampling_params.max_new_tokens"),  # vif's own range
+        ({"n": 2}, {}, "sampling_params.n"),  # not one of the fields it maps
+    ],
+)
+async def test_sglangs_sampling_params_are_checked_as_vifs_own(
+    client, sampling_params: dict, top_level: dict, param: str
+) -> None:
+    r = await client.post("/generate", json={"prompt": "hi", **top_level, "sampling_params": sampling_params})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == param
