@@ -1,13 +1,15 @@
-"""The fair queue (`fair_queue.py`): who leaves first when the replicas are full, and what a wait costs."""
+"""The fair queue (`fair_queue.py`): who leaves first when the replicas are full, what a wait costs, and where an
+admitted request goes."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 
+import httpx
 import pytest
 
-from tests.router.conftest import wait_until
+from tests.router.conftest import WAIT, StartReplica, StartRouter, wait_until
 from vif.runtime.router.endpoints import EndpointSet
 from vif.runtime.router.errors import RouterError
 from vif.runtime.router.fair_queue import HALF_LIFE, FairQueue
@@ -107,3 +109,24 @@ def test_what_a_tenant_was_served_fades_with_a_half_life() -> None:
     now[0] = 70 * HALF_LIFE  # the weights are rescaled before they grow too large; the order stays
     fair.charge("new", 1)
     assert fair.counters["new"] > fair.counters["old"] and max(fair.counters.values()) < 2.0**64
+
+
+async def test_with_a_fair_queue_a_request_takes_the_free_place_not_its_keys_busy_replica(
+    start_replica: StartReplica, start_router: StartRouter
+) -> None:
+    """One place per replica. The fair queue admits the second request because one place is free; prefix-hash would
+    send it after the first (same key, within its load bound), to queue inside that engine. It goes to the free one."""
+    a, served_a = await start_replica("a", events=asyncio.Queue())
+    b, served_b = await start_replica("b", events=asyncio.Queue())
+    url, _ = await start_router([served_a.url, served_b.url], max_in_flight_per_replica=1)
+    body = {"model": "m", "messages": [{"role": "user", "content": "Hello"}], "stream": True}
+    async with httpx.AsyncClient(base_url=url, timeout=WAIT) as client:
+        first = asyncio.create_task(client.post("/v1/chat/completions", json=body))
+        await wait_until(lambda: len(a.seen) + len(b.seen) == 1)
+        second = asyncio.create_task(client.post("/v1/chat/completions", json=body))
+        await wait_until(lambda: len(a.seen) + len(b.seen) == 2)
+        assert (len(a.seen), len(b.seen)) == (1, 1)
+        for replica in (a, b):
+            assert replica.events is not None
+            replica.events.put_nowait(None)
+        assert (await first).status_code == 200 and (await second).status_code == 200
