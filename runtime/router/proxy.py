@@ -77,8 +77,9 @@ class SilenceWatch:
         self.timer = self.loop.call_later(seconds, self.check)
 
     def check(self) -> None:
-        due = (self.loop.time() if self.listening is None else self.listening) + self.seconds
-        if self.listening is not None and self.loop.time() >= due:
+        now = self.loop.time()
+        due = (now if self.listening is None else self.listening) + self.seconds
+        if now >= due:
             self.body.set_exception(ReplicaSilent(f"nothing for {self.seconds:g} s"))
         else:
             self.timer = self.loop.call_at(due, self.check)

@@ -72,7 +72,7 @@ class RequestContext(Generic[RequestT]):
     @property
     def sequences(self) -> int:
         """Sequences the engine will run for this request: prompts x n."""
-        return sum(o.n for o in self.options)
+        return sum(p.options.n for p in self.prepared)
 
     def usage(self) -> dict[str, int]:
         total = self.prompt_tokens + self.completion_tokens
